@@ -1,0 +1,98 @@
+"""rlm-core: Recursive Language Models.
+
+``RLM.completion(prompt)`` loads the prompt into a Python REPL as ``context`` and lets a root model
+explore it with code and recursive sub-calls. Heavy modules load on first use, so importing this
+package stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from rlm_core.errors import (
+    BudgetExceededError,
+    CodeTimeoutError,
+    ConfigurationError,
+    EnvironmentError_,
+    PluginError,
+    ProviderError,
+    RLMError,
+    RunTimeoutError,
+    SandboxError,
+    UnknownNameError,
+)
+from rlm_core.hookspecs import hookimpl, hookspec
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "RLM": "rlm_core.rlm",
+    "RLMLogger": "rlm_core.loggers.jsonl",
+    "ConsoleLogger": "rlm_core.loggers.console",
+    "RLMChatCompletion": "rlm_core.types",
+    "UsageSummary": "rlm_core.types",
+    "ModelUsage": "rlm_core.types",
+    "TokenUsage": "rlm_core.types",
+    "StopReason": "rlm_core.types",
+    "LMRequest": "rlm_core.types",
+    "LMResponse": "rlm_core.types",
+    "Message": "rlm_core.types",
+    "LMClient": "rlm_core.clients.base",
+    "BaseClient": "rlm_core.clients.base",
+    "Price": "rlm_core.clients.base",
+    "Environment": "rlm_core.environments.base",
+    "ExecResult": "rlm_core.environments.base",
+    "RoutingPolicy": "rlm_core.routing",
+    "ClientSet": "rlm_core.routing",
+    "RunLogger": "rlm_core.loggers.base",
+    "RunEvent": "rlm_core.events",
+    "EventKind": "rlm_core.events",
+}
+
+__all__ = [
+    "BudgetExceededError",
+    "CodeTimeoutError",
+    "ConfigurationError",
+    "EnvironmentError_",
+    "PluginError",
+    "ProviderError",
+    "RLMError",
+    "RunTimeoutError",
+    "SandboxError",
+    "UnknownNameError",
+    "__version__",
+    "hookimpl",
+    "hookspec",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rlm_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from rlm_core.clients.base import BaseClient, LMClient, Price
+    from rlm_core.environments.base import Environment, ExecResult
+    from rlm_core.events import EventKind, RunEvent
+    from rlm_core.loggers.base import RunLogger
+    from rlm_core.loggers.console import ConsoleLogger
+    from rlm_core.loggers.jsonl import RLMLogger
+    from rlm_core.rlm import RLM
+    from rlm_core.routing import ClientSet, RoutingPolicy
+    from rlm_core.types import (
+        LMRequest,
+        LMResponse,
+        Message,
+        ModelUsage,
+        RLMChatCompletion,
+        StopReason,
+        TokenUsage,
+        UsageSummary,
+    )

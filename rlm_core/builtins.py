@@ -1,0 +1,88 @@
+"""The built-in plugin: rlm-core registers its own clients, environments, policies and loggers
+through the same hooks a third-party plugin uses. Factories import their modules lazily."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlm_core.hookspecs import Register, hookimpl
+
+
+def _openai(**kwargs: Any) -> Any:
+    from rlm_core.clients.openai_client import OpenAIClient
+
+    return OpenAIClient(**kwargs)
+
+
+def _anthropic(**kwargs: Any) -> Any:
+    from rlm_core.clients.anthropic_client import AnthropicClient
+
+    return AnthropicClient(**kwargs)
+
+
+def _preset(name: str) -> Any:
+    def factory(**kwargs: Any) -> Any:
+        from rlm_core.clients.presets import make_preset_client
+
+        return make_preset_client(name, **kwargs)
+
+    return factory
+
+
+# Kept here (not imported from presets) so plugin discovery never imports a client module.
+PRESET_NAMES = ("openrouter", "portkey", "litellm", "vllm", "azure_openai", "gemini")
+
+
+@hookimpl
+def rlm_register_clients(register: Register) -> None:
+    register("openai", _openai)
+    register("anthropic", _anthropic)
+    for name in PRESET_NAMES:
+        register(name, _preset(name))
+
+
+def _local(**kwargs: Any) -> Any:
+    from rlm_core.environments.local import LocalEnvironment
+
+    return LocalEnvironment(**kwargs)
+
+
+@hookimpl
+def rlm_register_environments(register: Register) -> None:
+    register("local", _local)
+
+
+def _tiered(**kwargs: Any) -> Any:
+    from rlm_core.routing import TieredPolicy
+
+    return TieredPolicy(**kwargs)
+
+
+def _fallback(**kwargs: Any) -> Any:
+    from rlm_core.routing import FallbackPolicy
+
+    return FallbackPolicy(**kwargs)
+
+
+@hookimpl
+def rlm_register_routing_policies(register: Register) -> None:
+    register("tiered", _tiered)
+    register("fallback", _fallback)
+
+
+def _jsonl(**kwargs: Any) -> Any:
+    from rlm_core.loggers.jsonl import RLMLogger
+
+    return RLMLogger(**kwargs)
+
+
+def _console(**kwargs: Any) -> Any:
+    from rlm_core.loggers.console import ConsoleLogger
+
+    return ConsoleLogger(**kwargs)
+
+
+@hookimpl
+def rlm_register_loggers(register: Register) -> None:
+    register("jsonl", _jsonl)
+    register("console", _console)

@@ -1,0 +1,86 @@
+"""The plugin contract: pluggy hook specifications of the ``rlm`` project.
+
+A plugin is a module (or object) with ``@rlm_core.hookimpl`` functions named like the specs below,
+registered through the entry point group ``rlm``::
+
+    [project.entry-points.rlm]
+    modal = "rlm_modal"
+
+Registration hooks receive a ``register`` callback owned by the core, so it can grow keyword
+arguments later without breaking plugins.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pluggy
+
+if TYPE_CHECKING:
+    from rlm_core.events import RunEvent
+
+PROJECT_NAME = "rlm"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+class Register(Protocol):
+    """The callback handed to every ``rlm_register_*`` hook."""
+
+    def __call__(self, name: str, factory: Any, *, replace: bool = False) -> None: ...
+
+
+@hookspec
+def rlm_register_clients(register: Register) -> None:
+    """Register language-model clients.
+
+    Called once, the first time the core looks up a client by backend name.
+
+    :param register: call ``register(name, factory)`` for each backend this plugin provides.
+        ``factory(**backend_kwargs)`` must return an ``rlm_core.LMClient``. Import the provider
+        SDK inside the factory, never at module import. Pass ``replace=True`` to override a
+        name another plugin registered.
+    """
+
+
+@hookspec
+def rlm_register_environments(register: Register) -> None:
+    """Register code-execution environments.
+
+    Called once, the first time the core looks up an environment by name.
+
+    :param register: call ``register(name, factory)``; ``factory(**environment_kwargs)`` must
+        return an ``rlm_core.Environment``. A sandbox plugin usually returns
+        ``rlm_core.environments.SandboxEnvironment`` over its own transport.
+    """
+
+
+@hookspec
+def rlm_register_routing_policies(register: Register) -> None:
+    """Register routing policies, which pick the client for each model call.
+
+    :param register: call ``register(name, factory)``; ``factory(**kwargs)`` must return an
+        object with ``select(request, clients)`` (see ``rlm_core.routing.RoutingPolicy``).
+    """
+
+
+@hookspec
+def rlm_register_loggers(register: Register) -> None:
+    """Register run loggers (trajectory writers, tracers).
+
+    :param register: call ``register(name, factory)``; ``factory(**kwargs)`` must return an
+        ``rlm_core.RunLogger`` (``on_event(event)`` and ``close()``).
+    """
+
+
+@hookspec
+def rlm_on_event(event: RunEvent) -> None:
+    """Observe every run event: run, iteration, LM call, code execution and sub-call start/end.
+
+    Called synchronously on the event loop for each event of every run in this process, so keep it
+    quick. It may not steer the run: an observer that raises is reported once and then ignored.
+
+    :param event: an ``rlm_core.events.RunEvent`` with ``kind``, ``run_id``, ``depth``,
+        ``timestamp`` and kind-specific ``data``.
+    """

@@ -1,0 +1,298 @@
+"""Plugin discovery and the registries of clients, environments, routing policies and loggers.
+
+Discovery is lazy (first look-up, never at ``import rlm_core``), per entry point and safe: a plugin
+that fails to import or raises in a hook is recorded with its error and skipped. Environment:
+
+- ``RLM_PLUGINS=a,b``: load only these entry points (built-ins always load).
+- ``RLM_DISABLE_PLUGINS=a,b``: never load these.
+- ``RLM_STRICT_PLUGINS=1``: any plugin error is raised instead of recorded.
+- ``RLM_TRACE_PLUGINS=1``: print every hook call to stderr (pluggy tracing).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import traceback
+import warnings
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from typing import Any
+
+import attrs
+import pluggy
+
+from rlm_core import hookspecs
+from rlm_core.errors import PluginError, UnknownNameError
+
+ENTRY_POINT_GROUP = "rlm"
+BUILTIN_PLUGIN = "rlm_core.builtins"
+KINDS = ("clients", "environments", "routing_policies", "loggers")
+
+# Names users commonly ask for, and the distribution that provides each.
+INSTALL_HINTS = {
+    "modal": "rlm-modal",
+    "prime": "rlm-prime",
+    "bedrock": "rlm-bedrock",
+    "llamacpp": "rlm-llamacpp",
+}
+
+
+@attrs.define
+class PluginInfo:
+    """What ``rlm plugins`` shows for one plugin."""
+
+    name: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    registered: dict[str, list[str]] = attrs.field(factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.define(frozen=True)
+class Registration:
+    name: str
+    factory: Callable[..., Any]
+    plugin: str
+
+
+def _env_list(name: str) -> set[str] | None:
+    raw = os.environ.get(name)
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _strict() -> bool:
+    return os.environ.get("RLM_STRICT_PLUGINS", "").lower() in {"1", "true", "yes", "on"}
+
+
+class PluginRegistry:
+    """One plugin manager plus the four name registries it fills.
+
+    Most code uses the process-wide instance from :func:`get_registry`; tests make their own.
+    """
+
+    def __init__(self, *, load_entry_points: bool = True) -> None:
+        self._load_entry_points = load_entry_points
+        self._lock = threading.RLock()
+        self._loaded = False
+        self._extra: list[tuple[object, str]] = []
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+        self._registries: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
+        self._failed_observers: set[str] = set()
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def register_plugin(self, plugin: object, name: str | None = None) -> None:
+        """Register an in-process plugin object or module (tests, notebooks, apps)."""
+        plugin_name = name or getattr(plugin, "__name__", None) or repr(plugin)
+        with self._lock:
+            if self._loaded:
+                self._add_plugin(plugin, plugin_name, PluginInfo(plugin_name, _module_name(plugin)))
+                self._collect_registrations(plugin_name)
+            else:
+                self._extra.append((plugin, plugin_name))
+
+    def unregister_plugin(self, name: str) -> None:
+        with self._lock:
+            self._extra = [(p, n) for p, n in self._extra if n != name]
+            if self.pm.get_plugin(name) is not None:
+                self.pm.unregister(name=name)
+            self.infos.pop(name, None)
+            for registry in self._registries.values():
+                for key in [k for k, reg in registry.items() if reg.plugin == name]:
+                    del registry[key]
+
+    def ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded:
+                return
+            if os.environ.get("RLM_TRACE_PLUGINS"):
+                self.pm.trace.root.setwriter(lambda text: sys.stderr.write(text))
+                self.pm.enable_tracing()
+            from rlm_core import builtins
+
+            self._add_plugin(builtins, BUILTIN_PLUGIN, _builtin_info())
+            for plugin, name in self._extra:
+                self._add_plugin(plugin, name, PluginInfo(name, _module_name(plugin)))
+            if self._load_entry_points:
+                self._load_from_entry_points()
+            for name in list(self.infos):
+                self._collect_registrations(name)
+            self._loaded = True
+
+    def _load_from_entry_points(self) -> None:
+        only = _env_list("RLM_PLUGINS")
+        blocked = _env_list("RLM_DISABLE_PLUGINS") or set()
+        seen: set[tuple[str, str]] = set()
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if (ep.name, ep.value) in seen:
+                continue  # the same distribution found twice on sys.path
+            seen.add((ep.name, ep.value))
+            if ep.name in blocked or (only is not None and ep.name not in only):
+                continue
+            dist = getattr(ep, "dist", None)
+            info = PluginInfo(
+                name=ep.name,
+                module=ep.value,
+                distribution=dist.metadata["Name"] if dist is not None else None,
+                version=dist.version if dist is not None else None,
+            )
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                self._record_error(info, f"failed to import {ep.value!r}: {exc!r}", exc)
+                self.infos[ep.name] = info
+                continue
+            self._add_plugin(plugin, ep.name, info)
+
+    def _add_plugin(self, plugin: object, name: str, info: PluginInfo) -> None:
+        self.infos[name] = info
+        try:
+            self.pm.register(plugin, name=name)
+        except Exception as exc:
+            self._record_error(info, f"could not be registered: {exc}", exc)
+
+    def _collect_registrations(self, plugin_name: str) -> None:
+        info = self.infos[plugin_name]
+        plugin = self.pm.get_plugin(plugin_name)
+        if plugin is None:
+            return
+        for kind in KINDS:
+            hook = getattr(self.pm.hook, f"rlm_register_{kind}")
+            for impl in hook.get_hookimpls():
+                if impl.plugin_name != plugin_name:
+                    continue
+                register = self._make_register(kind, plugin_name, info)
+                try:
+                    impl.function(register=register)
+                except PluginError as exc:
+                    self._record_error(info, str(exc), exc)
+                except Exception as exc:
+                    self._record_error(info, f"rlm_register_{kind} raised {exc!r}", exc)
+
+    def _make_register(self, kind: str, plugin_name: str, info: PluginInfo) -> hookspecs.Register:
+        registry = self._registries[kind]
+
+        def register(name: str, factory: Any, *, replace: bool = False) -> None:
+            if not callable(factory):
+                raise PluginError(f"plugin {plugin_name!r} registered {kind} {name!r} with a non-callable")
+            existing = registry.get(name)
+            if existing is not None and not replace:
+                raise PluginError(
+                    f"{kind[:-1].replace('_', ' ')} name {name!r} is registered by both plugin "
+                    f"{existing.plugin!r} and plugin {plugin_name!r}; rename one, disable one with "
+                    f"RLM_DISABLE_PLUGINS, or pass replace=True from the one that should win"
+                )
+            registry[name] = Registration(name, factory, plugin_name)
+            info.registered.setdefault(kind, []).append(name)
+
+        return register
+
+    def _record_error(self, info: PluginInfo, message: str, exc: BaseException) -> None:
+        info.error = message if info.error is None else f"{info.error}; {message}"
+        if _strict():
+            raise PluginError(f"plugin {info.name!r}: {message}") from exc
+        warnings.warn(f"rlm plugin {info.name!r} skipped: {message}", RuntimeWarning, stacklevel=3)
+
+    # -- look-ups ------------------------------------------------------------------------------
+
+    def names(self, kind: str) -> list[str]:
+        self.ensure_loaded()
+        return sorted(self._registries[kind])
+
+    def get(self, kind: str, name: str) -> Registration:
+        self.ensure_loaded()
+        registration = self._registries[kind].get(name)
+        if registration is None:
+            raise UnknownNameError(self._unknown_message(kind, name))
+        return registration
+
+    def create(self, kind: str, name: str, **kwargs: Any) -> Any:
+        return self.get(kind, name).factory(**kwargs)
+
+    def _unknown_message(self, kind: str, name: str) -> str:
+        noun = kind[:-1].replace("_", " ")
+        if kind == "routing_policies":
+            noun = "routing policy"
+        available = ", ".join(sorted(self._registries[kind])) or "none"
+        message = f"unknown {noun} {name!r}; available: {available}."
+        if name in INSTALL_HINTS:
+            message += f" Install it with: pip install {INSTALL_HINTS[name]}"
+        broken = [i for i in self.infos.values() if i.error]
+        if broken:
+            message += " Plugins that failed to load: " + "; ".join(f"{i.name}: {i.error}" for i in broken)
+        return message
+
+    def plugin_infos(self) -> list[PluginInfo]:
+        self.ensure_loaded()
+        return list(self.infos.values())
+
+    # -- events --------------------------------------------------------------------------------
+
+    def emit(self, event: Any) -> None:
+        """Send a run event to every ``rlm_on_event`` observer; observers never break a run."""
+        self.ensure_loaded()
+        for impl in self.pm.hook.rlm_on_event.get_hookimpls():
+            try:
+                impl.function(event=event)
+            except Exception:
+                if impl.plugin_name not in self._failed_observers:
+                    self._failed_observers.add(impl.plugin_name)
+                    warnings.warn(
+                        f"rlm plugin {impl.plugin_name!r} raised in rlm_on_event (reported once, run "
+                        f"continues):\n{traceback.format_exc()}",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+
+    def has_observers(self) -> bool:
+        self.ensure_loaded()
+        return bool(self.pm.hook.rlm_on_event.get_hookimpls())
+
+
+def _module_name(plugin: object) -> str:
+    return getattr(plugin, "__name__", None) or type(plugin).__module__
+
+
+def _builtin_info() -> PluginInfo:
+    try:
+        version: str | None = metadata.version("rlm-core")
+    except metadata.PackageNotFoundError:
+        version = None
+    return PluginInfo(BUILTIN_PLUGIN, BUILTIN_PLUGIN, distribution="rlm-core", version=version)
+
+
+_registry: PluginRegistry | None = None
+_registry_lock = threading.Lock()
+
+
+def get_registry() -> PluginRegistry:
+    """The process-wide registry (created on first use)."""
+    global _registry
+    if _registry is None:
+        with _registry_lock:
+            if _registry is None:
+                _registry = PluginRegistry()
+    return _registry
+
+
+def reset_registry() -> None:
+    """Forget the process-wide registry so the next look-up rediscovers plugins (tests)."""
+    global _registry
+    with _registry_lock:
+        _registry = None
+
+
+def available(kind: str) -> Iterable[str]:
+    return get_registry().names(kind)
