@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
 # A host call: ``await host(function, args)`` where function is "llm_query", "llm_query_batched",
 # "rlm_query", "rlm_query_batched" or the name of a host-side custom tool.
-HostCall = Callable[[str, dict[str, Any]], Awaitable[Any]]
+HostCall = Callable[[str, dict[str, Any]], Coroutine[Any, Any, Any]]
 
 
 @attrs.define

@@ -51,12 +51,14 @@ class LocalEnvironment:
         for name in tools:
             if name in HOST_FUNCTIONS or name in {"FINAL", "FINAL_VAR", "SHOW_VARS", "answer", "context"}:
                 raise ConfigurationError(f"custom tool name {name!r} clashes with a built-in REPL name")
-        self._runtime = ReplRuntime(self._call_host, tools=dict(tools), max_output_chars=self.max_output_chars)
+        self._runtime = ReplRuntime(
+            self._call_host, tools=dict(tools), max_output_chars=self.max_output_chars
+        )
 
     def _call_host(self, function: str, args: dict[str, Any]) -> Any:
         """Runs in the cell's worker thread: hand the call to the event loop and wait for it."""
         assert self._loop is not None and self._host is not None
-        future = asyncio.run_coroutine_threadsafe(self._host(function, args), self._loop)
+        future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(self._host(function, args), self._loop)
         try:
             # Wait in short slices: a blocking wait cannot be interrupted by the cell timeout.
             while True:

@@ -1,0 +1,40 @@
+"""Delivers run events to the RLM's loggers and to plugin observers; neither can break a run."""
+
+from __future__ import annotations
+
+import traceback
+import warnings
+from typing import Any
+
+from rlm_core.events import EventKind, RunEvent
+from rlm_core.loggers.base import RunLogger
+from rlm_core.plugins import PluginRegistry
+
+
+class Emitter:
+    def __init__(self, loggers: list[RunLogger], registry: PluginRegistry) -> None:
+        self.loggers = loggers
+        self.registry = registry
+        self._observers = registry.has_observers()
+        self._reported: set[int] = set()
+
+    def emit(
+        self, kind: EventKind, run_id: str, depth: int, parent_run_id: str | None = None, **data: Any
+    ) -> None:
+        if not self.loggers and not self._observers:
+            return
+        event = RunEvent(kind=kind, run_id=run_id, depth=depth, data=data, parent_run_id=parent_run_id)
+        for logger in self.loggers:
+            try:
+                logger.on_event(event)
+            except Exception:
+                if id(logger) not in self._reported:
+                    self._reported.add(id(logger))
+                    warnings.warn(
+                        f"logger {logger!r} raised (reported once, the run goes on):\n"
+                        f"{traceback.format_exc()}",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+        if self._observers:
+            self.registry.emit(event)

@@ -1,0 +1,354 @@
+"""``RLM``: the public entry point. Configures clients, routing, budgets, environment and loggers, and
+runs ``completion()`` / ``acompletion()``."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rlm_core.broker import Broker
+from rlm_core.budget import RunBudget, validate_budget
+from rlm_core.emitter import Emitter
+from rlm_core.environments.base import Environment
+from rlm_core.errors import ConfigurationError, RLMError
+from rlm_core.loggers.base import RunLogger
+from rlm_core.plugins import get_registry
+from rlm_core.routing import ClientSet, RoutingPolicy
+from rlm_core.run import Run, RunSettings
+from rlm_core.tokens import TokenEstimator
+from rlm_core.types import RLMChatCompletion
+
+_BUDGET_KEYS = ("max_root_tokens", "max_sub_tokens")
+
+
+def _check_no_budget_keys(kwargs: Mapping[str, Any], where: str) -> None:
+    for key in _BUDGET_KEYS:
+        if key in kwargs:
+            raise ConfigurationError(
+                f"{key} was given inside {where}; token budgets belong to the RLM itself: "
+                f"RLM(..., {key}={kwargs[key]!r})"
+            )
+
+
+def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+class _HostForwarder:
+    """The environment's host callable; points at whichever run is current (persistent mode)."""
+
+    def __init__(self) -> None:
+        self.run: Run | None = None
+
+    async def __call__(self, function: str, args: dict[str, Any]) -> Any:
+        if self.run is None:
+            raise RLMError("no run is active for this environment")
+        return await self.run.host_call(function, args)
+
+
+class RLM:
+    """A Recursive Language Model.
+
+    ``backend``/``backend_kwargs`` configure the root model (``backend=None`` picks one from the
+    environment, see ``rlm_core.defaults``); ``other_backends``/``other_backend_kwargs`` the sub-call
+    tiers (depth d uses entry d-1, the last one repeating). ``max_root_tokens`` limits the depth-0 calls
+    and ``max_sub_tokens`` all deeper calls together, per ``completion()``.
+    """
+
+    def __init__(
+        self,
+        backend: str | Any | None = None,
+        backend_kwargs: Mapping[str, Any] | None = None,
+        environment: str = "local",
+        environment_kwargs: Mapping[str, Any] | None = None,
+        other_backends: Sequence[str | Any] | None = None,
+        other_backend_kwargs: Sequence[Mapping[str, Any]] | None = None,
+        max_root_tokens: int = 1_000_000,
+        max_sub_tokens: int = 1_000_000,
+        max_iterations: int = 30,
+        max_depth: int = 1,
+        max_timeout: float | None = None,
+        routing: str | RoutingPolicy | None = None,
+        logger: RunLogger | str | None = None,
+        verbose: bool = False,
+        persistent: bool = False,
+        custom_tools: Mapping[str, Any] | None = None,
+        custom_system_prompt: str | None = None,
+        prompt_style: str = "auto",
+        max_concurrent_subcalls: int = 16,
+        max_output_chars: int = 10_000,
+        cell_timeout: float | None = None,
+        small_model_guards: bool = True,
+        compaction_threshold: float = 0.8,
+    ) -> None:
+        self.max_root_tokens = validate_budget("max_root_tokens", max_root_tokens)
+        self.max_sub_tokens = validate_budget("max_sub_tokens", max_sub_tokens)
+        backend_kwargs = dict(backend_kwargs or {})
+        _check_no_budget_keys(backend_kwargs, "backend_kwargs")
+        other_backends = list(other_backends or [])
+        other_kwargs = [dict(k or {}) for k in (other_backend_kwargs or [])]
+        for index, kwargs in enumerate(other_kwargs):
+            _check_no_budget_keys(kwargs, f"other_backend_kwargs[{index}]")
+        if other_kwargs and len(other_kwargs) != len(other_backends):
+            raise ConfigurationError(
+                f"other_backends has {len(other_backends)} entries but other_backend_kwargs has "
+                f"{len(other_kwargs)}; give one kwargs dict per other backend"
+            )
+        other_kwargs = other_kwargs or [{} for _ in other_backends]
+        _positive_int("max_iterations", max_iterations)
+        _positive_int("max_depth", max_depth)
+        _positive_int("max_concurrent_subcalls", max_concurrent_subcalls)
+        _positive_int("max_output_chars", max_output_chars, minimum=100)
+        if max_timeout is not None and max_timeout <= 0:
+            raise ConfigurationError(f"max_timeout must be a positive number of seconds, got {max_timeout!r}")
+        if prompt_style not in ("auto", "default", "small"):
+            raise ConfigurationError(
+                f"prompt_style must be 'auto', 'default' or 'small', got {prompt_style!r}"
+            )
+        if not 0.1 <= compaction_threshold <= 1.0:
+            raise ConfigurationError(
+                f"compaction_threshold must be within 0.1..1.0, got {compaction_threshold}"
+            )
+
+        self._registry = get_registry()
+        if backend is None:
+            from rlm_core.defaults import resolve_backend
+
+            backend, resolved_kwargs = resolve_backend(None, backend_kwargs)
+            backend_kwargs = dict(resolved_kwargs)
+        self.backend = backend
+        self.backend_kwargs = backend_kwargs
+        self.clients = self._build_clients(backend, backend_kwargs, other_backends, other_kwargs)
+        self.policy = self._build_policy(routing)
+        self.environment_name = environment
+        self.environment_kwargs = dict(environment_kwargs or {})
+        self._registry.get("environments", environment)  # unknown names fail now, not mid-run
+        self.loggers = self._build_loggers(logger, verbose)
+        self.persistent = persistent
+        self.settings = RunSettings(
+            max_iterations=max_iterations,
+            max_depth=max_depth,
+            max_timeout=max_timeout,
+            max_output_chars=max_output_chars,
+            cell_timeout=cell_timeout,
+            system_prompt=custom_system_prompt,
+            prompt_style=prompt_style,
+            compaction_threshold=compaction_threshold,
+            small_model_guards=small_model_guards,
+            custom_tools=dict(custom_tools or {}),
+            backend=backend if isinstance(backend, str) else type(backend).__name__,
+            environment=environment,
+            max_root_tokens=self.max_root_tokens,
+            max_sub_tokens=self.max_sub_tokens,
+        )
+        self.max_concurrent_subcalls = max_concurrent_subcalls
+        self._estimators: dict[str, TokenEstimator] = {}
+        self._persistent_env: Environment | None = None
+        self._host = _HostForwarder()
+        self._turn = 0
+        self._histories: list[list[dict[str, str]]] = []
+        self._busy = threading.Lock()
+        self._closed = False
+
+    # -- construction helpers ------------------------------------------------------------------
+
+    def _make_client(self, backend: str | Any, kwargs: dict[str, Any]) -> tuple[str, Any]:
+        if not isinstance(backend, str):
+            if not hasattr(backend, "complete") and not hasattr(backend, "acomplete"):
+                raise ConfigurationError(f"backend {backend!r} is neither a registered name nor an LM client")
+            return type(backend).__name__, backend
+        return backend, self._registry.create("clients", backend, **kwargs)
+
+    def _build_clients(
+        self,
+        backend: str | Any,
+        backend_kwargs: dict[str, Any],
+        other_backends: list[str | Any],
+        other_kwargs: list[dict[str, Any]],
+    ) -> ClientSet:
+        clients: dict[str, Any] = {}
+        backends: dict[str, str] = {}
+        seen: dict[tuple[str, str], str] = {}
+        tiers: list[str] = []
+        for spec, kwargs in [(backend, backend_kwargs), *zip(other_backends, other_kwargs, strict=False)]:
+            backend_name, client = self._make_client(spec, kwargs)
+            model = str(getattr(client, "model_name", "") or backend_name)
+            identity = (
+                backend_name,
+                repr(sorted(kwargs.items())) if isinstance(spec, str) else str(id(spec)),
+            )
+            if identity in seen:  # the same backend and settings twice: one client serves both tiers
+                tiers.append(seen[identity])
+                continue
+            name = model if model not in clients else f"{backend_name}:{model}"
+            suffix = 2
+            while name in clients:
+                name, suffix = f"{backend_name}:{model}#{suffix}", suffix + 1
+            clients[name] = client
+            backends[name] = backend_name
+            seen[identity] = name
+            tiers.append(name)
+        return ClientSet(clients=clients, tiers=tiers, backends=backends)
+
+    def _build_policy(self, routing: str | RoutingPolicy | None) -> RoutingPolicy:
+        if routing is None:
+            routing = "tiered"
+        policy = self._registry.create("routing_policies", routing) if isinstance(routing, str) else routing
+        if not callable(getattr(policy, "select", None)):
+            raise ConfigurationError(f"routing policy {policy!r} has no select(request, clients) method")
+        return policy
+
+    def _build_loggers(self, logger: RunLogger | str | None, verbose: bool) -> list[RunLogger]:
+        loggers: list[RunLogger] = []
+        if isinstance(logger, str):
+            loggers.append(self._registry.create("loggers", logger))
+        elif logger is not None:
+            if not callable(getattr(logger, "on_event", None)):
+                raise ConfigurationError(f"logger {logger!r} has no on_event(event) method")
+            loggers.append(logger)
+        if verbose:
+            loggers.append(self._registry.create("loggers", "console"))
+        return loggers
+
+    @property
+    def root_model(self) -> str:
+        return str(getattr(self.clients.clients[self.clients.tiers[0]], "model_name", self.clients.tiers[0]))
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def _new_environment(self) -> Environment:
+        env: Environment = self._registry.create(
+            "environments", self.environment_name, **self.environment_kwargs
+        )
+        return env
+
+    def completion(self, prompt: Any, root_prompt: str | None = None) -> RLMChatCompletion:
+        """Run one RLM completion over ``prompt`` (the context: str, list or dict)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.acompletion(prompt, root_prompt))
+        # Called from inside a running loop (Jupyter, an async app): run on a loop of our own.
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlm-completion") as pool:
+            return pool.submit(asyncio.run, self.acompletion(prompt, root_prompt)).result()
+
+    async def acompletion(self, prompt: Any, root_prompt: str | None = None) -> RLMChatCompletion:
+        """``completion()``, natively async: many may run concurrently on one loop."""
+        if self._closed:
+            raise RLMError("this RLM was closed; create a new one")
+        if self.persistent and not self._busy.acquire(blocking=False):
+            raise RLMError("a persistent RLM runs one completion at a time; await the previous one first")
+        try:
+            return await self._acompletion(prompt, root_prompt)
+        finally:
+            if self.persistent:
+                self._busy.release()
+
+    async def _acompletion(self, prompt: Any, root_prompt: str | None) -> RLMChatCompletion:
+        emitter = Emitter(self.loggers, self._registry)
+        budget = RunBudget(self.max_root_tokens, self.max_sub_tokens)
+        broker = Broker(
+            self.clients, self.policy, budget, emitter, self.max_concurrent_subcalls, self._estimators
+        )
+        deadline = time.monotonic() + self.settings.max_timeout if self.settings.max_timeout else None
+        host = self._host if self.persistent else _HostForwarder()
+        environment, fresh = await self._environment_for_run(host)
+        turn = self._turn if self.persistent else 0
+        run = Run(
+            broker=broker,
+            emitter=emitter,
+            settings=self.settings,
+            environment=environment,
+            environment_factory=self._new_environment,
+            context=prompt,
+            root_prompt=root_prompt,
+            turn=turn,
+            deadline=deadline,
+        )
+        host.run = run
+        try:
+            await environment.load_context(turn, prompt)
+            result = await run.run()
+        finally:
+            host.run = None
+            if fresh and not self.persistent:
+                await environment.close()
+        result.usage_summary = broker.usage
+        result.log_path = self._log_path()
+        if self.persistent:
+            history = [{"role": m.role, "content": m.content} for m in run.messages]
+            await environment.load_history(turn, history)
+            self._histories.append(history)
+            self._turn += 1
+        return result
+
+    async def _environment_for_run(self, host: _HostForwarder) -> tuple[Environment, bool]:
+        if self.persistent and self._persistent_env is not None:
+            return self._persistent_env, False
+        environment = await self._new_environment()
+        await environment.start(host, self.settings.custom_tools)
+        if self.persistent:
+            self._persistent_env = environment
+        return environment, True
+
+    def _log_path(self) -> str | None:
+        for logger in self.loggers:
+            path = getattr(logger, "last_path", None)
+            if path:
+                return str(path)
+        return None
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Release the persistent environment, clients and loggers. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._persistent_env is not None:
+            env, self._persistent_env = self._persistent_env, None
+            await env.close()
+        for client in self.clients.clients.values():
+            aclose = getattr(client, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):  # closing must not mask the user's own error
+                    await aclose()
+        for logger in self.loggers:
+            close = getattr(logger, "close", None)
+            if close is not None:
+                close()
+
+    def close(self) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(self.aclose())
+            return
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, self.aclose()).result()
+
+    def __enter__(self) -> RLM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> RLM:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"RLM(root={self.root_model!r}, tiers={self.clients.tiers!r}, "
+            f"environment={self.environment_name!r}, "
+            f"persistent={self.persistent})"
+        )
