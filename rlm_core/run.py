@@ -228,6 +228,7 @@ class Run:
         )
         try:
             await environment.start(child.host_call, self.settings.custom_tools)
+            await environment.load_context(0, prompt)
             result = await child.run()
         finally:
             await environment.close()
