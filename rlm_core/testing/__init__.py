@@ -1,0 +1,41 @@
+"""rlm_core.testing: the public test kit for rlm-core and its plugin authors.
+
+Loopback servers speak the OpenAI and Anthropic wire formats on 127.0.0.1, so a client plugin is
+tested through its real SDK; ``ScriptedClient`` drives the engine without HTTP. Installing rlm-core
+registers the pytest fixtures ``openai_server``, ``anthropic_server`` and ``scripted_client_factory``::
+
+    from rlm_core.types import LMRequest, Message
+
+    def test_my_client_round_trip(openai_server):
+        openai_server.set_replies(["4"])
+        client = MyClient(model_name="m", base_url=openai_server.base_url, api_key="x")
+        response = client.complete(LMRequest([Message("user", "2+2?")], max_tokens=5))
+        assert response.text == "4"
+        assert response.usage.output_tokens == openai_server.total_output_tokens
+
+    def test_engine_with_a_script(scripted_client_factory):
+        root = scripted_client_factory(["```repl\\nFINAL('done')\\n```"])
+        ...
+
+Faults: ``server.fail_next(2, status=500)``, ``malformed_next()``, ``drop_next()``,
+``slow_next(delay=...)``; ``server.api_key = "k"`` makes other keys fail with 401.
+"""
+
+from __future__ import annotations
+
+from rlm_core.testing.scripted import FailOn, ReplyScript, ScriptedClient
+from rlm_core.testing.servers import AnthropicServer, LoopbackLLMServer, ModelTotals, OpenAIServer
+from rlm_core.testing.tokens import count_message_tokens, count_tokens, truncate_to_tokens
+
+__all__ = [
+    "AnthropicServer",
+    "FailOn",
+    "LoopbackLLMServer",
+    "ModelTotals",
+    "OpenAIServer",
+    "ReplyScript",
+    "ScriptedClient",
+    "count_message_tokens",
+    "count_tokens",
+    "truncate_to_tokens",
+]

@@ -1,0 +1,596 @@
+"""Loopback OpenAI- and Anthropic-compatible HTTP servers for tests and benchmarks.
+
+One stdlib ``ThreadingHTTPServer`` on 127.0.0.1 serves ``POST /v1/chat/completions``,
+``POST /v1/messages`` and ``GET /v1/models`` in the wire format the real SDKs parse (plain and SSE),
+counts tokens with ``rlm_core.testing.tokens`` and can inject faults. Run it standalone with
+``python -m rlm_core.testing.servers --port 0 --latency 0.05``: it prints its base URL first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+import attrs
+
+from rlm_core.errors import ConfigurationError
+from rlm_core.testing.tokens import count_message_tokens, count_tokens, truncate_to_tokens
+
+__all__ = ["AnthropicServer", "LoopbackLLMServer", "ModelTotals", "OpenAIServer", "main"]
+
+ReplyFn = Callable[[dict[str, Any]], str]
+Replies = Sequence[str] | ReplyFn | None
+
+DEFAULT_MODEL = "loopback-model"
+DEFAULT_REPLY = "Hello from the loopback server."
+# Azure OpenAI puts the deployment in the path (the model name travels there, not in the body).
+_AZURE_CHAT = re.compile(r"/openai/deployments/[^/]+/chat/completions")
+_STREAM_PIECES = 4  # a reply is streamed in up to this many deltas: enough to exercise accumulation
+
+
+@attrs.define
+class ModelTotals:
+    """What the server counted for one model name."""
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@attrs.define(frozen=True)
+class _Fault:
+    kind: Literal["status", "malformed", "drop", "slow"]
+    status: int = 500
+    body: bytes | None = None
+    delay: float = 0.0
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # The default backlog of 5 refuses connections under the 256-concurrent-call benchmark.
+    request_queue_size = 1024
+    owner: LoopbackLLMServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that time out or drop their connection are expected in fault tests: stay quiet.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, OSError)):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: the SDKs reuse pooled connections
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def do_GET(self) -> None:
+        self.server.owner._handle_get(self)
+
+    def do_POST(self) -> None:
+        self.server.owner._handle_post(self)
+
+    def send_bytes(
+        self, status: int, body: bytes, content_type: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_json(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
+        self.send_bytes(status, json.dumps(payload).encode("utf-8"), "application/json", headers)
+
+
+class LoopbackLLMServer:
+    """An OpenAI- and Anthropic-compatible server on 127.0.0.1 with scripted replies.
+
+    ``replies`` is a list of strings consumed in order, one per successful chat request; once they
+    run out the last one repeats (``when_exhausted="repeat"``, the default) or the server answers
+    HTTP 400 naming the exhausted script (``when_exhausted="error"``). It may also be a callable
+    ``reply(request) -> str`` receiving the parsed JSON body plus ``"path"`` (called from handler
+    threads, concurrently). ``None`` or ``[]`` replies with a fixed greeting.
+
+    Replies are cut to ``max_tokens``/``max_completion_tokens`` (at most ``4 * max_tokens`` bytes)
+    with finish reason ``length`` / stop reason ``max_tokens``. ``api_key`` makes requests fail
+    with 401 unless ``Authorization: Bearer``, ``x-api-key`` or ``api-key`` carries it. ``latency``
+    seconds are slept per request. Injected failures carry ``retry-after-ms: retry_after_ms`` so
+    the SDKs retry at once instead of backing off (set ``None`` to exercise their backoff).
+
+    Use as a context manager or call ``start()``/``stop()``; every attribute above may be changed
+    while it runs.
+    """
+
+    def __init__(
+        self,
+        replies: Replies = None,
+        *,
+        latency: float = 0.0,
+        api_key: str | None = None,
+        when_exhausted: Literal["repeat", "error"] = "repeat",
+        retry_after_ms: float | None = 1.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigurationError(
+                f"LoopbackLLMServer binds loopback interfaces only, got host={host!r}; use 127.0.0.1."
+            )
+        self.latency = latency
+        self.api_key = api_key
+        self.when_exhausted = when_exhausted
+        self.retry_after_ms = retry_after_ms
+        self._host = host
+        self._port = port
+        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._ids = itertools.count(1)
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._faults: list[_Fault] = []
+        self._replies: list[str] = []
+        self._reply_fn: ReplyFn | None = None
+        self._reply_index = 0
+        self._requests: list[dict[str, Any]] = []
+        self._headers: list[dict[str, str]] = []
+        self._models: dict[str, ModelTotals] = {}
+        self.set_replies(replies)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> LoopbackLLMServer:
+        """Bind the port and serve from a daemon thread. Idempotent."""
+        if self._httpd is not None:
+            return self
+        self._stop_event.clear()
+        httpd = _HTTPServer((self._host, self._port), _Handler)
+        httpd.owner = self
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="rlm-loopback", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port; sleeping handlers (latency, slow faults) wake up."""
+        httpd, thread = self._httpd, self._thread
+        if httpd is None:
+            return
+        self._stop_event.set()
+        httpd.shutdown()
+        httpd.server_close()
+        if thread is not None:
+            thread.join()
+        self._httpd = None
+        self._thread = None
+
+    def __enter__(self) -> LoopbackLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = self.base_url if self._httpd is not None else "stopped"
+        return f"<{type(self).__name__} {state}>"
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise ConfigurationError("The loopback server is not running: call start() or use `with`.")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def root_url(self) -> str:
+        """``http://127.0.0.1:PORT`` (what the anthropic SDK takes as ``base_url``)."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """OpenAI-style base URL, ``http://127.0.0.1:PORT/v1``."""
+        return f"{self.root_url}/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return self.root_url
+
+    # -- scripting ---------------------------------------------------------------------------
+
+    def set_replies(self, replies: Replies) -> None:
+        """Replace the reply script (see the class docstring) and rewind it."""
+        with self._lock:
+            if callable(replies):
+                self._reply_fn, self._replies = replies, []
+            elif isinstance(replies, str):
+                raise ConfigurationError(
+                    "replies must be a list of strings or a callable, got one string; wrap it: [reply]."
+                )
+            else:
+                self._reply_fn, self._replies = None, list(replies or [])
+            self._reply_index = 0
+
+    def fail_next(
+        self, n: int = 1, status: int = 500, body: str | bytes | Mapping[str, Any] | None = None
+    ) -> None:
+        """Answer the next ``n`` chat requests with HTTP ``status`` (body: provider-style error)."""
+        raw = json.dumps(body).encode() if isinstance(body, Mapping) else body
+        raw = raw.encode("utf-8") if isinstance(raw, str) else raw
+        self._add_faults(n, _Fault("status", status=status, body=raw))
+
+    def malformed_next(self, n: int = 1) -> None:
+        """Answer the next ``n`` chat requests with HTTP 200 and a body that is not valid JSON."""
+        self._add_faults(n, _Fault("malformed"))
+
+    def drop_next(self, n: int = 1) -> None:
+        """Close the connection of the next ``n`` chat requests without any response."""
+        self._add_faults(n, _Fault("drop"))
+
+    def slow_next(self, n: int = 1, delay: float = 5.0) -> None:
+        """Delay the next ``n`` replies by ``delay`` more seconds (to trigger client timeouts)."""
+        self._add_faults(n, _Fault("slow", delay=delay))
+
+    def _add_faults(self, n: int, fault: _Fault) -> None:
+        with self._lock:
+            self._faults.extend([fault] * n)
+
+    def reset(self) -> None:
+        """Forget recorded requests, counters and pending faults, and rewind the reply script."""
+        with self._lock:
+            self._faults.clear()
+            self._requests.clear()
+            self._headers.clear()
+            self._models.clear()
+            self._reply_index = 0
+
+    # -- what the server saw -----------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Every received chat request body (plus ``"path"``), failed ones included, in order."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def request_headers(self) -> list[dict[str, str]]:
+        """The headers of each entry of ``requests`` (lower-case names)."""
+        with self._lock:
+            return list(self._headers)
+
+    @property
+    def model_totals(self) -> dict[str, ModelTotals]:
+        """Successful requests and tokens per model name."""
+        with self._lock:
+            return {name: attrs.evolve(totals) for name, totals in self._models.items()}
+
+    @property
+    def total_input_tokens(self) -> int:
+        with self._lock:
+            return sum(t.input_tokens for t in self._models.values())
+
+    @property
+    def total_output_tokens(self) -> int:
+        with self._lock:
+            return sum(t.output_tokens for t in self._models.values())
+
+    # -- request handling --------------------------------------------------------------------
+
+    def _handle_get(self, handler: _Handler) -> None:
+        path = handler.path.split("?", 1)[0].rstrip("/")
+        if path not in ("/v1/models", "/models"):
+            handler.send_json(404, _openai_error(f"no route GET {path}", "not_found_error"))
+            return
+        with self._lock:
+            names = sorted({DEFAULT_MODEL, *self._models})
+        handler.send_json(
+            200,
+            {
+                "object": "list",
+                "data": [{"id": n, "object": "model", "created": 0, "owned_by": "loopback"} for n in names],
+            },
+        )
+
+    def _handle_post(self, handler: _Handler) -> None:
+        path = handler.path.split("?", 1)[0].rstrip("/")
+        api: Literal["openai", "anthropic"]
+        if path in ("/v1/chat/completions", "/chat/completions") or _AZURE_CHAT.fullmatch(path):
+            api = "openai"
+        elif path == "/v1/messages":
+            api = "anthropic"
+        else:
+            handler.send_json(404, _openai_error(f"no route POST {path}", "not_found_error"))
+            return
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+        except ValueError as exc:
+            self._send_error(
+                handler, api, 400, f"request body is not valid JSON: {exc}", "invalid_request_error"
+            )
+            return
+        body["path"] = path
+        headers = {name.lower(): value for name, value in handler.headers.items()}
+        with self._lock:
+            self._requests.append(body)
+            self._headers.append(headers)
+            fault = self._faults.pop(0) if self._faults else None
+
+        if self.api_key is not None and not self._authorized(headers):
+            self._send_error(
+                handler,
+                api,
+                401,
+                "invalid API key: the loopback server expects another key",
+                "authentication_error",
+            )
+            return
+        if fault is not None and fault.kind != "slow":
+            self._send_fault(handler, api, fault)
+            return
+        delay = self.latency + (fault.delay if fault is not None else 0.0)
+        if delay > 0 and self._stop_event.wait(delay):
+            handler.close_connection = True
+            return
+        self._reply(handler, api, body)
+
+    def _authorized(self, headers: Mapping[str, str]) -> bool:
+        # OpenAI sends a bearer token, Anthropic x-api-key, Azure OpenAI api-key.
+        bearer = headers.get("authorization", "")
+        return (
+            self.api_key in (headers.get("x-api-key"), headers.get("api-key"))
+            or bearer == f"Bearer {self.api_key}"
+        )
+
+    def _send_fault(self, handler: _Handler, api: str, fault: _Fault) -> None:
+        if fault.kind == "drop":
+            handler.close_connection = True
+            return
+        if fault.kind == "malformed":
+            handler.send_bytes(200, b'{"id": "broken", "choices": [', "application/json")
+            return
+        headers = {} if self.retry_after_ms is None else {"retry-after-ms": f"{self.retry_after_ms:g}"}
+        if fault.body is not None:
+            handler.send_bytes(fault.status, fault.body, "application/json", headers)
+        else:
+            message = f"loopback fault: injected HTTP {fault.status}"
+            self._send_error(handler, api, fault.status, message, "api_error", headers)
+
+    def _send_error(
+        self,
+        handler: _Handler,
+        api: str,
+        status: int,
+        message: str,
+        kind: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        payload = _anthropic_error(message, kind) if api == "anthropic" else _openai_error(message, kind)
+        handler.send_json(status, payload, headers)
+
+    def _next_reply(self, body: dict[str, Any]) -> str | None:
+        if self._reply_fn is not None:
+            return str(self._reply_fn(body))
+        with self._lock:
+            if not self._replies:
+                return DEFAULT_REPLY
+            if self._reply_index < len(self._replies):
+                reply = self._replies[self._reply_index]
+                self._reply_index += 1
+                return reply
+            return self._replies[-1] if self.when_exhausted == "repeat" else None
+
+    def _reply(self, handler: _Handler, api: str, body: dict[str, Any]) -> None:
+        reply = self._next_reply(body)
+        if reply is None:
+            message = (
+                f"loopback reply script exhausted: all {len(self._replies)} scripted replies were used; "
+                "script more replies or use when_exhausted='repeat'."
+            )
+            self._send_error(handler, api, 400, message, "invalid_request_error", {"x-should-retry": "false"})
+            return
+        model = str(body.get("model") or DEFAULT_MODEL)
+        messages = list(body.get("messages") or [])
+        if api == "anthropic":
+            max_tokens = body.get("max_tokens")
+            if body.get("system"):
+                messages.insert(0, {"role": "system", "content": body["system"]})
+        else:
+            max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+        text, truncated = truncate_to_tokens(reply, max_tokens if isinstance(max_tokens, int) else None)
+        input_tokens = count_message_tokens(messages)
+        output_tokens = count_tokens(text)
+        with self._lock:
+            totals = self._models.setdefault(model, ModelTotals())
+            totals.requests += 1
+            totals.input_tokens += input_tokens
+            totals.output_tokens += output_tokens
+        ident = next(self._ids)
+        stream = bool(body.get("stream"))
+        if api == "openai":
+            finish = "length" if truncated else "stop"
+            if stream:
+                options = body.get("stream_options") or {}
+                usage = bool(options.get("include_usage")) if isinstance(options, dict) else False
+                events = _openai_stream(ident, model, text, finish, input_tokens, output_tokens, usage)
+                handler.send_bytes(200, events, "text/event-stream")
+            else:
+                handler.send_json(
+                    200, _openai_completion(ident, model, text, finish, input_tokens, output_tokens)
+                )
+        else:
+            stop = "max_tokens" if truncated else "end_turn"
+            if stream:
+                events = _anthropic_stream(ident, model, text, stop, input_tokens, output_tokens)
+                handler.send_bytes(200, events, "text/event-stream")
+            else:
+                handler.send_json(
+                    200, _anthropic_message(ident, model, text, stop, input_tokens, output_tokens)
+                )
+
+
+class OpenAIServer(LoopbackLLMServer):
+    """The loopback server, named for tests of OpenAI-style clients (use ``.base_url``)."""
+
+
+class AnthropicServer(LoopbackLLMServer):
+    """The loopback server, named for tests of Anthropic-style clients (use ``.anthropic_base_url``)."""
+
+
+# -- wire formats ----------------------------------------------------------------------------
+
+
+def _openai_error(message: str, kind: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def _anthropic_error(message: str, kind: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def _pieces(text: str) -> list[str]:
+    if not text:
+        return []
+    size = -(-len(text) // _STREAM_PIECES)
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _openai_completion(
+    ident: int, model: str, text: str, finish: str, input_tokens: int, output_tokens: int
+) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-loopback-{ident}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": input_tokens,
+            "completion_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+        },
+    }
+
+
+def _openai_stream(
+    ident: int, model: str, text: str, finish: str, input_tokens: int, output_tokens: int, include_usage: bool
+) -> bytes:
+    base = {
+        "id": f"chatcmpl-loopback-{ident}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
+    deltas: list[tuple[dict[str, Any], str | None]] = [({"role": "assistant", "content": ""}, None)]
+    deltas += [({"content": piece}, None) for piece in _pieces(text)]
+    deltas.append(({}, finish))
+    chunks = [
+        {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}]}
+        for delta, reason in deltas
+    ]
+    if include_usage:
+        usage = {
+            "prompt_tokens": input_tokens,
+            "completion_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+        }
+        chunks.append({**base, "choices": [], "usage": usage})
+    lines = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks]
+    lines.append("data: [DONE]\n\n")
+    return "".join(lines).encode("utf-8")
+
+
+def _anthropic_message(
+    ident: int, model: str, text: str, stop: str, input_tokens: int, output_tokens: int
+) -> dict[str, Any]:
+    return {
+        "id": f"msg_loopback_{ident}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+    }
+
+
+def _anthropic_stream(
+    ident: int, model: str, text: str, stop: str, input_tokens: int, output_tokens: int
+) -> bytes:
+    start = _anthropic_message(ident, model, "", stop, input_tokens, 0)
+    start.update(content=[], stop_reason=None)
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": start},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    ]
+    events += [
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
+        for piece in _pieces(text)
+    ]
+    events += [
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop, "stop_sequence": None},
+            "usage": {"output_tokens": output_tokens},
+        },
+        {"type": "message_stop"},
+    ]
+    return "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events).encode("utf-8")
+
+
+# -- standalone process ----------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until killed; the first stdout line is the OpenAI-style base URL."""
+    parser = argparse.ArgumentParser(
+        prog="python -m rlm_core.testing.servers",
+        description="Loopback OpenAI/Anthropic-compatible server (127.0.0.1 only) for tests and benchmarks.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port to bind (0: any free port)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds slept per request")
+    parser.add_argument("--reply", action="append", default=None, help="a scripted reply (repeatable)")
+    parser.add_argument("--api-key", default=None, help="reject requests carrying another key with 401")
+    args = parser.parse_args(argv)
+    server = LoopbackLLMServer(args.reply, latency=args.latency, api_key=args.api_key, port=args.port)
+    server.start()
+    print(server.base_url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
