@@ -1,0 +1,5 @@
+"""``python -m rlm_core``: the ``rlm`` command line."""
+
+from rlm_core.cli import main
+
+raise SystemExit(main())
