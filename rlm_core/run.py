@@ -319,7 +319,8 @@ class Run:
         own_tier = "root" if self.depth == 0 else "sub"
         before_root = self.usage.tier_total(own_tier)
         before_sub = self.usage.tier_total("sub")
-        new_from = len(self.messages) - 1 if number > 1 else 0
+        # Only what is new since the last iteration; the system prompt is already in the run metadata.
+        new_from = len(self.messages) - 1 if number > 1 else 1
         await self._maybe_compact()
         record = IterationRecord(
             run_id=self.run_id, iteration=number, depth=self.depth, timestamp=time.time()
