@@ -80,16 +80,46 @@ def batched_subcalls(base_url: str, calls: int = 256, concurrency: int = 16) -> 
     return elapsed
 
 
+def direct_subcalls(base_url: str, calls: int = 256, concurrency: int = 16) -> float:
+    """The same calls straight through the client, no engine: the floor the SDK and server allow."""
+    import asyncio
+
+    from rlm_core.clients.openai_client import OpenAIClient
+    from rlm_core.types import LMRequest, Message
+
+    async def run() -> float:
+        client = OpenAIClient(model_name="loopback", base_url=base_url, api_key="bench")
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with slots:
+                await client.acomplete(LMRequest([Message("user", f"q{i}")], depth=1, max_tokens=8192))
+
+        await asyncio.gather(*(one(i) for i in range(concurrency)))
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(calls)))
+        elapsed = time.perf_counter() - started
+        await client.aclose()
+        return elapsed
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     imp = median_of(import_time)
     print(f"import rlm_core: median {imp * 1000:.1f} ms (target < 60 ms: {imp / 0.060:.2f}x of target)")
     fixed = fixed_cost()
-    print(f"fixed cost of one completion(): median {fixed * 1000:.2f} ms (target < 20 ms: {fixed / 0.020:.2f}x)")
+    print(
+        f"fixed cost of one completion(): median {fixed * 1000:.2f} ms (target < 20 ms: {fixed / 0.020:.2f}x)"
+    )
     per_turn = median_of(per_iteration, 5)
-    print(f"per-iteration overhead over 30 turns: median {per_turn * 1000:.2f} ms (target < 2 ms: {per_turn / 0.002:.2f}x)")
+    print(
+        f"per-iteration overhead over 30 turns: median {per_turn * 1000:.2f} ms (target < 2 ms: {per_turn / 0.002:.2f}x)"
+    )
     proc, base_url = start_server(latency=0.05)
     try:
         runs = [batched_subcalls(base_url) for _ in range(5)]
+        direct = statistics.median(direct_subcalls(base_url) for _ in range(5))
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -98,6 +128,10 @@ def main() -> None:
     print(
         f"256 sub-calls of 50 ms at concurrency 16: median {batch:.3f} s over {len(runs)} runs "
         f"(ideal {ideal:.2f} s: {batch / ideal:.3f}x; target within 1.10x)"
+    )
+    print(
+        f"  same calls straight through the client, no engine: median {direct:.3f} s "
+        f"(engine / direct = {batch / direct:.3f}x)"
     )
 
 
