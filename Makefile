@@ -35,7 +35,8 @@ types: install
 	$(BIN)/mypy plugins/rlm_llamacpp/rlm_llamacpp
 
 test: install
-	@if [ -S /run/rlm-podman.sock ]; then export DOCKER_HOST=unix:///run/rlm-podman.sock; fi; \
+	@if [ -S /run/rlm-podman.sock ]; then export DOCKER_HOST=unix:///run/rlm-podman.sock \
+		RLM_TEST_IMAGE=rlm-test-python:3.11; fi; \
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests plugins/rlm_llamacpp/tests
 
 check: install sandbox-engine lint types test

@@ -114,7 +114,8 @@ def main() -> None:
     )
     per_turn = median_of(per_iteration, 5)
     print(
-        f"per-iteration overhead over 30 turns: median {per_turn * 1000:.2f} ms (target < 2 ms: {per_turn / 0.002:.2f}x)"
+        f"per-iteration overhead over 30 turns: median {per_turn * 1000:.2f} ms "
+        f"(target < 2 ms: {per_turn / 0.002:.2f}x)"
     )
     proc, base_url = start_server(latency=0.05)
     try:

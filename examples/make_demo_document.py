@@ -9,8 +9,28 @@ import random
 import sys
 from pathlib import Path
 
-CITIES = ["Lyon", "Porto", "Gdansk", "Bergen", "Turin", "Ghent", "Brno", "Aarhus", "Graz", "Utrecht",
-          "Bilbao", "Tartu", "Plzen", "Malmo", "Kaunas", "Cork", "Split", "Basel", "Linz", "Tampere"]
+CITIES = [
+    "Lyon",
+    "Porto",
+    "Gdansk",
+    "Bergen",
+    "Turin",
+    "Ghent",
+    "Brno",
+    "Aarhus",
+    "Graz",
+    "Utrecht",
+    "Bilbao",
+    "Tartu",
+    "Plzen",
+    "Malmo",
+    "Kaunas",
+    "Cork",
+    "Split",
+    "Basel",
+    "Linz",
+    "Tampere",
+]
 FIRST = ["Ana", "Jonas", "Lea", "Piotr", "Sofia", "Emil", "Ines", "Tomas", "Mira", "Karl", "Nora", "Luca"]
 LAST = ["Berg", "Novak", "Costa", "Lind", "Weber", "Moreau", "Horvat", "Rossi", "Nagy", "Dahl", "Kovac"]
 FINDINGS = [

@@ -47,9 +47,23 @@ def _local(**kwargs: Any) -> Any:
     return LocalEnvironment(**kwargs)
 
 
+def _subprocess(**kwargs: Any) -> Any:
+    from rlm_core.environments.subprocess_env import SubprocessEnvironment
+
+    return SubprocessEnvironment(**kwargs)
+
+
+def _docker(**kwargs: Any) -> Any:
+    from rlm_core.environments.docker_env import DockerEnvironment
+
+    return DockerEnvironment(**kwargs)
+
+
 @hookimpl
 def rlm_register_environments(register: Register) -> None:
     register("local", _local)
+    register("subprocess", _subprocess)
+    register("docker", _docker)
 
 
 def _tiered(**kwargs: Any) -> Any:

@@ -28,6 +28,7 @@ EXIT_USAGE = 2
 COMMANDS: list[tuple[str, str]] = [
     ("run", "rlm_core.cli:add_run_parser"),
     ("plugins", "rlm_core.cli:add_plugins_parser"),
+    ("cleanup", "rlm_core.cli_cleanup:add_cleanup_parser"),
 ]
 
 

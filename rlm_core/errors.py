@@ -50,7 +50,7 @@ class ProviderError(RLMError):
         super().__init__(message)
 
 
-class EnvironmentError_(RLMError):  # noqa: N801 - the builtin name EnvironmentError is an OSError alias
+class EnvironmentError_(RLMError):
     """An execution environment (REPL, sandbox) failed to start, crashed, or was closed."""
 
 

@@ -32,7 +32,8 @@ class RunEvent:
     - iteration_end: ``record`` (an ``IterationRecord``)
     - lm_call_start / lm_call_end: ``call_id``, ``model``, ``purpose``; at end ``usage``, ``error``
     - code_start / code_end: ``code``; at end ``result`` (an ``ExecResult``)
-    - subcall_start / subcall_end: ``call_id``, ``function``, ``model``; at end ``record`` (a ``SubCallRecord``)
+    - subcall_start / subcall_end: ``call_id``, ``function``, ``model``; at end ``record``
+      (a ``SubCallRecord``)
     """
 
     kind: EventKind

@@ -8,13 +8,15 @@ call back to the host (``llm_query``, ``rlm_query``, host-side tools) goes throu
 from __future__ import annotations
 
 import ast
+import contextlib
 import ctypes
 import io
 import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable, Dict, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 SCAFFOLD_FUNCTIONS = (
     "llm_query",
@@ -43,14 +45,14 @@ class _CappedBuffer(io.TextIOBase):
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.parts: List[str] = []
+        self.parts: list[str] = []
         self.size = 0
         self.dropped = 0
 
     def writable(self) -> bool:
         return True
 
-    def write(self, text: str) -> int:  # type: ignore[override]
+    def write(self, text: str) -> int:
         if not isinstance(text, str):
             text = str(text)
         room = self.limit - self.size
@@ -66,7 +68,7 @@ class _CappedBuffer(io.TextIOBase):
     def getvalue(self) -> str:
         value = "".join(self.parts)
         if self.dropped:
-            value += "\n[... %d more characters of output were not kept]" % self.dropped
+            value += f"\n[... {self.dropped} more characters of output were not kept]"
         return value
 
 
@@ -84,7 +86,7 @@ class _ThreadRoutedStream(io.TextIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, text: str) -> int:  # type: ignore[override]
+    def write(self, text: str) -> int:
         return self._target().write(text)
 
     def flush(self) -> None:
@@ -132,7 +134,7 @@ def describe_value(value: Any) -> str:
     except Exception:
         return kind
     unit = "chars" if isinstance(value, str) else "items"
-    return "%s, %d %s" % (kind, size, unit)
+    return f"{kind}, {size} {unit}"
 
 
 class ReplRuntime:
@@ -145,23 +147,23 @@ class ReplRuntime:
 
     def __init__(
         self,
-        call_host: Callable[[str, Dict[str, Any]], Any],
-        tools: Optional[Dict[str, Any]] = None,
-        host_tools: Optional[List[str]] = None,
+        call_host: Callable[[str, dict[str, Any]], Any],
+        tools: dict[str, Any] | None = None,
+        host_tools: list[str] | None = None,
         max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
     ) -> None:
         self.call_host = call_host
         self.max_output_chars = max_output_chars
-        self.namespace: Dict[str, Any] = {"__name__": "__rlm_repl__", "__builtins__": __builtins__}
-        self.protected: Dict[str, Any] = {}
-        self.final_answer: Optional[str] = None
+        self.namespace: dict[str, Any] = {"__name__": "__rlm_repl__", "__builtins__": __builtins__}
+        self.protected: dict[str, Any] = {}
+        self.final_answer: str | None = None
         self._install_scaffold(tools or {}, host_tools or [])
         self.stdout = _routed("stdout")
         self.stderr = _routed("stderr")
 
     # -- scaffold ------------------------------------------------------------------------------
 
-    def _install_scaffold(self, tools: Dict[str, Any], host_tools: List[str]) -> None:
+    def _install_scaffold(self, tools: dict[str, Any], host_tools: list[str]) -> None:
         def host(function: str) -> Callable[..., Any]:
             def call(*args: Any, **kwargs: Any) -> Any:
                 return self.call_host(function, {"args": list(args), "kwargs": kwargs})
@@ -169,51 +171,53 @@ class ReplRuntime:
             call.__name__ = function
             return call
 
-        def llm_query(prompt: Any, model: Optional[str] = None) -> str:
+        def llm_query(prompt: Any, model: str | None = None) -> str:
             """Ask a sub-model; returns its reply as a string."""
             return self.call_host("llm_query", {"prompt": prompt, "model": model})
 
-        def llm_query_batched(prompts: List[Any], model: Optional[str] = None) -> List[str]:
+        def llm_query_batched(prompts: list[Any], model: str | None = None) -> list[str]:
             """Ask a sub-model many prompts concurrently; replies come back in order."""
             if isinstance(prompts, (str, bytes)):
                 raise TypeError("llm_query_batched takes a list of prompts; use llm_query for one prompt")
             return self.call_host("llm_query_batched", {"prompts": list(prompts), "model": model})
 
-        def rlm_query(prompt: Any, model: Optional[str] = None) -> str:
+        def rlm_query(prompt: Any, model: str | None = None) -> str:
             """Ask a child RLM (with its own REPL) when depth allows, else a plain sub-model call."""
             return self.call_host("rlm_query", {"prompt": prompt, "model": model})
 
-        def rlm_query_batched(prompts: List[Any], model: Optional[str] = None) -> List[str]:
+        def rlm_query_batched(prompts: list[Any], model: str | None = None) -> list[str]:
             """Several rlm_query calls at once; replies come back in order."""
             if isinstance(prompts, (str, bytes)):
                 raise TypeError("rlm_query_batched takes a list of prompts; use rlm_query for one prompt")
             return self.call_host("rlm_query_batched", {"prompts": list(prompts), "model": model})
 
-        def SHOW_VARS() -> str:  # noqa: N802 - the name the prompts teach
+        def SHOW_VARS() -> str:
             """List the variables you created, with their types and sizes."""
             names = self.user_variables()
-            text = "\n".join("%s: %s" % (n, describe_value(self.namespace[n])) for n in names)
+            text = "\n".join(f"{n}: {describe_value(self.namespace[n])}" for n in names)
             text = text or "(no variables yet)"
             print(text)
             return text
 
-        def FINAL(value: Any) -> str:  # noqa: N802
+        def FINAL(value: Any) -> str:
             """Give the final answer and finish."""
-            self.final_answer = value if isinstance(value, str) else repr(value) if value is None else str(value)
+            self.final_answer = (
+                value if isinstance(value, str) else repr(value) if value is None else str(value)
+            )
             return self.final_answer
 
-        def FINAL_VAR(name: Any) -> str:  # noqa: N802
+        def FINAL_VAR(name: Any) -> str:
             """Give the value of a variable (by name) as the final answer and finish."""
             if isinstance(name, str):
                 key = name.strip().strip("'\"")
                 if key in self.namespace:
                     return FINAL(self.namespace[key])
                 raise NameError(
-                    "FINAL_VAR(%r): no variable named %r; create it first, or call FINAL(text)" % (name, key)
+                    f"FINAL_VAR({name!r}): no variable named {key!r}; create it first, or call FINAL(text)"
                 )
             return FINAL(name)
 
-        scaffold: Dict[str, Any] = {
+        scaffold: dict[str, Any] = {
             "llm_query": llm_query,
             "llm_query_batched": llm_query_batched,
             "rlm_query": rlm_query,
@@ -235,18 +239,18 @@ class ReplRuntime:
         if protect:
             self.protected[name] = value
 
-    def user_variables(self) -> List[str]:
+    def user_variables(self) -> list[str]:
         hidden = set(self.protected) | {"answer", "__name__", "__builtins__"}
         return sorted(n for n in self.namespace if n not in hidden and not n.startswith("_"))
 
     # -- execution -----------------------------------------------------------------------------
 
-    def execute(self, code: str) -> Dict[str, Any]:
+    def execute(self, code: str) -> dict[str, Any]:
         """Run one cell in the calling thread; returns a plain dict (it crosses process boundaries)."""
         out = _CappedBuffer(self.max_output_chars)
         err = _CappedBuffer(self.max_output_chars)
         self.final_answer = None
-        error: Optional[str] = None
+        error: str | None = None
         timed_out = False
         started = time.perf_counter()
         self.stdout.local.buffer = out
@@ -257,7 +261,7 @@ class ReplRuntime:
             timed_out = True
             error = "TimeoutError: the cell ran past its time limit and was interrupted"
         except SystemExit as exc:
-            error = "SystemExit(%r): exiting is not allowed in the REPL; call FINAL(...) to finish" % (exc.code,)
+            error = f"SystemExit({exc.code!r}): exiting is not allowed in the REPL; call FINAL(...) to finish"
         except KeyboardInterrupt:
             error = "KeyboardInterrupt"
         except Exception:
@@ -271,6 +275,7 @@ class ReplRuntime:
         if final is None and isinstance(answer, dict) and answer.get("ready"):
             content = answer.get("content", "")
             final = content if isinstance(content, str) else str(content)
+            answer["ready"] = False  # consumed: a later turn (persistent mode) starts unfinished
         if not isinstance(answer, dict):
             self.namespace["answer"] = {"content": "", "ready": False}
         return {
@@ -288,8 +293,10 @@ class ReplRuntime:
         """Exec the cell; if its last statement is an expression, print its value like a REPL."""
         tree = ast.parse(code, filename="<repl>", mode="exec")
         last_expr = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last_expr = ast.Expression(tree.body.pop().value)
+        last = tree.body[-1] if tree.body else None
+        if isinstance(last, ast.Expr):
+            tree.body.pop()
+            last_expr = ast.Expression(last.value)
         if tree.body:
             exec(compile(tree, "<repl>", "exec"), self.namespace)
         if last_expr is not None:
@@ -302,10 +309,10 @@ class ReplRuntime:
         frames = [f for f in traceback.extract_tb(tb) if f.filename == "<repl>"]
         lines = ["Traceback (most recent call last):\n"] if frames else []
         lines += traceback.format_list(frames)
-        lines += traceback.format_exception_only(kind, value)  # type: ignore[arg-type]
+        lines += traceback.format_exception_only(kind, value)
         return "".join(lines).rstrip()
 
-    def _restore_protected(self) -> List[str]:
+    def _restore_protected(self) -> list[str]:
         restored = []
         for name, value in self.protected.items():
             if self.namespace.get(name, _MISSING) is not value:
@@ -315,3 +322,369 @@ class ReplRuntime:
 
 
 _MISSING = object()
+
+
+# -- the sandbox side of the protocol ------------------------------------------------------------
+#
+# When this file runs as a script inside a sandbox it speaks framed JSON over stdin/stdout: each
+# frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON (one object with a
+# "type"). Host -> sandbox: init, exec, context, history, reply, shutdown. Sandbox -> host: ready,
+# call, result, log. See rlm_core/environments/sandbox.py for the host side.
+
+PROTOCOL_VERSION = 1
+FRAME_HEADER_BYTES = 4
+MAX_FRAME_BYTES = 1 << 30
+
+
+def encode_frame(message: dict[str, Any]) -> bytes:
+    """One protocol frame: 4-byte big-endian length, then UTF-8 JSON."""
+    import json
+
+    body = json.dumps(message, ensure_ascii=False, default=_json_fallback).encode("utf-8")
+    return len(body).to_bytes(FRAME_HEADER_BYTES, "big") + body
+
+
+def _json_fallback(value: Any) -> Any:
+    # Values the model passes to llm_query that JSON cannot hold travel as their text form.
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+class _Channel:
+    """The framed byte channel to the host: thread-safe writes, blocking reads on the main thread."""
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        import os
+
+        self._os = os
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+        self.write_lock = threading.Lock()
+        self.closed = False
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = encode_frame(message)
+        with self.write_lock:
+            if self.closed:
+                return
+            view = memoryview(data)
+            while view:
+                written = self._os.write(self.write_fd, view)
+                view = view[written:]
+
+    def _read_exact(self, size: int) -> bytes | None:
+        chunks = []
+        remaining = size
+        while remaining:
+            chunk = self._os.read(self.read_fd, min(remaining, 1 << 20))
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+
+    def receive(self) -> dict[str, Any] | None:
+        """The next message, or None when the host closed the stream."""
+        import json
+
+        header = self._read_exact(FRAME_HEADER_BYTES)
+        if header is None:
+            return None
+        size = int.from_bytes(header, "big")
+        if size > MAX_FRAME_BYTES:
+            raise ValueError(f"frame of {size} bytes is larger than the {MAX_FRAME_BYTES}-byte limit")
+        body = self._read_exact(size)
+        if body is None:
+            return None
+        return json.loads(body.decode("utf-8"))
+
+
+class _PendingCall:
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: str | None = None
+
+
+class SandboxServer:
+    """Serves one host over a channel: runs cells in a worker thread, forwards host calls."""
+
+    def __init__(self, channel: _Channel, max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS) -> None:
+        self.channel = channel
+        self.max_output_chars = max_output_chars
+        self.runtime: ReplRuntime | None = None
+        self.pending: dict[str, _PendingCall] = {}
+        self.pending_lock = threading.Lock()
+        self.call_counter = 0
+        self.cell_thread: threading.Thread | None = None
+
+    # -- host calls (run in cell threads and in threads user code starts) ------------------------
+
+    def call_host(self, function: str, args: dict[str, Any]) -> Any:
+        with self.pending_lock:
+            self.call_counter += 1
+            call_id = f"c{self.call_counter}"
+            pending = _PendingCall()
+            self.pending[call_id] = pending
+        try:
+            self.channel.send({"type": "call", "id": call_id, "function": function, "args": args})
+            # Short waits so a cell timeout (an async exception) can interrupt a cell stuck on a call.
+            while not pending.done.wait(0.05):
+                pass
+        finally:
+            with self.pending_lock:
+                self.pending.pop(call_id, None)
+        if pending.error is not None:
+            raise HostCallError(pending.error)
+        return pending.result
+
+    def _on_reply(self, message: dict[str, Any]) -> None:
+        with self.pending_lock:
+            pending = self.pending.get(str(message.get("id")))
+        if pending is None:
+            return  # the call was abandoned (its cell timed out)
+        if "error" in message and message["error"] is not None:
+            pending.error = str(message["error"])
+        else:
+            pending.result = message.get("result")
+        pending.done.set()
+
+    # -- requests from the host ----------------------------------------------------------------
+
+    def _ensure_runtime(self) -> ReplRuntime:
+        if self.runtime is None:
+            self.runtime = ReplRuntime(self.call_host, max_output_chars=self.max_output_chars)
+        return self.runtime
+
+    def _on_init(self, message: dict[str, Any]) -> None:
+        self.max_output_chars = int(message.get("max_output_chars") or self.max_output_chars)
+        self.runtime = ReplRuntime(
+            self.call_host,
+            tools=dict(message.get("variables") or {}),
+            host_tools=list(message.get("host_tools") or []),
+            max_output_chars=self.max_output_chars,
+        )
+
+    def _on_context(self, message: dict[str, Any]) -> None:
+        runtime = self._ensure_runtime()
+        if message.get("path"):
+            value = _read_context_file(str(message["path"]), str(message.get("format", "text")))
+        else:
+            value = message.get("value")
+        index = int(message.get("index", 0))
+        runtime.set_variable(f"context_{index}", value)
+        runtime.set_variable("context", value)
+
+    def _on_history(self, message: dict[str, Any]) -> None:
+        runtime = self._ensure_runtime()
+        runtime.set_variable("history_{}".format(int(message.get("index", 0))), message.get("messages") or [])
+
+    def _acknowledge(self, message: dict[str, Any], handler: Callable[[dict[str, Any]], None]) -> None:
+        error = None
+        try:
+            handler(message)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        self.channel.send({"type": "result", "id": message.get("id"), "error": error})
+
+    def _on_exec(self, message: dict[str, Any]) -> None:
+        runtime = self._ensure_runtime()
+        code = str(message.get("code", ""))
+        timeout = message.get("timeout")
+        cell_id = message.get("id")
+
+        def work() -> None:
+            watchdog = None
+            if timeout:
+                me = threading.get_ident()
+                watchdog = threading.Timer(float(timeout), raise_in_thread, args=(me,))
+                watchdog.daemon = True
+                watchdog.start()
+            try:
+                raw = runtime.execute(code)
+            except BaseException as exc:  # a timeout landing between cells, or a runtime bug
+                raw = {
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "timed_out": isinstance(exc, CellTimeout),
+                }
+            finally:
+                if watchdog is not None:
+                    watchdog.cancel()
+            if _FORK_STATE["child"]:
+                # User code forked and this is the copy: it must not answer the host, nor live on.
+                import os
+
+                os._exit(0)
+            if _FORK_STATE["forked"]:
+                # Processes a cell started do not outlive it: a fork bomb's copies would otherwise
+                # keep the sandbox's process table full and starve the next cell.
+                _FORK_STATE["forked"] = False
+                killed = _kill_stray_processes()
+                if killed:
+                    note = f"\n[{killed} process(es) started by this cell were stopped when it ended]"
+                    raw["stderr"] = (raw.get("stderr") or "") + note
+            raw["type"] = "result"
+            raw["id"] = cell_id
+            self.channel.send(raw)
+
+        # A fresh daemon thread per cell keeps the main thread free to route replies to its calls.
+        self.cell_thread = threading.Thread(target=work, name="rlm-cell", daemon=True)
+        # Starting a thread fails while the process limit is exhausted (a fork bomb's copies are
+        # still exiting): wait a little for them rather than failing the cell at once.
+        for _ in range(50):
+            try:
+                self.cell_thread.start()
+                return
+            except RuntimeError:
+                time.sleep(0.1)
+        self.channel.send(
+            {
+                "type": "result",
+                "id": cell_id,
+                "error": "RuntimeError: could not start a thread for this cell: the sandbox has too many "
+                "processes or threads (code from an earlier cell may still be forking). Retry later.",
+            }
+        )
+
+    def serve(self) -> int:
+        import os
+        import platform
+
+        self.channel.send(
+            {
+                "type": "ready",
+                "protocol": PROTOCOL_VERSION,
+                "pid": os.getpid(),
+                "python": platform.python_version(),
+            }
+        )
+        while True:
+            message = self.channel.receive()
+            if message is None:
+                return 0
+            kind = message.get("type")
+            if kind == "reply":
+                self._on_reply(message)
+            elif kind == "exec":
+                self._on_exec(message)
+            elif kind == "context":
+                self._acknowledge(message, self._on_context)
+            elif kind == "history":
+                self._acknowledge(message, self._on_history)
+            elif kind == "init":
+                self._acknowledge(message, self._on_init)
+            elif kind == "shutdown":
+                return 0
+            else:
+                self.channel.send({"type": "log", "level": "warning", "message": f"unknown message {kind!r}"})
+
+
+def _read_context_file(path: str, fmt: str) -> Any:
+    if fmt == "json":
+        import json
+
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    with open(path, encoding="utf-8", newline="") as handle:
+        return handle.read()
+
+
+_FORK_STATE = {"child": False, "forked": False}
+
+
+def _mark_forked_child() -> None:
+    _FORK_STATE["child"] = True
+
+
+def _mark_forked_parent() -> None:
+    _FORK_STATE["forked"] = True
+
+
+def _kill_stray_processes(deadline_seconds: float = 5.0) -> int:
+    """SIGKILL every other process of this runtime's process group (the runtime leads it); returns
+    how many were signalled. Reads /proc, so it does nothing where there is none."""
+    import os
+    import signal
+
+    me = os.getpid()
+    group = os.getpgid(0)
+    if group != me or not os.path.isdir("/proc"):
+        return 0  # not our own group: never signal processes we did not start
+    killed: set = set()
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        found = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == me:
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as handle:
+                    stat = handle.read()
+                # Fields after the parenthesised command name: state, ppid, pgrp, ...
+                fields = stat[stat.rfind(b")") + 2 :].split()
+                if int(fields[2]) != group or fields[0] == b"Z":
+                    continue
+                os.kill(int(entry), signal.SIGKILL)
+            except (OSError, ValueError, IndexError):
+                continue
+            found = True
+            killed.add(entry)
+        if not found:
+            break
+        time.sleep(0.01)
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    return len(killed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run as the sandbox runtime: framed JSON on stdin/stdout until EOF or ``shutdown``."""
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(
+        description="rlm-core sandbox runtime (speaks framed JSON on stdin/stdout)"
+    )
+    parser.add_argument("--max-output-chars", type=int, default=DEFAULT_MAX_OUTPUT_CHARS)
+    options = parser.parse_args(argv)
+
+    # Own process group, so the host can kill everything the cells started with one signal.
+    # (Already a group leader when the transport started a new session for us.)
+    with contextlib.suppress(OSError):
+        os.setsid()
+    # The channel keeps private copies of fds 0 and 1; fd 1 then points at stderr so stray writes
+    # (C extensions, child processes, threads after their cell ended) can never corrupt a frame.
+    read_fd = os.dup(0)
+    write_fd = os.dup(1)
+    os.dup2(2, 1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)  # user code reading stdin gets EOF, not protocol bytes
+    os.close(devnull)
+    for fd in (read_fd, write_fd):
+        os.set_inheritable(fd, False)
+    sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the process
+    sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), write_through=True)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_mark_forked_child, after_in_parent=_mark_forked_parent)
+
+    channel = _Channel(read_fd, write_fd)
+    server = SandboxServer(channel, max_output_chars=options.max_output_chars)
+    try:
+        code = server.serve()
+    except Exception as exc:
+        sys.stderr.write(f"rlm runtime: fatal {type(exc).__name__}: {exc}\n")
+        code = 1
+    sys.stderr.flush()
+    # os._exit: a cell thread stuck in C code must not keep the process alive after the host left.
+    os._exit(code)
+    return code  # pragma: no cover
+
+
+if __name__ == "__main__":
+    main()

@@ -125,7 +125,9 @@ class Run:
         self.emitter.emit(kind, self.run_id, self.depth, self.parent_run_id, **data)
 
     async def _ask(self, messages: list[Message], purpose: str, depth: int, model: str | None = None) -> Any:
-        request = LMRequest(messages=list(messages), depth=depth, model=model, purpose=purpose, run_id=self.run_id)
+        request = LMRequest(
+            messages=list(messages), depth=depth, model=model, purpose=purpose, run_id=self.run_id
+        )
         response = await self.broker.complete(request, self.parent_run_id)
         self.usage.record(request.tier, response.model or "", response.usage, response.cost)
         return response

@@ -27,7 +27,10 @@ def last_user_message(request: LMRequest) -> str:
 
 
 def test_code_then_final_with_usage_per_tier() -> None:
-    root_replies = [repl("n = len(context)\nx = llm_query('summarise')\nprint(n, x)"), repl("FINAL(f'{n}-{x}')")]
+    root_replies = [
+        repl("n = len(context)\nx = llm_query('summarise')\nprint(n, x)"),
+        repl("FINAL(f'{n}-{x}')"),
+    ]
     root = ScriptedClient(root_replies)
     sub = ScriptedClient(["SUB"], model_name="cheap")
     result = RLM(backend=root, other_backends=[sub]).completion("hello world")
@@ -62,7 +65,10 @@ def test_answer_dict_finishes_like_upstream() -> None:
         ({"max_sub_tokens": 10.5}, "max_sub_tokens must be an int"),
         ({"max_sub_tokens": True}, "max_sub_tokens must be an int"),
         ({"backend_kwargs": {"max_root_tokens": 100}}, "belong to the RLM itself"),
-        ({"other_backends": ["x"], "other_backend_kwargs": [{"max_sub_tokens": 100}]}, "other_backend_kwargs"),
+        (
+            {"other_backends": ["x"], "other_backend_kwargs": [{"max_sub_tokens": 100}]},
+            "other_backend_kwargs",
+        ),
         ({"max_iterations": 0}, "max_iterations"),
         ({"other_backends": ["a", "b"], "other_backend_kwargs": [{}]}, "one kwargs dict per other backend"),
     ],
@@ -75,7 +81,7 @@ def test_bad_configuration_fails_before_any_call(kwargs: dict[str, Any], message
 
 
 def test_unknown_backend_names_what_is_available() -> None:
-    with pytest.raises(rlm_core.UnknownNameError, match="available: .*anthropic.*openai"):
+    with pytest.raises(rlm_core.UnknownNameError, match=r"available: .*anthropic.*openai"):
         RLM(backend="nope", backend_kwargs={"model_name": "m"})
     with pytest.raises(rlm_core.UnknownNameError, match="pip install rlm-modal"):
         RLM(backend=ScriptedClient([]), environment="modal")
@@ -83,9 +89,7 @@ def test_unknown_backend_names_what_is_available() -> None:
 
 def test_spent_sub_budget_is_an_exception_the_model_reads() -> None:
     sub = ScriptedClient(["y" * 4000], model_name="sub")  # each reply costs ~1000 tokens
-    root = ScriptedClient(
-        [repl("for i in range(50):\n    llm_query('q')"), repl("FINAL('gave up')")]
-    )
+    root = ScriptedClient([repl("for i in range(50):\n    llm_query('q')"), repl("FINAL('gave up')")])
     result = RLM(backend=root, other_backends=[sub], max_sub_tokens=3000).completion("ctx")
     assert result.response == "gave up"
     feedback = last_user_message(root.requests[1])
@@ -112,7 +116,8 @@ def test_output_cap_is_what_the_tier_has_left() -> None:
 
 def test_tiers_and_named_models() -> None:
     root = ScriptedClient(
-        [repl("print(llm_query('a'), llm_query('b', model='big-sub'))"), repl("FINAL('ok')")], model_name="root"
+        [repl("print(llm_query('a'), llm_query('b', model='big-sub'))"), repl("FINAL('ok')")],
+        model_name="root",
     )
     small = ScriptedClient(["from-small"], model_name="small-sub")
     big = ScriptedClient(["from-big"], model_name="big-sub")
@@ -139,7 +144,9 @@ def test_child_rlm_uses_next_tier_and_rolls_usage_up() -> None:
         def close(self) -> None:
             pass
 
-    root = ScriptedClient([repl("r = rlm_query('count the letters in: abcd')\nprint(r)"), repl("FINAL(r)")], model_name="root")
+    root = ScriptedClient(
+        [repl("r = rlm_query('count the letters in: abcd')\nprint(r)"), repl("FINAL(r)")], model_name="root"
+    )
     child = ScriptedClient([repl("x = llm_query(context)\nFINAL(x)")], model_name="child")
     leaf = ScriptedClient(["4"], model_name="leaf")
     rlm = RLM(backend=root, other_backends=[child, leaf], max_depth=2, logger=Recorder())
@@ -239,7 +246,9 @@ def test_custom_tools_callable_and_value() -> None:
 
 def test_fallback_routing_tries_the_next_model_on_provider_errors() -> None:
     root = ScriptedClient([repl("FINAL(llm_query('q'))")], model_name="root")
-    flaky = ScriptedClient(fail_on=lambda index, request: ProviderError("down", client="flaky"), model_name="flaky")
+    flaky = ScriptedClient(
+        fail_on=lambda index, request: ProviderError("down", client="flaky"), model_name="flaky"
+    )
     backup = ScriptedClient(["from-backup"], model_name="backup")
     result = RLM(backend=root, other_backends=[flaky, backup], routing="fallback").completion("ctx")
     assert result.response == "from-backup"
@@ -254,7 +263,9 @@ def test_custom_routing_policy_object() -> None:
     root = ScriptedClient([repl("FINAL(llm_query('q'))")])
     small = ScriptedClient(["small"], model_name="small")
     big = ScriptedClient(["big"], model_name="big")
-    assert RLM(backend=root, other_backends=[small, big], routing=AlwaysBig()).completion("c").response == "big"
+    assert (
+        RLM(backend=root, other_backends=[small, big], routing=AlwaysBig()).completion("c").response == "big"
+    )
 
 
 def test_provider_failure_of_the_root_model_ends_with_an_error() -> None:

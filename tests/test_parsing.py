@@ -44,7 +44,9 @@ def test_truncated_last_block_runs_only_if_complete_python() -> None:
 
 
 code_bodies = st.lists(
-    st.sampled_from(["print(1)", "x = context[:3]", "y = llm_query('q')", "for i in range(2):\n    print(i)"]),
+    st.sampled_from(
+        ["print(1)", "x = context[:3]", "y = llm_query('q')", "for i in range(2):\n    print(i)"]
+    ),
     min_size=1,
     max_size=3,
 ).map("\n".join)

@@ -1,5 +1,7 @@
-"""Code-execution environments: the contract and the built-in ``local`` REPL."""
+"""Code-execution environments: the contract, the sandbox host side and its transport contract."""
 
 from rlm_core.environments.base import Environment, ExecResult, HostCall
+from rlm_core.environments.sandbox import SandboxEnvironment
+from rlm_core.environments.transport import ByteStream, Transport
 
-__all__ = ["Environment", "ExecResult", "HostCall"]
+__all__ = ["ByteStream", "Environment", "ExecResult", "HostCall", "SandboxEnvironment", "Transport"]

@@ -58,7 +58,9 @@ class LocalEnvironment:
     def _call_host(self, function: str, args: dict[str, Any]) -> Any:
         """Runs in the cell's worker thread: hand the call to the event loop and wait for it."""
         assert self._loop is not None and self._host is not None
-        future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(self._host(function, args), self._loop)
+        future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(
+            self._host(function, args), self._loop
+        )
         try:
             # Wait in short slices: a blocking wait cannot be interrupted by the cell timeout.
             while True:

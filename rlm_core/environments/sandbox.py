@@ -1,0 +1,525 @@
+"""The host side of every isolated environment: speaks the runtime protocol over any Transport.
+
+It uploads the runtime script, serves the sandbox's sub-calls through the engine's ``host``
+callable, enforces per-cell deadlines, restarts a crashed or stuck sandbox, and moves large
+contexts as files. A sandbox plugin only writes a :class:`~rlm_core.environments.transport.Transport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import json
+import logging
+import posixpath
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rlm_core import repl_runtime
+from rlm_core.environments.base import ExecResult, HostCall
+from rlm_core.environments.transport import ByteStream, Transport
+from rlm_core.errors import ConfigurationError, SandboxError
+from rlm_core.repl_runtime import (
+    DEFAULT_MAX_OUTPUT_CHARS,
+    FRAME_HEADER_BYTES,
+    HOST_FUNCTIONS,
+    MAX_FRAME_BYTES,
+    PROTOCOL_VERSION,
+    encode_frame,
+)
+
+logger = logging.getLogger("rlm_core.sandbox")
+
+DEFAULT_CELL_TIMEOUT = 300.0
+RUNTIME_FILENAME = "rlm_runtime.py"
+RESERVED_NAMES = frozenset({*repl_runtime.SCAFFOLD_FUNCTIONS, "answer", "context"})
+# Contexts at least this large (in characters or JSON characters) travel as a file, not a message.
+DEFAULT_INLINE_CONTEXT_CHARS = 1 << 20
+_READ_CHUNK = 1 << 16
+
+
+class SandboxDiedError(SandboxError):
+    """The runtime process in the sandbox ended (crash, kill, OOM, sandbox removed)."""
+
+
+class _Connection:
+    """One live runtime process: framed messages both ways, pending requests, sub-calls in flight."""
+
+    def __init__(
+        self,
+        stream: ByteStream,
+        serve_call: Callable[[str, dict[str, Any]], Any],
+    ) -> None:
+        self.stream = stream
+        self.serve_call = serve_call
+        loop = asyncio.get_running_loop()
+        self.ready: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.call_tasks: set[asyncio.Task[None]] = set()
+        self.write_lock = asyncio.Lock()
+        self.ids = itertools.count(1)
+        self.dead_reason: str | None = None
+        self.reader = asyncio.create_task(self._read_loop(), name="rlm-sandbox-reader")
+
+    @property
+    def alive(self) -> bool:
+        return self.dead_reason is None
+
+    async def send(self, message: dict[str, Any]) -> None:
+        data = encode_frame(message)
+        async with self.write_lock:
+            if not self.alive:
+                raise SandboxDiedError(self.dead_reason or "the sandbox runtime is gone")
+            try:
+                await self.stream.write(data)
+            except (OSError, ConnectionError) as exc:
+                raise SandboxDiedError(f"writing to the sandbox runtime failed: {exc}") from exc
+
+    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Send a message with a fresh id and wait for the ``result`` with that id."""
+        request_id = f"h{next(self.ids)}"
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = future
+        try:
+            await self.send({**message, "id": request_id})
+            return await future
+        finally:
+            self.pending.pop(request_id, None)
+
+    async def _read_loop(self) -> None:
+        buffer = bytearray()
+        reason = "the sandbox runtime closed its output (the process exited)"
+        try:
+            while True:
+                while len(buffer) < FRAME_HEADER_BYTES:
+                    chunk = await self.stream.read(_READ_CHUNK)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                size = int.from_bytes(buffer[:FRAME_HEADER_BYTES], "big")
+                if size > MAX_FRAME_BYTES:
+                    reason = f"the sandbox runtime sent a {size}-byte frame (corrupt stream)"
+                    return
+                end = FRAME_HEADER_BYTES + size
+                while len(buffer) < end:
+                    chunk = await self.stream.read(max(_READ_CHUNK, end - len(buffer)))
+                    if not chunk:
+                        return
+                    buffer += chunk
+                body = bytes(buffer[FRAME_HEADER_BYTES:end])
+                del buffer[:end]
+                try:
+                    message = json.loads(body.decode("utf-8"))
+                except ValueError:
+                    reason = "the sandbox runtime sent a frame that is not JSON (corrupt stream)"
+                    return
+                self._dispatch(message)
+        except asyncio.CancelledError:
+            reason = "the connection to the sandbox runtime was closed"
+            raise
+        except Exception as exc:
+            reason = f"reading from the sandbox runtime failed: {type(exc).__name__}: {exc}"
+        finally:
+            self._mark_dead(reason)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "result":
+            future = self.pending.get(str(message.get("id")))
+            if future is not None and not future.done():
+                future.set_result(message)
+        elif kind == "call":
+            task = asyncio.create_task(self._serve(message), name="rlm-sandbox-call")
+            self.call_tasks.add(task)
+            task.add_done_callback(self.call_tasks.discard)
+        elif kind == "ready":
+            if not self.ready.done():
+                self.ready.set_result(message)
+        elif kind == "log":
+            logger.log(
+                logging.WARNING if message.get("level") == "warning" else logging.INFO,
+                "sandbox runtime: %s",
+                message.get("message"),
+            )
+
+    async def _serve(self, message: dict[str, Any]) -> None:
+        call_id = message.get("id")
+        reply: dict[str, Any] = {"type": "reply", "id": call_id}
+        try:
+            result = await self.serve_call(str(message.get("function")), dict(message.get("args") or {}))
+            json.dumps(result)  # fail here, with a clear message, rather than in the runtime
+            reply["result"] = result
+        except asyncio.CancelledError:
+            raise
+        except (TypeError, ValueError) as exc:
+            reply["error"] = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:
+            reply["error"] = f"{type(exc).__name__}: {exc}"
+        with contextlib.suppress(SandboxError):
+            await self.send(reply)
+
+    def _mark_dead(self, reason: str) -> None:
+        if self.dead_reason is not None:
+            return
+        self.dead_reason = reason
+        error = SandboxDiedError(reason)
+        if not self.ready.done():
+            self.ready.set_exception(error)
+            self.ready.exception()  # mark retrieved: nobody may be waiting yet
+        for future in list(self.pending.values()):
+            if not future.done():
+                future.set_exception(error)
+        for task in list(self.call_tasks):
+            task.cancel()
+
+    async def close(self) -> None:
+        """Kill the process (the stream does) and stop the reader and every sub-call in flight."""
+        self._mark_dead("the connection to the sandbox runtime was closed")
+        with contextlib.suppress(Exception):
+            await self.stream.close()
+        self.reader.cancel()
+        for task in [self.reader, *self.call_tasks]:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+class SandboxEnvironment:
+    """An isolated REPL: the runtime script runs inside ``transport``'s sandbox, spoken to over a stream.
+
+    ``timeout`` is the default per-cell limit in seconds (None: none). A cell that does not stop
+    within ``kill_grace`` seconds after its limit (blocked in C code, a long sleep) gets the runtime
+    process killed and restarted; so does a runtime that dies. Either way the model is told that its
+    variables are gone; contexts and histories are loaded again. ``start_timeout`` bounds how long
+    the runtime may take to say it is ready.
+    """
+
+    name = "sandbox"
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        timeout: float | None = DEFAULT_CELL_TIMEOUT,
+        max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+        kill_grace: float = 5.0,
+        start_timeout: float = 60.0,
+        inline_context_chars: int = DEFAULT_INLINE_CONTEXT_CHARS,
+    ) -> None:
+        if timeout is not None and timeout <= 0:
+            raise ConfigurationError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+        if kill_grace <= 0 or start_timeout <= 0:
+            raise ConfigurationError(
+                "kill_grace and start_timeout must be positive seconds, "
+                f"got {kill_grace!r} and {start_timeout!r}"
+            )
+        if max_output_chars <= 0:
+            raise ConfigurationError(f"max_output_chars must be a positive int, got {max_output_chars!r}")
+        self.transport = transport
+        self.timeout = timeout
+        self.max_output_chars = max_output_chars
+        self.kill_grace = kill_grace
+        self.start_timeout = start_timeout
+        self.inline_context_chars = inline_context_chars
+        self._host: HostCall | None = None
+        self._host_tools: dict[str, Callable[..., Any]] = {}
+        self._tool_values: dict[str, Any] = {}
+        # References (never copies) to what was loaded, so a restarted sandbox gets them again.
+        self._contexts: dict[int, Any] = {}
+        self._context_order: list[int] = []
+        self._histories: dict[int, list[dict[str, str]]] = {}
+        self._uploaded: dict[int, tuple[str, str]] = {}
+        self._runtime_uploaded = False
+        self._conn: _Connection | None = None
+        self._lock = asyncio.Lock()
+        self._started = False
+        self._closed = False
+        self.restarts = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self, host: HostCall, tools: dict[str, Any]) -> None:
+        if self._started:
+            raise SandboxError(f"{self.transport.describe()} was already started; make a new environment")
+        self._host = host
+        for name, value in tools.items():
+            if name in RESERVED_NAMES or name.startswith("context_") or name.startswith("history_"):
+                raise ConfigurationError(
+                    f"custom tool name {name!r} clashes with a built-in REPL name; rename it"
+                )
+            if not name.isidentifier():
+                raise ConfigurationError(f"custom tool name {name!r} is not a Python identifier; rename it")
+            if callable(value):
+                self._host_tools[name] = value
+                continue
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(
+                    f"custom tool {name!r} is a {type(value).__name__} value that cannot be sent into the "
+                    f"sandbox ({exc}); isolated environments take callables (they run on the host) or JSON "
+                    "values (str, int, float, bool, None, list, dict)"
+                ) from exc
+            self._tool_values[name] = value
+        self._started = True
+        try:
+            await self.transport.start()
+            await self._boot()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            if conn.alive:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.send({"type": "shutdown"}), timeout=1.0)
+            await conn.close()
+        with contextlib.suppress(Exception):
+            await self.transport.close()
+
+    async def __aenter__(self) -> SandboxEnvironment:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SandboxError(f"{self.transport.describe()} is closed; make a new environment")
+        if not self._started:
+            raise SandboxError(
+                "the sandbox environment was not started; the engine calls start(host, tools) first"
+            )
+
+    # -- booting and restarting ----------------------------------------------------------------
+
+    @property
+    def runtime_path(self) -> str:
+        return posixpath.join(self.transport.workdir, RUNTIME_FILENAME)
+
+    async def _boot(self) -> None:
+        """Start the runtime process in the (running) sandbox and give it tools, contexts, histories."""
+        if not self._runtime_uploaded:
+            await self.transport.put_file(self.runtime_path, Path(repl_runtime.__file__).read_bytes())
+            self._runtime_uploaded = True
+        argv = [self.transport.python, self.runtime_path, "--max-output-chars", str(self.max_output_chars)]
+        stream = await self.transport.open_stream(argv)
+        conn = _Connection(stream, self._serve_call)
+        try:
+            try:
+                hello = await asyncio.wait_for(asyncio.shield(conn.ready), timeout=self.start_timeout)
+            except asyncio.TimeoutError:
+                raise SandboxError(
+                    f"the runtime in {self.transport.describe()} did not report ready within "
+                    f"{self.start_timeout:g}s; check that {self.transport.python!r} runs there "
+                    "(Python >= 3.8), or raise start_timeout"
+                ) from None
+            except SandboxDiedError as exc:
+                raise SandboxError(
+                    f"the runtime in {self.transport.describe()} exited before it was ready ({exc}; "
+                    f"{stream.diagnostics() or 'no diagnostics'}); check that {self.transport.python!r} "
+                    "is Python >= 3.8 in that sandbox"
+                ) from None
+            if hello.get("protocol") != PROTOCOL_VERSION:
+                raise SandboxError(
+                    f"the sandbox runtime speaks protocol {hello.get('protocol')!r}, this host speaks "
+                    f"{PROTOCOL_VERSION}; the runtime script is uploaded by the host, so this means a "
+                    "stale or foreign script runs there"
+                )
+            await self._ack(
+                conn,
+                {
+                    "type": "init",
+                    "host_tools": sorted(self._host_tools),
+                    "variables": self._tool_values,
+                    "max_output_chars": self.max_output_chars,
+                },
+                "setting up the REPL",
+            )
+            for index in self._context_order:
+                await self._send_context(conn, index, self._contexts[index])
+            for index, messages in sorted(self._histories.items()):
+                await self._ack(
+                    conn, {"type": "history", "index": index, "messages": messages}, "loading history"
+                )
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+
+    async def _restart(self) -> None:
+        """Kill the runtime process and start a fresh one; provision a new sandbox if the old one is gone."""
+        self.restarts += 1
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+        try:
+            await self._boot()
+            return
+        except SandboxError as exc:
+            logger.info("restarting the runtime in place failed (%s); provisioning a new sandbox", exc)
+        except Exception as exc:
+            logger.info("restarting the runtime in place failed (%r); provisioning a new sandbox", exc)
+        with contextlib.suppress(Exception):
+            await self.transport.close()
+        self._runtime_uploaded = False
+        self._uploaded.clear()
+        try:
+            await self.transport.start()
+            await self._boot()
+        except Exception as exc:
+            raise SandboxError(
+                f"the sandbox died and could not be started again: {exc}. The run cannot continue "
+                "in this environment; check the sandbox engine, then start a new run"
+            ) from exc
+
+    async def _ack(self, conn: _Connection, message: dict[str, Any], what: str) -> None:
+        try:
+            reply = await asyncio.wait_for(conn.request(message), timeout=self.start_timeout)
+        except asyncio.TimeoutError:
+            raise SandboxError(f"the sandbox runtime did not answer while {what}") from None
+        if reply.get("error"):
+            raise SandboxError(f"the sandbox runtime failed while {what}: {reply['error']}")
+
+    # -- contexts and history ------------------------------------------------------------------
+
+    async def load_context(self, index: int, value: Any) -> None:
+        self._check_open()
+        async with self._lock:
+            conn = await self._live_connection()
+            await self._send_context(conn, index, value)
+            if index not in self._contexts:
+                self._context_order.append(index)
+            else:  # loading an index again moves it to the end, so `context` stays the newest
+                self._context_order.remove(index)
+                self._context_order.append(index)
+            self._contexts[index] = value
+
+    async def _send_context(self, conn: _Connection, index: int, value: Any) -> None:
+        if isinstance(value, str):
+            fmt, text = "text", value
+        else:
+            try:
+                text = json.dumps(value, ensure_ascii=False)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(
+                    f"context of type {type(value).__name__} cannot be sent into a sandbox ({exc}); pass a "
+                    "str, or a list/dict of JSON values"
+                ) from exc
+            fmt = "json"
+        if len(text) < self.inline_context_chars:
+            await self._ack(conn, {"type": "context", "index": index, "value": value}, "loading the context")
+            return
+        uploaded = self._uploaded.get(index)
+        if uploaded is None:
+            path = posixpath.join(
+                self.transport.workdir, f"context_{index}.{'txt' if fmt == 'text' else 'json'}"
+            )
+            data = text.encode("utf-8")
+            del text  # for JSON contexts the dumped text is ours alone: free it before the upload
+            await self.transport.put_file(path, data)
+            del data
+            uploaded = self._uploaded[index] = (path, fmt)
+        path, fmt = uploaded
+        await self._ack(
+            conn, {"type": "context", "index": index, "path": path, "format": fmt}, "loading the context file"
+        )
+
+    async def load_history(self, index: int, messages: list[dict[str, str]]) -> None:
+        self._check_open()
+        async with self._lock:
+            conn = await self._live_connection()
+            await self._ack(
+                conn, {"type": "history", "index": index, "messages": messages}, "loading history"
+            )
+            self._histories[index] = messages
+
+    async def _live_connection(self) -> _Connection:
+        if self._conn is None or not self._conn.alive:
+            await self._restart()
+        assert self._conn is not None
+        return self._conn
+
+    # -- execution -----------------------------------------------------------------------------
+
+    async def execute(self, code: str, timeout: float | None = None) -> ExecResult:
+        self._check_open()
+        async with self._lock:
+            lost_note = ""
+            if self._conn is None or not self._conn.alive:
+                reason = self._conn.dead_reason if self._conn is not None else "it was not running"
+                await self._restart()
+                lost_note = (
+                    f"[the sandbox had stopped ({reason}) and was restarted before this cell: variables "
+                    "from earlier cells are gone; context and history were loaded again]"
+                )
+            conn = self._conn
+            assert conn is not None
+            limit = timeout if timeout is not None else self.timeout
+            deadline = None if limit is None else limit + self.kill_grace
+            try:
+                raw = await asyncio.wait_for(
+                    conn.request({"type": "exec", "code": code, "timeout": limit}), timeout=deadline
+                )
+            except asyncio.TimeoutError:
+                await self._restart()
+                return ExecResult(
+                    error=(
+                        f"TimeoutError: the cell ran past its {limit:g}s limit and did not stop (blocked "
+                        "outside Python, e.g. a long sleep or read), so the sandbox process was killed and "
+                        "restarted. Variables from earlier cells are gone; context and history were loaded "
+                        "again. Recompute what you need in smaller steps."
+                    ),
+                    timed_out=True,
+                    state_lost=True,
+                )
+            except SandboxDiedError:
+                await conn.close()  # reaps the process, so the diagnostics know how it ended
+                diagnostics = conn.stream.diagnostics()
+                await self._restart()
+                return ExecResult(
+                    error=(
+                        "SandboxCrash: the sandbox process died while running this cell"
+                        f"{' (' + diagnostics + ')' if diagnostics else ''}. Likely causes: too much memory "
+                        "(the sandbox has a memory limit), or code that killed the interpreter. It was "
+                        "restarted: variables from earlier cells are gone; context and history were loaded "
+                        "again. Work on smaller pieces."
+                    ),
+                    state_lost=True,
+                )
+            result = ExecResult.from_runtime(raw)
+            if result.timed_out:
+                for task in list(conn.call_tasks):  # the interrupted cell no longer waits for them
+                    task.cancel()
+                result.error = f"TimeoutError: the cell ran past its {limit:g}s limit and was interrupted"
+            if lost_note:
+                result.state_lost = True
+                result.stderr = lost_note + ("\n" + result.stderr if result.stderr else "")
+            return result
+
+    # -- sub-calls from the sandbox ------------------------------------------------------------
+
+    async def _serve_call(self, function: str, args: dict[str, Any]) -> Any:
+        tool = self._host_tools.get(function)
+        if tool is not None:
+            # Host-side tools run here, like in the local environment; a blocking one gets a thread.
+            positional = list(args.get("args") or [])
+            keywords = dict(args.get("kwargs") or {})
+            if inspect.iscoroutinefunction(tool):
+                return await tool(*positional, **keywords)
+            result = await asyncio.to_thread(tool, *positional, **keywords)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        if function not in HOST_FUNCTIONS:
+            raise SandboxError(f"the sandbox asked for unknown host function {function!r}")
+        assert self._host is not None
+        return await self._host(function, args)
