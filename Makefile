@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -rs
 
 .PHONY: install install-demo sandbox-engine check lint types test demo quickstart bench clean
 
@@ -39,7 +39,8 @@ test: install
 		RLM_TEST_IMAGE=rlm-test-python:3.11; fi; \
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests plugins/rlm_llamacpp/tests
 
-check: install sandbox-engine lint types test
+# The Qwen model too, so its real-model test runs rather than skips.
+check: install-demo sandbox-engine lint types test
 
 demo: install-demo
 	$(BIN)/python examples/make_demo_document.py .demo/report.txt
