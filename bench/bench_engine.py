@@ -55,7 +55,15 @@ def per_iteration(turns: int = 30) -> float:
 
 def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rlm_core.testing.servers", "--port", "0", "--latency", str(latency)],
+        [
+            sys.executable,
+            "-c",  # not -m: the package imports the module first, and runpy warns about that
+            "import sys; from rlm_core.testing.servers import main; sys.exit(main(sys.argv[1:]))",
+            "--port",
+            "0",
+            "--latency",
+            str(latency),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -77,6 +85,21 @@ def batched_subcalls(base_url: str, calls: int = 256, concurrency: int = 16) -> 
     elapsed = time.perf_counter() - started
     assert result.response == str(calls), result
     rlm.close()
+    return elapsed
+
+
+def in_process_subcalls(calls: int = 256, concurrency: int = 16) -> float:
+    """The engine alone: sub-calls to an in-process model that just sleeps 50 ms (no HTTP, no SDK)."""
+    code = f"out = llm_query_batched(['q%d' % i for i in range({calls})])\nFINAL(str(len(out)))"
+    rlm = RLM(
+        backend=ScriptedClient([f"```repl\n{code}\n```"] * 100),
+        other_backends=[ScriptedClient(["ok"], model_name="sleeper", latency=0.05)],
+        max_concurrent_subcalls=concurrency,
+    )
+    started = time.perf_counter()
+    result = rlm.completion("context")
+    elapsed = time.perf_counter() - started
+    assert result.response == str(calls), result
     return elapsed
 
 
@@ -133,6 +156,10 @@ def main() -> None:
     print(
         f"  same calls straight through the client, no engine: median {direct:.3f} s "
         f"(engine / direct = {batch / direct:.3f}x)"
+    )
+    alone = median_of(in_process_subcalls, 5)
+    print(
+        f"  the engine alone (in-process 50 ms model, no HTTP): median {alone:.3f} s ({alone / ideal:.3f}x of ideal)"
     )
 
 
