@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from rlm_core.clients.openai_client import IncompleteReplyError, SDKChatClient, _Secret, fit_signature
+from rlm_core.clients.sdk_client import IncompleteReplyError, SDKChatClient, _Secret, fit_signature
 from rlm_core.types import LMRequest, Message, TokenUsage
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicClient", "to_anthropic_messages"]

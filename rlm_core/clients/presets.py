@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
-from rlm_core.clients.openai_client import OpenAIClient, _Secret
+from rlm_core.clients.openai_client import OpenAIClient
+from rlm_core.clients.sdk_client import _Secret
 from rlm_core.errors import ConfigurationError, UnknownNameError
 
 __all__ = [
