@@ -14,6 +14,7 @@ or without pytest-asyncio.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
@@ -51,7 +52,7 @@ def _add(a: int, b: int) -> int:
     return a + b
 
 
-class EnvironmentContract:
+class EnvironmentContract(abc.ABC):
     """The behaviour every rlm-core environment shares. Override :meth:`make_environment`.
 
     ``timeout_seconds`` is the per-cell limit the timeout test uses; raise it for slow sandboxes.
@@ -60,8 +61,9 @@ class EnvironmentContract:
     timeout_seconds: ClassVar[float] = 1.0
     tools: ClassVar[dict[str, Any]] = {"shout": _shout, "add": _add, "settings": {"depth": 2}}
 
+    @abc.abstractmethod
     def make_environment(self) -> Environment:
-        raise NotImplementedError("subclasses return a fresh, unstarted environment here")
+        """A fresh, unstarted environment."""
 
     # -- helpers -------------------------------------------------------------------------------
 
