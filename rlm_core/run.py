@@ -7,6 +7,7 @@ budgets, the sub-call limit and usage totals are shared) but has its own environ
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,8 @@ from rlm_core.types import (
     TokenUsage,
     UsageSummary,
 )
+
+logger = logging.getLogger("rlm_core.run")
 
 KEEP_TAIL = 4  # messages kept verbatim when the root conversation is compacted
 
@@ -274,6 +277,10 @@ class Run:
             raise
         except RLMError as exc:
             stop, error = StopReason.ERROR, str(exc)
+        except Exception as exc:
+            # A bug or an unexpected library error still ends with a result and a complete log.
+            stop, error = StopReason.ERROR, f"internal error: {type(exc).__name__}: {exc}"
+            logger.exception("rlm run %s failed unexpectedly", self.run_id)
         if answer is None and stop is StopReason.MAX_ITERATIONS:
             answer = await self._extract_final()
             if answer is None:

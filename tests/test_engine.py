@@ -350,3 +350,39 @@ def test_history_compaction_keeps_the_conversation_in_the_window() -> None:
     sizes = [sum(len(m.content) for m in r.messages) for r in root.requests]
     assert max(sizes[4:]) < 4000 * 3.5
     assert any("were removed to fit" in m.content for m in root.requests[-1].messages)
+
+
+def test_an_environment_that_breaks_unexpectedly_still_gives_a_result_and_a_full_log() -> None:
+    events: list[Any] = []
+
+    class Recorder:
+        def on_event(self, event: Any) -> None:
+            events.append(event.kind)
+
+        def close(self) -> None:
+            pass
+
+    class Exploding:
+        async def start(self, host: Any, tools: Any) -> None: ...
+        async def load_context(self, index: int, value: Any) -> None: ...
+        async def load_history(self, index: int, messages: Any) -> None: ...
+        async def close(self) -> None: ...
+
+        async def execute(self, code: str, timeout: Any = None) -> Any:
+            raise OSError("engine connection reset")
+
+    class ExplodingPlugin:
+        @rlm_core.hookimpl
+        def rlm_register_environments(self, register: Any) -> None:
+            register("exploding", lambda **kwargs: Exploding())
+
+    registry = get_registry()
+    registry.register_plugin(ExplodingPlugin(), name="test-exploding")
+    try:
+        rlm = RLM(backend=ScriptedClient([repl("print(1)")]), environment="exploding", logger=Recorder())
+        result = rlm.completion("ctx")
+    finally:
+        registry.unregister_plugin("test-exploding")
+    assert result.stop_reason is StopReason.ERROR
+    assert "OSError: engine connection reset" in (result.error or "")
+    assert events[0] is EventKind.RUN_START and events[-1] is EventKind.RUN_END
