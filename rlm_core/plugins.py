@@ -88,6 +88,13 @@ class PluginRegistry:
         self.infos: dict[str, PluginInfo] = {}
         self._registries: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
         self._failed_observers: set[str] = set()
+        self._tracing = False
+
+    def _trace(self, plugin: str, hook: str, detail: str = "") -> None:
+        # Hooks are called one implementation at a time (so a failure is pinned on its plugin), so
+        # tracing is ours rather than pluggy's.
+        if self._tracing:
+            sys.stderr.write(f"rlm plugins: {hook} -> {plugin}{f' ({detail})' if detail else ''}\n")
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -117,9 +124,7 @@ class PluginRegistry:
         with self._lock:
             if self._loaded:
                 return
-            if os.environ.get("RLM_TRACE_PLUGINS"):
-                self.pm.trace.root.setwriter(lambda text: sys.stderr.write(text))
-                self.pm.enable_tracing()
+            self._tracing = bool(os.environ.get("RLM_TRACE_PLUGINS"))
             from rlm_core import builtins
 
             self._add_plugin(builtins, BUILTIN_PLUGIN, _builtin_info())
@@ -174,6 +179,7 @@ class PluginRegistry:
                 if impl.plugin_name != plugin_name:
                     continue
                 register = self._make_register(kind, plugin_name, info)
+                self._trace(plugin_name, f"rlm_register_{kind}")
                 try:
                     impl.function(register=register)
                 except PluginError as exc:
@@ -244,6 +250,9 @@ class PluginRegistry:
         """Send a run event to every ``rlm_on_event`` observer; observers never break a run."""
         self.ensure_loaded()
         for impl in self.pm.hook.rlm_on_event.get_hookimpls():
+            self._trace(
+                impl.plugin_name, "rlm_on_event", str(getattr(getattr(event, "kind", None), "value", ""))
+            )
             try:
                 impl.function(event=event)
             except Exception:

@@ -149,3 +149,13 @@ def test_import_rlm_core_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_trace_env_var_prints_hook_calls(
+    site: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    install(site, "rlm-good", "rlmtest_good", GOOD.format(name="goodenv"))
+    monkeypatch.setenv("RLM_TRACE_PLUGINS", "1")
+    registry = PluginRegistry()
+    registry.names("environments")
+    assert "rlm_register_environments -> rlmtest_good" in capsys.readouterr().err
