@@ -38,18 +38,46 @@ give a final answer until your code has shown you the evidence for it.
 """
 
 SMALL_MODEL_SYSTEM_PROMPT = """\
-You are a Python programmer. A large text is stored in the variable `context` in a Python REPL. You \
-cannot see it: you must run code to look at it. Write exactly one code block per reply, like this:
+You answer a question about a long text. The text is stored in the Python variable `context`. You \
+cannot read it directly: you search it by running Python code, and you see only what your code prints.
+
+Reply with exactly one code block and nothing else. I run it and show you what it printed. \
+An example of a whole conversation, for the question "In which city does the owner of Blue Fern live?":
+You:
 ```repl
-print(len(context))
-print(context[:500])
+for line in context.splitlines():
+    if "Blue Fern" in line:
+        print(line)
 ```
-I will run it and show you what it printed. Rules:
-1. Always start by running code. Never guess an answer.
-2. Search with Python: `for line in context.splitlines(): if "word" in line: print(line)`, or the `re` module.
-3. `llm_query("question about this text: " + chunk)` asks a helper model about a piece of text.
-4. Never change `context`. Never write the output yourself: wait for it.
-5. When the printed output shows the answer, reply with only: FINAL(the answer)
+Me:
+```output
+Shop: Blue Fern; owner: Tom Reyes
+Blue Fern is in Oslo.
+```
+You (the question asks where the owner lives, not the shop, and the owner is Tom Reyes):
+```repl
+for line in context.splitlines():
+    if "Tom Reyes" in line and "live" in line:
+        print(line)
+```
+Me:
+```output
+Tom Reyes lives in Lisbon.
+```
+You: FINAL(Lisbon)
+
+Rules:
+1. Search for the exact names, numbers and words of the question. Print only matching lines, never \
+the whole text.
+2. To count things, count with code, e.g. `print(sum(1 for line in context.splitlines() if "A" in \
+line and "B" in line))`.
+3. If the question asks about someone or something linked to what you found (an owner, a manager, \
+a parent), find the linked name first, then search for it.
+4. `llm_query("short question about this text: " + text)` asks a helper model about a short piece of \
+text (at most a few thousand characters). Prefer plain Python searches.
+5. Never change `context`. Never write the output yourself: wait for it.
+6. As soon as the printed output shows the answer, reply with only: FINAL(the answer). Answer every \
+part of the question, in a few words.
 {tools}"""
 
 _SMALL_MODEL_PATTERNS = re.compile(
@@ -110,3 +138,158 @@ def first_user_message(context: Any, root_prompt: str | None, turn: int = 0) -> 
 def execution_feedback(code: str, output: str, index: int, total: int) -> str:
     label = f"Block {index + 1} of {total}" if total > 1 else "Your code"
     return f"{label} ran. Output:\n```output\n{output.rstrip() or '(no output)'}\n```"
+
+
+# -- small models: a first search, a restated question, escalations --------------------------------
+
+# Capitalised words that start questions or are too common to search for.
+# fmt: off
+_NOT_KEY_TERMS = frozenset((
+    "a", "an", "and", "are", "as", "at", "be", "by", "can", "could", "did", "do", "does", "for", "from",
+    "give", "how", "i", "if", "in", "is", "it", "list", "many", "much", "name", "of", "on", "or", "please",
+    "return", "show", "tell", "that", "the", "there", "this", "to", "was", "what", "when", "where", "which",
+    "who", "whom", "whose", "why", "will", "with", "would", "find",
+))
+# fmt: on
+_QUOTED = re.compile(r"""(?<!\w)(?:"([^"\n]{1,60})"|'([^'\n]{1,60})'|`([^`\n]{1,60})`)""")
+_WORD = re.compile(r"[A-Za-z0-9][\w.-]*[A-Za-z0-9]|[A-Za-z0-9]")
+MAX_KEY_TERMS = 3
+
+
+def key_terms(query: str) -> list[str]:
+    """The query's most searchable words: quoted strings, identifiers with digits or hyphens, ALL-CAPS
+    words and runs of Capitalised words (names), in order of appearance, at most three."""
+    if not query:
+        return []
+    found: list[tuple[int, str]] = []
+    for match in _QUOTED.finditer(query):
+        text = next(g for g in match.groups() if g is not None).strip()
+        if text:
+            found.append((match.start(), text))
+    unquoted = _QUOTED.sub(lambda m: " " * len(m.group()), query)
+    run: list[tuple[int, int, str]] = []  # (start, end, word) of consecutive capitalised words
+
+    def close_run() -> None:
+        # A lone capitalised word opening a sentence ("Summarise ...") is usually not a name.
+        opens_sentence = not unquoted[: run[0][0]].strip() or unquoted[: run[0][0]].rstrip()[-1] in ".?!:"
+        if len(run) > 1 or not opens_sentence:
+            found.append((run[0][0], " ".join(word for _, _, word in run)))
+        run.clear()
+
+    for match in _WORD.finditer(unquoted):
+        word = match.group()
+        is_id = any(c.isdigit() for c in word) or ("-" in word and len(word) > 2)
+        is_caps = word.isupper() and len(word) >= 2
+        is_name = word[0].isupper() and word.lower() not in _NOT_KEY_TERMS and not (is_caps or is_id)
+        if run and (not is_name or unquoted[run[-1][1] : match.start()] != " "):
+            close_run()
+        if is_name:
+            run.append((match.start(), match.end(), word))
+        elif is_id or is_caps:
+            found.append((match.start(), word))
+    if run:
+        close_run()
+    terms: list[str] = []
+    for _, term in sorted(found):
+        lowered = term.lower()
+        if any(lowered in t.lower() for t in terms):
+            continue
+        terms = [t for t in terms if t.lower() not in lowered]
+        terms.append(term)
+    return terms[:MAX_KEY_TERMS]
+
+
+_COUNTING = re.compile(r"(?i)\b(how many|how often|number of|count)\b")
+MAX_RECORD_CHARS = 800  # blank-line-separated parts up to this size are searched as whole records
+
+
+def asks_for_a_count(query: str) -> bool:
+    return bool(_COUNTING.search(query or ""))
+
+
+def _has_short_records(context: str) -> bool:
+    """The text is made of blank-line-separated records (reports, entries) small enough to print."""
+    parts = context.split("\n\n", 50)[:50]
+    return len(parts) >= 3 and sorted(len(p) for p in parts)[len(parts) // 2] <= MAX_RECORD_CHARS
+
+
+def search_code(terms: list[str], context: Any = "", counting: bool = False) -> str:
+    """REPL code that prints the lines (or short records) holding all ``terms``.
+
+    It has the shape of the small-model prompt's example on purpose: small models continue a pattern
+    they recognise (search, read, search the linked name) far more reliably than one they do not.
+    For counting questions it prints the number of matches last, where small models look for it."""
+    records = isinstance(context, str) and _has_short_records(context)
+    unit, source = ("record", 'context.split("\\n\\n")') if records else ("line", "context.splitlines()")
+    condition = " and ".join(f"{term!r} in {unit}" for term in terms) or "True"
+    if counting:
+        return (
+            f"hits = [{unit} for {unit} in {source} if {condition}]\n"
+            f"for {unit} in hits[:10]:\n"
+            f"    print({unit})\n"
+            f"print('Number of matching {unit}s:', len(hits))\n"
+        )
+    return f"for {unit} in {source}:\n    if {condition}:\n        print({unit})\n"
+
+
+def small_turn_reminder(root_prompt: str | None, first: bool = False) -> str:
+    """Restates the question after each output. After the first search it also says how to take a
+    second step; later it only pushes to finish, since small models otherwise keep searching."""
+    question = f"The question is: {root_prompt}\n" if root_prompt else ""
+    linked = (
+        "If the question asks about someone or something linked to a name (for example a person's "
+        "manager or a project's owner), first find the linked name, then search for it. "
+        if first
+        else ""
+    )
+    return (
+        f"{question}If the output above answers every part of the question, reply with only "
+        f"FINAL(the answer). {linked}Otherwise reply with one ```repl block that searches for what is "
+        "still missing."
+    )
+
+
+def repeat_block_note(escalate: bool, search: str | None = None) -> str:
+    """What to say when a block comes back with the same output (``escalate``: and again after that)."""
+    if not escalate:
+        return (
+            "You ran this exact code before and got the same output. Read the output above: if it "
+            "answers the query, reply with FINAL(answer); otherwise try something different."
+        )
+    step = (
+        f"search for the question's key words instead:\n```repl\n{search.rstrip()}\n```"
+        if search
+        else "write different code that searches `context` with Python string operations."
+    )
+    return (
+        "You sent the same code again, and its last two runs printed the same output, so I did not "
+        "run it a third time. If the output you already saw answers the question, reply now with only "
+        f"FINAL(the answer). Otherwise {step}"
+    )
+
+
+def prompt_too_long_note(chars: int | None) -> str:
+    limit = f"about {chars:,} characters" if chars else "a few thousand characters"
+    return (
+        "An llm_query prompt was too long for the helper model, which reads at most "
+        f"{limit}. Search `context` with Python first and pass only the matching lines, or a slice "
+        "such as context[0:4000], to llm_query."
+    )
+
+
+_SECOND_QUESTION = re.compile(r"(?i)(\band\b|,|;)\s+(what|which|who|whom|whose|when|where|how|why)\b")
+_ANSWER_SEPARATOR = re.compile(r"(?i)\band\b|[,;]|\bwith\b")
+
+
+def answers_only_one_part(query: str | None, answer: str) -> bool:
+    """The question asks two things ("who ..., and what ...?") but the answer is one short phrase."""
+    if not query or not _SECOND_QUESTION.search(query):
+        return False
+    return len(answer.split()) <= 4 and not _ANSWER_SEPARATOR.search(answer)
+
+
+def all_parts_note(answer: str, root_prompt: str | None) -> str:
+    return (
+        f"FINAL({answer}) answers only one part. The question is: {root_prompt}\n"
+        "Reply with only FINAL(...) that answers every part, for example FINAL(first part, second part)."
+    )

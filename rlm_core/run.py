@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,14 @@ from rlm_core.types import (
 logger = logging.getLogger("rlm_core.run")
 
 KEEP_TAIL = 4  # messages kept verbatim when the root conversation is compacted
+SMALL_MAX_OUTPUT_CHARS = 4_000  # of REPL output shown to a small model per block
+SMALL_ROOT_MAX_TOKENS = 400  # one code block or a FINAL line; small models ramble past it
+_SAME_OUTPUT = "same-output:"  # _guards_used entries: blocks whose last two runs printed the same
+# How llama.cpp, vLLM, OpenAI and Anthropic word a prompt that does not fit the model's window.
+_PROMPT_TOO_LONG = re.compile(
+    r"(?is)ProviderError.*(exceeds the available context|context length|context window|too many tokens"
+    r"|prompt is too long|maximum context)"
+)
 
 
 @attrs.define
@@ -334,13 +343,20 @@ class Run:
         record = IterationRecord(
             run_id=self.run_id, iteration=number, depth=self.depth, timestamp=time.time()
         )
+        if number == 1:
+            await self._first_search(record)
         record.new_messages = list(self.messages[new_from:])
-        response = await self._ask(self.messages, "root", self.depth)
+        response = await self._ask_root(self.messages, "root")
         reply = parse_reply(response.text)
         record.response = response.text
         feedback: list[str] = []
         final: str | None = None
         for index, code in enumerate(reply.code_blocks):
+            if self._stuck_on(code):
+                # Running it again would only show the same output a third time: push for a change.
+                record.notes.append("identical block sent again after two identical outputs: not run")
+                feedback.append(prompts.repeat_block_note(escalate=True, search=self._first_search_code()))
+                break
             block = await self._execute(code)
             record.code_blocks.append(block)
             feedback.append(
@@ -365,6 +381,8 @@ class Run:
                 "```repl block first, then answer with FINAL(...)."
             )
             final = None
+        if final is not None:
+            final = self._check_all_parts(final, record, feedback)
         if reply.code_blocks:
             self._ran_code = True
         if final is None and not reply.code_blocks and reply.final_text is None and reply.final_var is None:
@@ -373,11 +391,17 @@ class Run:
             note = self._repeat_note(reply.code_blocks, record)
             if note:
                 feedback.append(note)
+            note = self._oversized_prompt_note(record)
+            if note:
+                feedback.append(note)
         if reply.prose:
             self._partial = reply.prose
         self.messages.append(Message("assistant", response.text))
         if final is None:
-            feedback.append(prompts.CONTINUE_PROMPT)
+            # Small models lose track of the question after a few turns of output: restate it.
+            feedback.append(
+                prompts.small_turn_reminder(self.root_prompt) if self._small() else prompts.CONTINUE_PROMPT
+            )
             self.messages.append(Message("user", "\n\n".join(feedback)))
         record.final_answer = final
         record.root_usage = self._usage_delta(own_tier, before_root)
@@ -396,7 +420,11 @@ class Run:
             parts.append(block.stderr)
         if block.error:
             parts.append(block.error)
-        return _truncate("\n".join(p.rstrip("\n") for p in parts if p), self.settings.max_output_chars)
+        limit = self.settings.max_output_chars
+        if self._small():
+            # A small model's window holds a few thousand tokens; long output also reads slowly on CPU.
+            limit = min(limit, SMALL_MAX_OUTPUT_CHARS)
+        return _truncate("\n".join(p.rstrip("\n") for p in parts if p), limit)
 
     async def _execute(self, code: str) -> CodeBlockRecord:
         self._emit(EventKind.CODE_START, code=code)
@@ -468,13 +496,101 @@ class Run:
             key = block_record.code.strip()
             output = block_record.stdout + (block_record.error or "")
             if self._seen_code.get(key) == output and self.settings.small_model_guards:
-                note = (
-                    "You ran this exact code before and got the same output. Read the output above: if it "
-                    "answers the query, reply with FINAL(answer); otherwise try something different."
-                )
+                note = prompts.repeat_block_note(escalate=False)
                 record.notes.append("repeated an identical block")
+                self._guards_used.add(_SAME_OUTPUT + key)
+            else:
+                # Other code ran: whatever was stuck before may now print something new.
+                self._guards_used -= {g for g in self._guards_used if g.startswith(_SAME_OUTPUT)}
             self._seen_code[key] = output
         return note
+
+    def _check_all_parts(self, final: str, record: IterationRecord, feedback: list[str]) -> str | None:
+        """Small models answer the first half of a two-part question and stop: ask once for all of it."""
+        if not self._small() or "all-parts" in self._guards_used:
+            return final
+        if not prompts.answers_only_one_part(self.root_prompt, final):
+            return final
+        self._guards_used.add("all-parts")
+        record.notes.append("a two-part question got a one-part answer: asked for every part")
+        feedback.append(prompts.all_parts_note(final, self.root_prompt))
+        return None
+
+    def _stuck_on(self, code: str) -> bool:
+        """The model sends a block whose last two runs printed the same thing."""
+        return self.settings.small_model_guards and _SAME_OUTPUT + code.strip() in self._guards_used
+
+    def _small(self) -> bool:
+        return self.settings.small_model_guards and self._style() == "small"
+
+    def _first_search_code(self) -> str | None:
+        terms = prompts.key_terms(self.root_prompt or "")
+        if not terms or not isinstance(self.context, str):
+            return None
+        return prompts.search_code(terms, self.context, prompts.asks_for_a_count(self.root_prompt or ""))
+
+    async def _first_search(self, record: IterationRecord) -> None:
+        """Small models: search the context for the query's key words as the model's first turn.
+
+        Left alone, a small model prints the start of the context and then chases whatever name it
+        saw there. The search is shown as the model's own turn, in the shape of the prompt's example,
+        because small models continue a conversation they recognise far better than they follow
+        instructions about one.
+        """
+        code = self._first_search_code() if self._small() else None
+        if code is None or len(self.messages) != 2:
+            return
+        block = await self._execute(code)
+        record.code_blocks.append(block)
+        record.notes.append("searched the context for the query's key words before the first turn")
+        self._ran_code = True
+        self.messages.append(Message("assistant", f"```repl\n{code.rstrip()}\n```"))
+        self.messages.append(
+            Message(
+                "user",
+                prompts.execution_feedback(code, self._block_output(block), 0, 1)
+                + "\n\n"
+                + prompts.small_turn_reminder(self.root_prompt, first=True),
+            )
+        )
+
+    def _oversized_prompt_note(self, record: IterationRecord) -> str | None:
+        """An llm_query prompt larger than the sub-model's window failed: say how much fits."""
+        if not self.settings.small_model_guards:
+            return None
+        failed = any(
+            _PROMPT_TOO_LONG.search(block.error or "")
+            or any(_PROMPT_TOO_LONG.search(call.error or "") for call in block.subcalls)
+            for block in record.code_blocks
+        )
+        if not failed:
+            return None
+        record.notes.append("an llm_query prompt exceeded the sub-model's window")
+        sub = self.broker.clients.clients[self.broker.clients.for_depth(self.depth + 1)]
+        window = getattr(sub, "context_window", None)
+        # About three characters per token, and room for the question and the answer.
+        chars = int(window * 3 * 0.7) if isinstance(window, int) and window > 0 else None
+        return prompts.prompt_too_long_note(chars)
+
+    async def _ask_root(self, messages: list[Message], purpose: str) -> Any:
+        """A root call; small models get a short output cap, since one code block or FINAL is all a
+        turn needs and local generation is slow."""
+        cap: int | None = None
+        if self._small():
+            own = getattr(self.root_client, "max_tokens", None)
+            cap = (
+                min(SMALL_ROOT_MAX_TOKENS, own) if isinstance(own, int) and own > 0 else SMALL_ROOT_MAX_TOKENS
+            )
+        request = LMRequest(
+            messages=list(messages),
+            depth=self.depth,
+            purpose=purpose,
+            run_id=self.run_id,
+            max_tokens=cap,
+        )
+        response = await self.broker.complete(request, self.parent_run_id)
+        self.usage.record(request.tier, response.model or "", response.usage, response.cost)
+        return response
 
     async def _maybe_compact(self) -> None:
         """Keep the root conversation inside the model's window; the full transcript stays in the REPL."""
@@ -498,15 +614,16 @@ class Run:
     async def _extract_final(self) -> str | None:
         """Out of iterations: one last root call asking for the answer from what was found."""
         try:
+            question = f" The question was: {self.root_prompt}" if self.root_prompt and self._small() else ""
             ask = [
                 *self.messages,
                 Message(
                     "user",
                     "You have run out of turns. Based only on what your code has shown, reply now with your "
-                    "best final answer as FINAL(answer). Do not write code.",
+                    f"best final answer as FINAL(answer). Do not write code.{question}",
                 ),
             ]
-            response = await self._ask(ask, "extract", self.depth)
+            response = await self._ask_root(ask, "extract")
         except (BudgetExceededError, ProviderError):
             return None
         reply = parse_reply(response.text)

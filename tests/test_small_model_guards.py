@@ -1,0 +1,208 @@
+"""The engine's small-model guards, with scripted models: each fires on the failure it targets and
+stays silent for a capable model's normal replies."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlm_core import RLM, prompts
+from rlm_core.errors import ProviderError
+from rlm_core.testing import ScriptedClient
+from rlm_core.types import LMRequest, StopReason
+
+REPORTS = "\n\n".join(
+    f"Report #{n}\nSite: {city}\nSigned off by: {who}\nPressure: {bar} bar"
+    for n, (city, who, bar) in enumerate(
+        [("Lyon", "Ana Berg", "2.10"), ("Tarragona", "Marta Ilves", "4.72"), ("Porto", "Karl Dahl", "3.05")]
+    )
+)
+QUESTION = "Which engineer signed off on the Tarragona inspection, and what was the pressure?"
+
+
+def repl(code: str) -> str:
+    return f"```repl\n{code}\n```"
+
+
+def user_text(request: LMRequest) -> str:
+    return "\n".join(m.content for m in request.messages if m.role == "user")
+
+
+def last_user(request: LMRequest) -> str:
+    return next(m.content for m in reversed(request.messages) if m.role == "user")
+
+
+# -- the query's key words and the engine's first search ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "terms"),
+    [
+        ("Which engineer signed off on the Tarragona plant inspection?", ["Tarragona"]),
+        ("What is the launch code for project Gecko-472?", ["Gecko-472"]),
+        ("How many ERROR lines are there for the service 'payments'?", ["ERROR", "payments"]),
+        ("In which room does the manager of Alma Dahl work?", ["Alma Dahl"]),
+        ("Summarise the document.", []),
+        ("how many words are there?", []),
+    ],
+)
+def test_key_terms_are_names_ids_caps_and_quoted_words(query: str, terms: list[str]) -> None:
+    assert prompts.key_terms(query) == terms
+
+
+def test_search_code_prints_whole_short_records_and_counts_when_asked() -> None:
+    code = prompts.search_code(["Tarragona"], REPORTS)
+    out: list[str] = []
+    exec(code, {"context": REPORTS, "print": lambda *a: out.append(" ".join(map(str, a)))})
+    assert out == [REPORTS.split("\n\n")[1]]  # the whole record, not just the matching line
+    logs = "\n".join(f"ERROR [{s}] boom" for s in ["a", "b", "a"])
+    code = prompts.search_code(["ERROR", "a"], logs, counting=True)
+    out.clear()
+    exec(code, {"context": logs, "print": lambda *a: out.append(" ".join(map(str, a)))})
+    assert out[-1] == "Number of matching lines: 2"
+
+
+def test_small_model_gets_a_first_search_for_the_query_key_words() -> None:
+    root = ScriptedClient(["FINAL(Marta Ilves, 4.72 bar)"], model_name="qwen2.5-coder-1.5b")
+    result = RLM(backend=root).completion(REPORTS, root_prompt=QUESTION)
+    assert result.response == "Marta Ilves, 4.72 bar" and result.iterations == 1
+    first = root.requests[0]
+    # shown as the model's own first turn, followed by its output and the question again
+    assert [m.role for m in first.messages] == ["system", "user", "assistant", "user"]
+    assert "'Tarragona' in record" in first.messages[2].content
+    assert "Signed off by: Marta Ilves" in first.messages[3].content
+    assert QUESTION in first.messages[3].content
+
+
+def test_capable_model_gets_no_first_search() -> None:
+    root = ScriptedClient([repl("print(len(context))"), "FINAL(done)"], model_name="gpt-big")
+    RLM(backend=root).completion(REPORTS, root_prompt=QUESTION)
+    assert [m.role for m in root.requests[0].messages] == ["system", "user"]
+    assert "Marta Ilves" not in user_text(root.requests[0])
+    assert last_user(root.requests[1]).endswith(prompts.CONTINUE_PROMPT)
+
+
+def test_no_first_search_without_key_words_or_a_text_context() -> None:
+    root = ScriptedClient([repl("print(1)"), "FINAL(x)"], model_name="qwen2.5-coder-1.5b")
+    RLM(backend=root).completion(REPORTS, root_prompt="summarise this")
+    assert [m.role for m in root.requests[0].messages] == ["system", "user"]
+    root = ScriptedClient([repl("print(1)"), "FINAL(x)"], model_name="qwen2.5-coder-1.5b")
+    RLM(backend=root).completion({"Tarragona": 1}, root_prompt="What about Tarragona?")
+    assert [m.role for m in root.requests[0].messages] == ["system", "user"]
+
+
+def test_small_model_is_reminded_of_the_question_every_turn() -> None:
+    root = ScriptedClient([repl("print('a')"), repl("print('b')"), "FINAL(b)"])
+    RLM(backend=root, prompt_style="small").completion("abc", root_prompt="what is it?")
+    for request in root.requests[1:]:
+        assert "The question is: what is it?" in last_user(request)
+
+
+# -- repeated identical blocks --------------------------------------------------------------------
+
+
+def test_third_identical_block_with_identical_output_is_not_run() -> None:
+    runs: list[int] = []
+
+    def tick() -> None:
+        """Counts runs."""
+        runs.append(1)
+
+    block = repl("tick()\nprint(context[:3])")
+    root = ScriptedClient([block, block, block, "FINAL(abc)"])
+    result = RLM(backend=root, custom_tools={"tick": tick}).completion("abcdef")
+    assert result.response == "abc"
+    assert "ran this exact code before" in last_user(root.requests[2])
+    assert "did not run it a third time" in last_user(root.requests[3])
+    assert len(runs) == 2
+
+
+def test_blocks_that_change_in_between_are_run_again() -> None:
+    a, b = repl("print(len(context))"), repl("print(context[:2])")
+    root = ScriptedClient([a, a, b, a, "FINAL(done)"])
+    RLM(backend=root).completion("abcdef")
+    assert not any("did not run" in last_user(r) for r in root.requests)
+    assert "Output:\n```output\n6" in last_user(root.requests[4])
+
+
+def test_escalation_offers_the_key_word_search() -> None:
+    block = repl("print(context[:3])")
+    root = ScriptedClient([block, block, block, "FINAL(Marta Ilves, 4.72 bar)"])
+    RLM(backend=root, prompt_style="small").completion(REPORTS, root_prompt=QUESTION)
+    assert "did not run it a third time" in last_user(root.requests[3])
+    assert "'Tarragona' in record" in last_user(root.requests[3])
+
+
+# -- an llm_query prompt larger than the sub-model's window ---------------------------------------
+
+
+def test_oversized_sub_prompt_gets_a_note_with_the_size_that_fits() -> None:
+    too_long = ProviderError(
+        "HTTP 400: request (33218 tokens) exceeds the available context size (8192 tokens)"
+    )
+    sub = ScriptedClient(["short"], model_name="sub", fail_on={0: too_long}, context_window=8192)
+    root = ScriptedClient([repl("llm_query('q: ' + context)"), "FINAL(x)"])
+    RLM(backend=root, other_backends=[sub]).completion("abc" * 100)
+    note = last_user(root.requests[1])
+    assert "too long for the helper model" in note and "17,203 characters" in note
+
+
+def test_working_or_otherwise_failing_sub_calls_get_no_size_note() -> None:
+    sub = ScriptedClient(["short"], model_name="sub", fail_on={1: ProviderError("HTTP 500: server error")})
+    root = ScriptedClient([repl("print(llm_query('q'))"), repl("llm_query('q')"), "FINAL(x)"])
+    RLM(backend=root, other_backends=[sub]).completion("abc")
+    assert not any("too long for the helper" in last_user(r) for r in root.requests)
+
+
+# -- two-part questions ---------------------------------------------------------------------------
+
+
+def test_one_part_answer_to_a_two_part_question_is_asked_to_complete_once() -> None:
+    root = ScriptedClient(["FINAL(Marta Ilves)", "FINAL(Marta Ilves, 4.72 bar)"])
+    result = RLM(backend=root, prompt_style="small").completion(REPORTS, root_prompt=QUESTION)
+    assert result.response == "Marta Ilves, 4.72 bar"
+    assert "answers only one part" in last_user(root.requests[1])
+    # asked once only: a second short answer is accepted
+    root = ScriptedClient(["FINAL(Marta Ilves)", "FINAL(Marta Ilves)"])
+    result = RLM(backend=root, prompt_style="small").completion(REPORTS, root_prompt=QUESTION)
+    assert result.response == "Marta Ilves" and root.calls == 2
+
+
+def test_complete_answers_and_capable_models_are_not_asked_again() -> None:
+    root = ScriptedClient(["FINAL(Marta Ilves, 4.72 bar)"])
+    RLM(backend=root, prompt_style="small").completion(REPORTS, root_prompt=QUESTION)
+    assert root.calls == 1
+    root = ScriptedClient([repl("print(1)"), "FINAL(Marta Ilves)"], model_name="gpt-big")
+    assert RLM(backend=root).completion(REPORTS, root_prompt=QUESTION).response == "Marta Ilves"
+    assert root.calls == 2
+    single = "What is the pressure at Tarragona?"
+    root = ScriptedClient(["FINAL(4.72 bar)"])
+    RLM(backend=root, prompt_style="small").completion(REPORTS, root_prompt=single)
+    assert root.calls == 1
+
+
+# -- short outputs for small models ---------------------------------------------------------------
+
+
+def test_small_model_root_calls_are_capped_and_see_shorter_output() -> None:
+    root = ScriptedClient([repl("print('x' * 9000)"), "FINAL(ok)"])
+    result = RLM(backend=root, prompt_style="small").completion("abc")
+    assert result.stop_reason is StopReason.FINAL
+    assert all(r.max_tokens == 400 for r in root.requests)
+    assert last_user(root.requests[1]).count("x") < 4_100
+
+
+def test_capable_model_root_calls_are_uncapped_with_full_output() -> None:
+    root = ScriptedClient([repl("print('x' * 9000)"), "FINAL(ok)"], model_name="gpt-big")
+    RLM(backend=root).completion("abc")
+    assert all((r.max_tokens or 10**9) > 400 for r in root.requests)  # only the budget's cap
+    assert last_user(root.requests[1]).count("x") >= 9000
+
+
+def test_guards_off_means_none_of_the_small_model_help() -> None:
+    block = repl("print(context[:3])")
+    root = ScriptedClient([block, block, block, "FINAL(Marta Ilves)"], model_name="qwen2.5-coder-1.5b")
+    result = RLM(backend=root, small_model_guards=False).completion(REPORTS, root_prompt=QUESTION)
+    assert result.response == "Marta Ilves"
+    assert [m.role for m in root.requests[0].messages] == ["system", "user"]
+    assert not any("did not run" in last_user(r) for r in root.requests)
+    assert all((r.max_tokens or 10**9) > 400 for r in root.requests)
