@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,7 @@ from rlm_core.emitter import Emitter
 from rlm_core.environments.base import Environment, ExecResult
 from rlm_core.errors import BudgetExceededError, ProviderError, RLMError
 from rlm_core.events import EventKind
+from rlm_core.guards import ReplyGuards
 from rlm_core.parsing import parse_reply
 from rlm_core.records import CodeBlockRecord, IterationRecord, RunMetadata, SubCallRecord
 from rlm_core.tokens import message_bytes
@@ -38,14 +38,6 @@ from rlm_core.types import (
 logger = logging.getLogger("rlm_core.run")
 
 KEEP_TAIL = 4  # messages kept verbatim when the root conversation is compacted
-SMALL_MAX_OUTPUT_CHARS = 4_000  # of REPL output shown to a small model per block
-SMALL_ROOT_MAX_TOKENS = 400  # one code block or a FINAL line; small models ramble past it
-_SAME_OUTPUT = "same-output:"  # _guards_used entries: blocks whose last two runs printed the same
-# How llama.cpp, vLLM, OpenAI and Anthropic word a prompt that does not fit the model's window.
-_PROMPT_TOO_LONG = re.compile(
-    r"(?is)ProviderError.*(exceeds the available context|context length|context window|too many tokens"
-    r"|prompt is too long|maximum context)"
-)
 
 
 @attrs.define
@@ -121,15 +113,18 @@ class Run:
         self.iterations = 0
         self._subcalls: list[SubCallRecord] | None = None
         self._partial = ""
-        self._ran_code = False
-        self._seen_code: dict[str, str] = {}
-        self._guards_used: set[str] = set()
         self._compactions = 0
         self.all_subcalls: list[SubCallRecord] = []
         self._transcript: list[dict[str, str]] = []
         root_name = broker.clients.for_depth(depth)
         self.root_client = broker.clients.clients[root_name]
         self.root_model: str = getattr(self.root_client, "model_name", root_name)
+        self.guards = ReplyGuards(
+            enabled=settings.small_model_guards,
+            small=self._style() == "small",
+            root_prompt=root_prompt,
+            context=context,
+        )
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -352,10 +347,7 @@ class Run:
         feedback: list[str] = []
         final: str | None = None
         for index, code in enumerate(reply.code_blocks):
-            if self._stuck_on(code):
-                # Running it again would only show the same output a third time: push for a change.
-                record.notes.append("identical block sent again after two identical outputs: not run")
-                feedback.append(prompts.repeat_block_note(escalate=True, search=self._first_search_code()))
+            if self.guards.stuck_on(code, record, feedback):
                 break
             block = await self._execute(code)
             record.code_blocks.append(block)
@@ -367,41 +359,20 @@ class Run:
                 break
         if final is None and (reply.final_text is not None or reply.final_var is not None):
             final = await self._final_from_text(reply.final_text, reply.final_var, feedback)
-        if (
-            final is not None
-            and self.settings.small_model_guards
-            and not self._ran_code
-            and not reply.code_blocks
-        ) and "guess" not in self._guards_used:
-            # Answering before looking at the context is almost always a made-up answer.
-            self._guards_used.add("guess")
-            record.notes.append("final answer before any code ran: asked to check first")
-            feedback.append(
-                "You have not run any code yet, so that answer is a guess. Look at `context` with a "
-                "```repl block first, then answer with FINAL(...)."
-            )
-            final = None
         if final is not None:
-            final = self._check_all_parts(final, record, feedback)
+            final = self.guards.check_final(final, bool(reply.code_blocks), record, feedback)
         if reply.code_blocks:
-            self._ran_code = True
+            self.guards.ran_code = True
         if final is None and not reply.code_blocks and reply.final_text is None and reply.final_var is None:
-            final = self._no_code_reply(reply.prose, record, feedback)
+            final = self.guards.no_code_reply(reply.prose, record, feedback)
         if final is None:
-            note = self._repeat_note(reply.code_blocks, record)
-            if note:
-                feedback.append(note)
-            note = self._oversized_prompt_note(record)
-            if note:
-                feedback.append(note)
+            sub_client = self.broker.clients.clients[self.broker.clients.for_depth(self.depth + 1)]
+            self.guards.after_blocks(record, getattr(sub_client, "context_window", None), feedback)
         if reply.prose:
             self._partial = reply.prose
         self.messages.append(Message("assistant", response.text))
         if final is None:
-            # Small models lose track of the question after a few turns of output: restate it.
-            feedback.append(
-                prompts.small_turn_reminder(self.root_prompt) if self._small() else prompts.CONTINUE_PROMPT
-            )
+            feedback.append(self.guards.turn_prompt())
             self.messages.append(Message("user", "\n\n".join(feedback)))
         record.final_answer = final
         record.root_usage = self._usage_delta(own_tier, before_root)
@@ -420,10 +391,7 @@ class Run:
             parts.append(block.stderr)
         if block.error:
             parts.append(block.error)
-        limit = self.settings.max_output_chars
-        if self._small():
-            # A small model's window holds a few thousand tokens; long output also reads slowly on CPU.
-            limit = min(limit, SMALL_MAX_OUTPUT_CHARS)
+        limit = self.guards.output_limit(self.settings.max_output_chars)
         return _truncate("\n".join(p.rstrip("\n") for p in parts if p), limit)
 
     async def _execute(self, code: str) -> CodeBlockRecord:
@@ -469,66 +437,6 @@ class Run:
         feedback.append(f"FINAL_VAR({var}) failed: {result.error or 'no such variable'}")
         return None
 
-    def _no_code_reply(self, prose: str, record: IterationRecord, feedback: list[str]) -> str | None:
-        """A reply with neither code nor FINAL(...)."""
-        if self._ran_code and self.settings.small_model_guards and prose:
-            if "prose" in self._guards_used:
-                # Asked once already to use FINAL: take a clear plain-text answer as the answer.
-                record.notes.append("accepted a plain-text reply as the final answer")
-                return prose
-            self._guards_used.add("prose")
-        record.notes.append("reply had no code and no FINAL(...)")
-        if not self._ran_code:
-            feedback.append(
-                "The context is already loaded in the REPL variable `context`; nobody will paste it. "
-                "Write a ```repl block that prints part of it."
-            )
-        else:
-            feedback.append(
-                "Your reply had no ```repl block and no FINAL(...). If it is your answer, reply with "
-                "FINAL(your answer); otherwise write the next ```repl block."
-            )
-        return None
-
-    def _repeat_note(self, blocks: list[str], record: IterationRecord) -> str | None:
-        note = None
-        for block_record in record.code_blocks:
-            key = block_record.code.strip()
-            output = block_record.stdout + (block_record.error or "")
-            if self._seen_code.get(key) == output and self.settings.small_model_guards:
-                note = prompts.repeat_block_note(escalate=False)
-                record.notes.append("repeated an identical block")
-                self._guards_used.add(_SAME_OUTPUT + key)
-            else:
-                # Other code ran: whatever was stuck before may now print something new.
-                self._guards_used -= {g for g in self._guards_used if g.startswith(_SAME_OUTPUT)}
-            self._seen_code[key] = output
-        return note
-
-    def _check_all_parts(self, final: str, record: IterationRecord, feedback: list[str]) -> str | None:
-        """Small models answer the first half of a two-part question and stop: ask once for all of it."""
-        if not self._small() or "all-parts" in self._guards_used:
-            return final
-        if not prompts.answers_only_one_part(self.root_prompt, final):
-            return final
-        self._guards_used.add("all-parts")
-        record.notes.append("a two-part question got a one-part answer: asked for every part")
-        feedback.append(prompts.all_parts_note(final, self.root_prompt))
-        return None
-
-    def _stuck_on(self, code: str) -> bool:
-        """The model sends a block whose last two runs printed the same thing."""
-        return self.settings.small_model_guards and _SAME_OUTPUT + code.strip() in self._guards_used
-
-    def _small(self) -> bool:
-        return self.settings.small_model_guards and self._style() == "small"
-
-    def _first_search_code(self) -> str | None:
-        terms = prompts.key_terms(self.root_prompt or "")
-        if not terms or not isinstance(self.context, str):
-            return None
-        return prompts.search_code(terms, self.context, prompts.asks_for_a_count(self.root_prompt or ""))
-
     async def _first_search(self, record: IterationRecord) -> None:
         """Small models: search the context for the query's key words as the model's first turn.
 
@@ -537,50 +445,27 @@ class Run:
         because small models continue a conversation they recognise far better than they follow
         instructions about one.
         """
-        code = self._first_search_code() if self._small() else None
+        code = self.guards.first_search_code() if self.guards.small else None
         if code is None or len(self.messages) != 2:
             return
         block = await self._execute(code)
         record.code_blocks.append(block)
         record.notes.append("searched the context for the query's key words before the first turn")
-        self._ran_code = True
+        self.guards.ran_code = True
         self.messages.append(Message("assistant", f"```repl\n{code.rstrip()}\n```"))
         self.messages.append(
             Message(
                 "user",
                 prompts.execution_feedback(code, self._block_output(block), 0, 1)
                 + "\n\n"
-                + prompts.small_turn_reminder(self.root_prompt, first=True),
+                + self.guards.turn_prompt(first=True),
             )
         )
-
-    def _oversized_prompt_note(self, record: IterationRecord) -> str | None:
-        """An llm_query prompt larger than the sub-model's window failed: say how much fits."""
-        if not self.settings.small_model_guards:
-            return None
-        failed = any(
-            _PROMPT_TOO_LONG.search(block.error or "")
-            or any(_PROMPT_TOO_LONG.search(call.error or "") for call in block.subcalls)
-            for block in record.code_blocks
-        )
-        if not failed:
-            return None
-        record.notes.append("an llm_query prompt exceeded the sub-model's window")
-        sub = self.broker.clients.clients[self.broker.clients.for_depth(self.depth + 1)]
-        window = getattr(sub, "context_window", None)
-        # About three characters per token, and room for the question and the answer.
-        chars = int(window * 3 * 0.7) if isinstance(window, int) and window > 0 else None
-        return prompts.prompt_too_long_note(chars)
 
     async def _ask_root(self, messages: list[Message], purpose: str) -> Any:
         """A root call; small models get a short output cap, since one code block or FINAL is all a
         turn needs and local generation is slow."""
-        cap: int | None = None
-        if self._small():
-            own = getattr(self.root_client, "max_tokens", None)
-            cap = (
-                min(SMALL_ROOT_MAX_TOKENS, own) if isinstance(own, int) and own > 0 else SMALL_ROOT_MAX_TOKENS
-            )
+        cap = self.guards.root_max_tokens(getattr(self.root_client, "max_tokens", None))
         request = LMRequest(
             messages=list(messages),
             depth=self.depth,
@@ -614,7 +499,7 @@ class Run:
     async def _extract_final(self) -> str | None:
         """Out of iterations: one last root call asking for the answer from what was found."""
         try:
-            question = f" The question was: {self.root_prompt}" if self.root_prompt and self._small() else ""
+            question = self.guards.extract_suffix()
             ask = [
                 *self.messages,
                 Message(

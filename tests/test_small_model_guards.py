@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlm_core import RLM, prompts
+from rlm_core import RLM, first_search, prompts
 from rlm_core.errors import ProviderError
 from rlm_core.testing import ScriptedClient
 from rlm_core.types import LMRequest, StopReason
@@ -46,16 +46,16 @@ def last_user(request: LMRequest) -> str:
     ],
 )
 def test_key_terms_are_names_ids_caps_and_quoted_words(query: str, terms: list[str]) -> None:
-    assert prompts.key_terms(query) == terms
+    assert first_search.key_terms(query) == terms
 
 
 def test_search_code_prints_whole_short_records_and_counts_when_asked() -> None:
-    code = prompts.search_code(["Tarragona"], REPORTS)
+    code = first_search.search_code(["Tarragona"], REPORTS)
     out: list[str] = []
     exec(code, {"context": REPORTS, "print": lambda *a: out.append(" ".join(map(str, a)))})
     assert out == [REPORTS.split("\n\n")[1]]  # the whole record, not just the matching line
     logs = "\n".join(f"ERROR [{s}] boom" for s in ["a", "b", "a"])
-    code = prompts.search_code(["ERROR", "a"], logs, counting=True)
+    code = first_search.search_code(["ERROR", "a"], logs, counting=True)
     out.clear()
     exec(code, {"context": logs, "print": lambda *a: out.append(" ".join(map(str, a)))})
     assert out[-1] == "Number of matching lines: 2"
