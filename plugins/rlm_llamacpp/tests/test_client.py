@@ -238,10 +238,8 @@ def test_the_plugin_registers_llamacpp_through_its_entry_point() -> None:
 
 
 def test_the_anthropic_sdk_works_against_the_same_server(client: LlamaCppClient) -> None:
-    try:
-        from rlm_core.clients.anthropic_client import AnthropicClient
-    except ImportError as exc:
-        pytest.skip(f"rlm_core.clients.anthropic_client is not available yet: {exc}")
+    from rlm_core.clients.anthropic_client import AnthropicClient
+
     client.complete(LMRequest(QUESTION, max_tokens=2))
     running = client.llama_server
     assert running is not None
@@ -255,3 +253,44 @@ def test_the_anthropic_sdk_works_against_the_same_server(client: LlamaCppClient)
         anthropic.close()
     assert reply.text.strip()
     assert reply.usage.input_tokens > 0 and 0 < reply.usage.output_tokens <= 6
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+def test_both_sdks_stream_from_the_real_server_with_usage(client: LlamaCppClient, api: str) -> None:
+    from rlm_core.clients.anthropic_client import AnthropicClient
+    from rlm_core.clients.openai_client import OpenAIClient
+
+    client.complete(LMRequest(QUESTION, max_tokens=2))
+    running = client.llama_server
+    assert running is not None
+    settings: dict[str, Any] = {"model_name": running.alias, "api_key": "x", "max_retries": 0, "stream": True}
+    streaming = (
+        OpenAIClient(base_url=f"{running.address}/v1", **settings)
+        if api == "openai"
+        else AnthropicClient(base_url=running.address, **settings)
+    )
+    try:
+        reply = streaming.complete(LMRequest([Message("system", "Answer briefly."), *QUESTION], max_tokens=8))
+    finally:
+        streaming.close()
+    assert reply.text.strip()
+    assert reply.usage.input_tokens > 0 and 0 < reply.usage.output_tokens <= 8
+
+
+def test_a_server_that_went_away_is_a_provider_error_that_says_so() -> None:
+    from rlm_core.clients.openai_client import OpenAIClient
+    from rlm_core.errors import ProviderError
+
+    starter = LlamaCppClient(**SMOL, max_tokens=2)
+    try:
+        starter.complete(LMRequest(QUESTION))
+        running = starter.llama_server
+        assert running is not None
+        address, alias = running.address, running.alias
+        servers.shutdown_servers()
+        orphan = OpenAIClient(model_name=alias, api_key="x", base_url=f"{address}/v1", max_retries=0)
+        with pytest.raises(ProviderError, match=r"(?i)connect"):
+            orphan.complete(LMRequest(QUESTION, max_tokens=2))
+        orphan.close()
+    finally:
+        starter.close()
