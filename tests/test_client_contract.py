@@ -11,7 +11,7 @@ from rlm_core.clients.anthropic_client import AnthropicClient
 from rlm_core.clients.openai_client import OpenAIClient
 from rlm_core.errors import ProviderError
 from rlm_core.testing import LoopbackLLMServer, ScriptedClient
-from rlm_core.testing.client_contract import ClientContract
+from rlm_core.testing.client_contract import SECRET, ClientContract
 from rlm_core.types import TokenUsage
 
 
@@ -35,7 +35,7 @@ class TestOpenAIClientContract(LoopbackContract):
 
     def make_failing_client(self) -> Any:
         self.server.fail_next(100, status=500)
-        return OpenAIClient(model_name="gpt-test", api_key="sk-contract0123456789abcdefghijklmnop",
+        return OpenAIClient(model_name="gpt-test", api_key=SECRET,
                             base_url=self.server.base_url, max_retries=0)  # fmt: skip
 
 
@@ -48,7 +48,7 @@ class TestAnthropicClientContract(LoopbackContract):
 
     def make_failing_client(self) -> Any:
         self.server.fail_next(100, status=529)
-        return AnthropicClient(model_name="claude-haiku-4-5-20251001", api_key="sk-contract0123456789abcdefghijklmnop",
+        return AnthropicClient(model_name="claude-haiku-4-5-20251001", api_key=SECRET,
                                base_url=self.server.anthropic_base_url, max_retries=0)  # fmt: skip
 
 
