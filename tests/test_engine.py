@@ -386,3 +386,27 @@ def test_an_environment_that_breaks_unexpectedly_still_gives_a_result_and_a_full
     assert result.stop_reason is StopReason.ERROR
     assert "OSError: engine connection reset" in (result.error or "")
     assert events[0] is EventKind.RUN_START and events[-1] is EventKind.RUN_END
+
+
+def test_events_never_carry_secrets_and_the_context_travels_as_a_preview() -> None:
+    seen: list[Any] = []
+
+    class Observer:
+        @rlm_core.hookimpl
+        def rlm_on_event(self, event: Any) -> None:
+            seen.append(event)
+
+    fake_key = "sk-" + "proj-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4"  # key-shaped, built at run time
+    root = ScriptedClient([repl(f"print('token is {fake_key}')"), repl("FINAL('ok')")])
+    registry = get_registry()
+    registry.register_plugin(Observer(), name="test-secret-observer")
+    try:
+        result = RLM(backend=root).completion("x" * 100_000)
+    finally:
+        registry.unregister_plugin("test-secret-observer")
+    assert result.response == "ok" and len(result.prompt) == 100_000  # the caller's result is untouched
+    assert fake_key in root.requests[1].messages[-1].content  # the model itself saw its real output
+    code_end = next(e for e in seen if e.kind is EventKind.CODE_END)
+    assert fake_key not in code_end.data["result"].stdout and "[REDACTED]" in code_end.data["result"].stdout
+    run_end = next(e for e in seen if e.kind is EventKind.RUN_END)
+    assert len(run_end.data["result"].prompt) == 500
