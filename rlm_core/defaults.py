@@ -83,7 +83,8 @@ class Resolution:
         return f"backend: {what}; {self.reason}"
 
 
-def _installed(distribution: str) -> bool:
+def is_installed(distribution: str) -> bool:
+    """Whether a distribution is installed, without importing it."""
     try:
         metadata.distribution(distribution)
     except metadata.PackageNotFoundError:
@@ -95,7 +96,7 @@ def _qwen_available() -> bool:
     # An already assembled model counts even if the part packages were uninstalled afterwards.
     if (cache_dir() / "models" / f"{EMBEDDED_MODEL}.gguf").is_file():
         return True
-    return all(_installed(name) for name in QWEN_PART_DISTRIBUTIONS)
+    return all(is_installed(name) for name in QWEN_PART_DISTRIBUTIONS)
 
 
 def _registered_clients() -> list[str]:
@@ -124,7 +125,7 @@ def resolve(backend: str | None = None, backend_kwargs: dict[str, Any] | None = 
     if EMBEDDED_BACKEND in _registered_clients():
         if _qwen_available():
             model, why = EMBEDDED_MODEL, "the embedded local model (no provider API key in the environment)"
-        elif _installed(SMOLLM2_DISTRIBUTION):
+        elif is_installed(SMOLLM2_DISTRIBUTION):
             model = EMBEDDED_FALLBACK_MODEL
             why = (
                 "the embedded SmolLM2 (no provider API key set, Qwen parts not installed: "

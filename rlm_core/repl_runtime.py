@@ -28,6 +28,18 @@ SCAFFOLD_FUNCTIONS = (
     "FINAL_VAR",
 )
 HOST_FUNCTIONS = ("llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched")
+RESERVED_NAMES = frozenset({*SCAFFOLD_FUNCTIONS, "answer", "context"})
+
+
+def reserved_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a custom tool (it is an engine name or not an identifier), or None."""
+    if name in RESERVED_NAMES or name.startswith(("context_", "history_")):
+        return f"custom tool name {name!r} clashes with a built-in REPL name; rename it"
+    if not name.isidentifier():
+        return f"custom tool name {name!r} is not a Python identifier; rename it"
+    return None
+
+
 DEFAULT_MAX_OUTPUT_CHARS = 200_000
 
 

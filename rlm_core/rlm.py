@@ -8,8 +8,8 @@ import concurrent.futures
 import contextlib
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
 
 from rlm_core.broker import Broker
 from rlm_core.budget import RunBudget, validate_budget
@@ -18,12 +18,14 @@ from rlm_core.environments.base import Environment
 from rlm_core.errors import ConfigurationError, RLMError
 from rlm_core.loggers.base import RunLogger
 from rlm_core.plugins import get_registry
+from rlm_core.repl_runtime import reserved_name_problem
 from rlm_core.routing import ClientSet, RoutingPolicy
 from rlm_core.run import Run, RunSettings
 from rlm_core.tokens import TokenEstimator
 from rlm_core.types import RLMChatCompletion
 
 _BUDGET_KEYS = ("max_root_tokens", "max_sub_tokens")
+T = TypeVar("T")
 
 
 def _check_no_budget_keys(kwargs: Mapping[str, Any], where: str) -> None:
@@ -39,6 +41,17 @@ def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigurationError(f"{name} must be an int >= {minimum}, got {value!r}")
     return value
+
+
+def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even when this thread already runs a loop
+    (Jupyter, an async app): then it runs on a loop of its own in a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlm-sync") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 class _HostForwarder:
@@ -112,6 +125,10 @@ class RLM:
             raise ConfigurationError(
                 f"prompt_style must be 'auto', 'default' or 'small', got {prompt_style!r}"
             )
+        for tool_name in custom_tools or {}:
+            problem = reserved_name_problem(str(tool_name))
+            if problem:
+                raise ConfigurationError(problem)
         if not 0.1 <= compaction_threshold <= 1.0:
             raise ConfigurationError(
                 f"compaction_threshold must be within 0.1..1.0, got {compaction_threshold}"
@@ -231,13 +248,7 @@ class RLM:
 
     def completion(self, prompt: Any, root_prompt: str | None = None) -> RLMChatCompletion:
         """Run one RLM completion over ``prompt`` (the context: str, list or dict)."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.acompletion(prompt, root_prompt))
-        # Called from inside a running loop (Jupyter, an async app): run on a loop of our own.
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlm-completion") as pool:
-            return pool.submit(asyncio.run, self.acompletion(prompt, root_prompt)).result()
+        return _run_sync(self.acompletion(prompt, root_prompt))
 
     async def acompletion(self, prompt: Any, root_prompt: str | None = None) -> RLMChatCompletion:
         """``completion()``, natively async: many may run concurrently on one loop."""
@@ -326,13 +337,7 @@ class RLM:
                 close()
 
     def close(self) -> None:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            asyncio.run(self.aclose())
-            return
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, self.aclose()).result()
+        _run_sync(self.aclose())
 
     def __enter__(self) -> RLM:
         return self

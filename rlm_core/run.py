@@ -131,9 +131,21 @@ class Run:
     def _emit(self, kind: EventKind, **data: Any) -> None:
         self.emitter.emit(kind, self.run_id, self.depth, self.parent_run_id, **data)
 
-    async def _ask(self, messages: list[Message], purpose: str, depth: int, model: str | None = None) -> Any:
+    async def _ask(
+        self,
+        messages: list[Message],
+        purpose: str,
+        depth: int,
+        model: str | None = None,
+        max_tokens: int | None = None,
+    ) -> Any:
         request = LMRequest(
-            messages=list(messages), depth=depth, model=model, purpose=purpose, run_id=self.run_id
+            messages=list(messages),
+            depth=depth,
+            model=model,
+            purpose=purpose,
+            run_id=self.run_id,
+            max_tokens=max_tokens,
         )
         response = await self.broker.complete(request, self.parent_run_id)
         self.usage.record(request.tier, response.model or "", response.usage, response.cost)
@@ -466,16 +478,7 @@ class Run:
         """A root call; small models get a short output cap, since one code block or FINAL is all a
         turn needs and local generation is slow."""
         cap = self.guards.root_max_tokens(getattr(self.root_client, "max_tokens", None))
-        request = LMRequest(
-            messages=list(messages),
-            depth=self.depth,
-            purpose=purpose,
-            run_id=self.run_id,
-            max_tokens=cap,
-        )
-        response = await self.broker.complete(request, self.parent_run_id)
-        self.usage.record(request.tier, response.model or "", response.usage, response.cost)
-        return response
+        return await self._ask(messages, purpose, self.depth, max_tokens=cap)
 
     async def _maybe_compact(self) -> None:
         """Keep the root conversation inside the model's window; the full transcript stays in the REPL."""
@@ -512,9 +515,6 @@ class Run:
         except (BudgetExceededError, ProviderError):
             return None
         reply = parse_reply(response.text)
-        if reply.final_text is not None:
-            return reply.final_text
-        if reply.final_var is not None:
-            result = await self.environment.execute(f"FINAL_VAR({reply.final_var!r})")
-            return result.final_answer
+        if reply.final_text is not None or reply.final_var is not None:
+            return await self._final_from_text(reply.final_text, reply.final_var, [])
         return reply.prose or None

@@ -63,7 +63,7 @@ fi
 if podman image exists "$IMAGE"; then
     log "image $IMAGE already present"
 else
-    rootfs="$(mktemp -d "${TMPDIR:-/tmp}/rlm-rootfs.XXXXXX")"
+    rootfs="$(mktemp -d)"
     trap 'rm -rf "$rootfs"' EXIT
     log "building $IMAGE with debootstrap (about 80 s)"
     # python3 rather than python3-minimal: the minimal package lacks most of the stdlib the runtime uses.

@@ -50,7 +50,7 @@ def with_llamacpp(registry: PluginRegistry) -> PluginRegistry:
 
 
 def installed_only(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
-    monkeypatch.setattr(defaults, "_installed", lambda distribution: distribution in names)
+    monkeypatch.setattr(defaults, "is_installed", lambda distribution: distribution in names)
 
 
 def test_explicit_backend_wins_over_keys_and_kwargs_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from rlm_core import RLM
+from rlm_core.environments.local import LocalEnvironment
+from rlm_core.errors import ConfigurationError
 from rlm_core.testing import ScriptedClient
 
 
@@ -35,3 +41,21 @@ def test_prompt_style_follows_the_model_size_unless_set() -> None:
     large_prompt = large.requests[0].messages[0].content
     assert small_prompt != large_prompt
     assert forced.requests[0].messages[0].content == small_prompt
+
+
+@pytest.mark.parametrize(
+    "name", ["context", "context_2", "history_0", "FINAL", "llm_query", "answer", "not a name"]
+)
+def test_custom_tool_names_that_clash_fail_at_construction(name: str) -> None:
+    root = ScriptedClient([repl("FINAL('x')")])
+    with pytest.raises(ConfigurationError, match="custom tool name"):
+        RLM(backend=root, custom_tools={name: 1})
+    assert root.calls == 0
+
+
+async def test_every_environment_checks_tool_names_the_same_way() -> None:
+    async def host(function: str, args: dict[str, Any]) -> Any:
+        return None
+
+    with pytest.raises(ConfigurationError, match="clashes"):
+        await LocalEnvironment().start(host, {"history_3": 1})

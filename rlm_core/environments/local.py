@@ -13,7 +13,12 @@ from typing import Any
 
 from rlm_core.environments.base import ExecResult, HostCall
 from rlm_core.errors import ConfigurationError, EnvironmentError_
-from rlm_core.repl_runtime import DEFAULT_MAX_OUTPUT_CHARS, HOST_FUNCTIONS, ReplRuntime, raise_in_thread
+from rlm_core.repl_runtime import (
+    DEFAULT_MAX_OUTPUT_CHARS,
+    ReplRuntime,
+    raise_in_thread,
+    reserved_name_problem,
+)
 
 DEFAULT_CELL_TIMEOUT = 300.0
 # After the timeout fires, how long the cell gets to unwind before we give up on its thread.
@@ -49,8 +54,9 @@ class LocalEnvironment:
         self._loop = asyncio.get_running_loop()
         self._host = host
         for name in tools:
-            if name in HOST_FUNCTIONS or name in {"FINAL", "FINAL_VAR", "SHOW_VARS", "answer", "context"}:
-                raise ConfigurationError(f"custom tool name {name!r} clashes with a built-in REPL name")
+            problem = reserved_name_problem(name)
+            if problem:
+                raise ConfigurationError(problem)
         self._runtime = ReplRuntime(
             self._call_host, tools=dict(tools), max_output_chars=self.max_output_chars
         )

