@@ -24,7 +24,7 @@ from rlm_core.errors import (
 )
 from rlm_core.hookspecs import hookimpl, hookspec
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "RLM": "rlm_core.rlm",
