@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 
-class EventKind(str, enum.Enum):
+class EventKind(enum.StrEnum):
     RUN_START = "run_start"
     RUN_END = "run_end"
     ITERATION_START = "iteration_start"

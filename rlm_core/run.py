@@ -284,7 +284,7 @@ class Run:
         except BudgetExceededError as exc:
             # A child run's "root" calls spend the sub tier: for it, that is its own root budget.
             stop, error = StopReason.ROOT_BUDGET, str(exc)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             stop, error = StopReason.TIMEOUT, f"the run exceeded max_timeout={self.settings.max_timeout}s"
         except ProviderError as exc:
             stop, error = StopReason.ERROR, f"model call failed: {exc}"
@@ -327,7 +327,7 @@ class Run:
             return await work
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
-            raise asyncio.TimeoutError
+            raise TimeoutError
         return await asyncio.wait_for(work, timeout=remaining)
 
     async def _loop(self) -> tuple[str | None, StopReason]:

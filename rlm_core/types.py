@@ -144,7 +144,7 @@ class UsageSummary:
         }
 
 
-class StopReason(str, enum.Enum):
+class StopReason(enum.StrEnum):
     """Why a run ended."""
 
     FINAL = "final"  # the model gave its final answer

@@ -119,12 +119,12 @@ class LocalEnvironment:
         wrapped = asyncio.wrap_future(done)
         try:
             raw = await asyncio.wait_for(asyncio.shield(wrapped), timeout=limit)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if thread_id:
                 raise_in_thread(thread_id[0])
             try:
                 raw = await asyncio.wait_for(wrapped, timeout=_UNWIND_GRACE)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 # Blocked in C code (a long sleep, a read): the exception lands when it returns.
                 self._stuck = wrapped
                 return ExecResult(

@@ -312,7 +312,7 @@ class SandboxEnvironment:
         try:
             try:
                 hello = await asyncio.wait_for(asyncio.shield(conn.ready), timeout=self.start_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise SandboxError(
                     f"the runtime in {self.transport.describe()} did not report ready within "
                     f"{self.start_timeout:g}s; check that {self.transport.python!r} runs there "
@@ -380,7 +380,7 @@ class SandboxEnvironment:
     async def _ack(self, conn: _Connection, message: dict[str, Any], what: str) -> None:
         try:
             reply = await asyncio.wait_for(conn.request(message), timeout=self.start_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise SandboxError(f"the sandbox runtime did not answer while {what}") from None
         if reply.get("error"):
             raise SandboxError(f"the sandbox runtime failed while {what}: {reply['error']}")
@@ -465,7 +465,7 @@ class SandboxEnvironment:
                 raw = await asyncio.wait_for(
                     conn.request({"type": "exec", "code": code, "timeout": limit}), timeout=deadline
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await self._restart()
                 return ExecResult(
                     error=(
