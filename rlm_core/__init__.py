@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from rlm_core import _moved
 from rlm_core.errors import (
     BudgetExceededError,
     CodeTimeoutError,
@@ -22,7 +23,9 @@ from rlm_core.errors import (
     SandboxError,
     UnknownNameError,
 )
-from rlm_core.hookspecs import hookimpl, hookspec
+from rlm_core.plugins.hookspecs import hookimpl, hookspec
+
+_moved.install()
 
 __version__ = "0.2.0"
 

@@ -1,5 +1,5 @@
 """``python -m rlm_core``: the ``rlm`` command line."""
 
-from rlm_core.cli import main
+from rlm_core.cli.app import main
 
 raise SystemExit(main())

@@ -100,7 +100,7 @@ def _qwen_available() -> bool:
 
 
 def _registered_clients() -> list[str]:
-    from rlm_core.plugins import get_registry
+    from rlm_core.plugins.registry import get_registry
 
     return get_registry().names("clients")
 

@@ -11,17 +11,17 @@ import time
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-from rlm_core.broker import Broker
-from rlm_core.budget import RunBudget, validate_budget
-from rlm_core.emitter import Emitter
+from rlm_core.engine.broker import Broker
+from rlm_core.engine.budget import RunBudget, validate_budget
+from rlm_core.engine.emitter import Emitter
+from rlm_core.engine.run import Run, RunSettings
+from rlm_core.engine.tokens import TokenEstimator
 from rlm_core.environments.base import Environment
+from rlm_core.environments.runtime import reserved_name_problem
 from rlm_core.errors import ConfigurationError, RLMError
 from rlm_core.loggers.base import RunLogger
-from rlm_core.plugins import get_registry
-from rlm_core.repl_runtime import reserved_name_problem
+from rlm_core.plugins.registry import get_registry
 from rlm_core.routing import ClientSet, RoutingPolicy
-from rlm_core.run import Run, RunSettings
-from rlm_core.tokens import TokenEstimator
 from rlm_core.types import RLMChatCompletion
 
 _BUDGET_KEYS = ("max_root_tokens", "max_sub_tokens")

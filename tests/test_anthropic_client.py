@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from rlm_core.clients.anthropic_client import DEFAULT_MAX_TOKENS, AnthropicClient, to_anthropic_messages
+from rlm_core.clients.pricing import price_for
 from rlm_core.errors import ConfigurationError, ProviderError
-from rlm_core.pricing import price_for
 from rlm_core.testing import LoopbackLLMServer, pytest_plugin
 from rlm_core.testing.tokens import count_message_tokens
 from rlm_core.types import LMRequest, Message
@@ -196,7 +196,7 @@ def test_sdk_kwargs_fit_the_real_constructors(server: LoopbackLLMServer) -> None
 
 
 def test_the_builtin_plugin_builds_this_client(server: LoopbackLLMServer) -> None:
-    from rlm_core.builtins import _anthropic
+    from rlm_core.plugins.builtins import _anthropic
 
     client = _anthropic(model_name="c", api_key=KEY, base_url=server.anthropic_base_url)
     assert isinstance(client, AnthropicClient) and client.complete(ask()).text

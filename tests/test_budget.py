@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlm_core.budget import Reservation, TierBudget
+from rlm_core.engine.budget import Reservation, TierBudget
+from rlm_core.engine.tokens import TokenEstimator
 from rlm_core.errors import BudgetExceededError
-from rlm_core.tokens import TokenEstimator
 from rlm_core.types import Message, TokenUsage
 
 calls = st.lists(

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 import rlm_core
-from rlm_core import cli
+from rlm_core.cli import app as cli
 from rlm_core.loggers.jsonl import read_trajectory
-from rlm_core.plugins import PluginRegistry, get_registry
+from rlm_core.plugins.registry import PluginRegistry, get_registry
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_help_imports_nothing_heavy() -> None:
     code = (
-        "import sys; from rlm_core.cli import main; code = main(['--help']); "
+        "import sys; from rlm_core.cli.app import main; code = main(['--help']); "
         "heavy = [m for m in ('openai', 'anthropic', 'rich', 'cattrs', 'rlm_core.rlm') if m in sys.modules]; "
         "print(code, heavy)"
     )
@@ -247,7 +247,7 @@ class GoodPlugin:
 @pytest.fixture
 def own_registry(monkeypatch: pytest.MonkeyPatch) -> PluginRegistry:
     registry = PluginRegistry(load_entry_points=False)
-    monkeypatch.setattr("rlm_core.plugins.get_registry", lambda: registry)
+    monkeypatch.setattr("rlm_core.plugins.registry.get_registry", lambda: registry)
     return registry
 
 
@@ -257,7 +257,7 @@ def test_plugins_json_lists_the_builtins(
     own_registry.register_plugin(GoodPlugin(), name="good-plugin")
     assert cli.main(["plugins", "--json"]) == 0
     infos = {info["name"]: info for info in json.loads(capsys.readouterr().out)}
-    builtins = infos["rlm_core.builtins"]
+    builtins = infos["rlm_core.plugins.builtins"]
     assert builtins["distribution"] == "rlm-core"
     assert builtins["error"] is None
     assert {"openai", "anthropic"} <= set(builtins["registered"]["clients"])
@@ -274,11 +274,11 @@ def test_a_broken_plugin_shows_its_error(
         assert cli.main(["plugins", "--json"]) == 0
     infos = {info["name"]: info for info in json.loads(capsys.readouterr().out)}
     assert "the SDK is missing" in infos["broken-plugin"]["error"]
-    assert infos["rlm_core.builtins"]["error"] is None
+    assert infos["rlm_core.plugins.builtins"]["error"] is None
 
     assert cli.main(["plugins"]) == 0
     text = capsys.readouterr().out
-    assert "rlm_core.builtins (rlm-core" in text
+    assert "rlm_core.plugins.builtins (rlm-core" in text
     assert "  clients: openai, anthropic" in text
     assert (
         "broken-plugin (in-process)\n  error: rlm_register_clients raised RuntimeError('the SDK is missing')"
@@ -292,14 +292,14 @@ def test_a_broken_plugin_shows_its_error(
     console.print(cli.plugins_table([info.to_dict() for info in own_registry.plugin_infos()]))
     table = console.file.getvalue()  # type: ignore[attr-defined]
     assert "broken-plugin" in table and "the SDK is missing" in table
-    assert "rlm_core.builtins" in table and "openai" in table
+    assert "rlm_core.plugins.builtins" in table and "openai" in table
 
 
 def test_plugins_json_through_python_dash_m() -> None:
     proc = python("-m", "rlm_core", "plugins", "--json")
     assert proc.returncode == 0, proc.stderr
     names = [info["name"] for info in json.loads(proc.stdout)]
-    assert "rlm_core.builtins" in names
+    assert "rlm_core.plugins.builtins" in names
 
 
 # -- rlm run end to end ------------------------------------------------------------------------

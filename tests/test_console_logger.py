@@ -275,7 +275,7 @@ def test_importing_does_not_import_rich(module: str) -> None:
 
 
 def test_registered_as_the_console_logger() -> None:
-    from rlm_core.plugins import PluginRegistry
+    from rlm_core.plugins.registry import PluginRegistry
 
     registry = PluginRegistry(load_entry_points=False)
     console, _ = make_console()

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from rlm_core.cli_cleanup import cleanup_main
+from rlm_core.cli.cleanup import cleanup_main
 from rlm_core.errors import SandboxError
 
 TEST_IMAGE = os.environ.get("RLM_TEST_IMAGE", "rlm-test-python:3.11")

@@ -13,7 +13,7 @@ import rlm_core
 from rlm_core import RLM
 from rlm_core.errors import ConfigurationError, ProviderError
 from rlm_core.events import EventKind
-from rlm_core.plugins import get_registry
+from rlm_core.plugins.registry import get_registry
 from rlm_core.testing import ScriptedClient, count_message_tokens, count_tokens
 from rlm_core.types import LMRequest, StopReason
 

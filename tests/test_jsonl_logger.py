@@ -366,7 +366,7 @@ def test_close_leaves_unfinished_runs_readable(tmp_path: Path) -> None:
 
 
 def test_registered_as_the_jsonl_logger(tmp_path: Path) -> None:
-    from rlm_core.plugins import PluginRegistry
+    from rlm_core.plugins.registry import PluginRegistry
 
     registry = PluginRegistry(load_entry_points=False)
     logger = registry.create("loggers", "jsonl", log_dir=tmp_path)

@@ -14,8 +14,8 @@ import pytest
 
 from rlm_core.clients.base import Price
 from rlm_core.clients.openai_client import OpenAIClient
+from rlm_core.clients.pricing import price_for
 from rlm_core.errors import ConfigurationError, ProviderError
-from rlm_core.pricing import price_for
 from rlm_core.testing import LoopbackLLMServer, pytest_plugin
 from rlm_core.testing.tokens import count_message_tokens
 from rlm_core.types import LMRequest, Message
@@ -251,7 +251,7 @@ def test_sdk_kwargs_fit_the_real_constructors(server: LoopbackLLMServer) -> None
 
 
 def test_the_builtin_plugin_builds_this_client(server: LoopbackLLMServer) -> None:
-    from rlm_core.builtins import _openai
+    from rlm_core.plugins.builtins import _openai
 
     client = _openai(model_name="m", api_key=KEY, base_url=server.base_url)
     assert isinstance(client, OpenAIClient) and client.complete(ask()).text
@@ -259,7 +259,7 @@ def test_the_builtin_plugin_builds_this_client(server: LoopbackLLMServer) -> Non
 
 def test_import_rlm_core_does_not_import_the_sdks() -> None:
     code = (
-        "import sys, rlm_core, rlm_core.builtins; "
+        "import sys, rlm_core, rlm_core.plugins.builtins; "
         "print(sorted(m for m in ('openai', 'anthropic') if m in sys.modules))"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

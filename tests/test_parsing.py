@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rlm_core.parsing import parse_reply
+from rlm_core.guidance.parsing import parse_reply
 
 
 def test_repl_and_python_fences_are_code_other_languages_are_not() -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from rlm_core import hookspecs
 from rlm_core.errors import PluginError, UnknownNameError
-from rlm_core.plugins import PluginRegistry
+from rlm_core.plugins import hookspecs
+from rlm_core.plugins.registry import PluginRegistry
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_entry_point_plugin_registers_and_is_listed(site: Path) -> None:
     info = next(i for i in registry.plugin_infos() if i.name == "rlmtest_good")
     assert (info.distribution, info.version, info.error) == ("rlm-good", "1.2.3", None)
     assert info.registered == {"environments": ["goodenv"]}
-    builtin = next(i for i in registry.plugin_infos() if i.name == "rlm_core.builtins")
+    builtin = next(i for i in registry.plugin_infos() if i.name == "rlm_core.plugins.builtins")
     assert {"openai", "anthropic", "openrouter"} <= set(builtin.registered["clients"])
 
 
@@ -107,10 +107,12 @@ def test_only_and_disable_lists(site: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_duplicate_names_name_both_plugins_unless_replaced(site: Path) -> None:
     install(site, "rlm-dup", "rlmtest_dup", GOOD.format(name="local"))
-    with pytest.warns(RuntimeWarning, match="both plugin 'rlm_core.builtins' and plugin 'rlmtest_dup'"):
+    with pytest.warns(
+        RuntimeWarning, match="both plugin 'rlm_core.plugins.builtins' and plugin 'rlmtest_dup'"
+    ):
         registry = PluginRegistry()
         registry.names("environments")
-    assert registry.get("environments", "local").plugin == "rlm_core.builtins"
+    assert registry.get("environments", "local").plugin == "rlm_core.plugins.builtins"
 
 
 def test_replace_true_overrides_a_builtin(site: Path) -> None:

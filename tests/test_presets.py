@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from rlm_core.builtins import PRESET_NAMES
 from rlm_core.clients.base import Price
 from rlm_core.clients.presets import (
     PRESETS,
@@ -15,8 +14,9 @@ from rlm_core.clients.presets import (
     PortkeyClient,
     make_preset_client,
 )
+from rlm_core.clients.pricing import PRICES, price_for
 from rlm_core.errors import ConfigurationError, UnknownNameError
-from rlm_core.pricing import PRICES, price_for
+from rlm_core.plugins.builtins import PRESET_NAMES
 from rlm_core.testing import LoopbackLLMServer, pytest_plugin
 from rlm_core.types import LMRequest, Message
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rlm_core import RLM
-from rlm_core.plugins import get_registry, reset_registry
+from rlm_core.plugins.registry import get_registry, reset_registry
 from rlm_core.testing import ScriptedClient
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plugins" / "rlm_roundrobin"

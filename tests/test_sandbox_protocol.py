@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rlm_core import repl_runtime
+from rlm_core.environments import runtime as repl_runtime
 from rlm_core.environments.sandbox import SandboxEnvironment
 from rlm_core.environments.subprocess_env import ProcessStream, SubprocessEnvironment
 from rlm_core.environments.transport import ByteStream, Transport

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from rlm_core import RLM, first_search, prompts
+from rlm_core import RLM
 from rlm_core.errors import ProviderError
+from rlm_core.guidance import first_search, prompts
 from rlm_core.testing import ScriptedClient
 from rlm_core.types import LMRequest, StopReason
 

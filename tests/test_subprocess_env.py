@@ -10,7 +10,7 @@ import pytest
 
 from rlm_core.environments.subprocess_env import SubprocessEnvironment, parse_size, scrubbed_environment
 from rlm_core.errors import ConfigurationError
-from rlm_core.plugins import PluginRegistry
+from rlm_core.plugins.registry import PluginRegistry
 
 
 async def _host(function: str, args: dict[str, Any]) -> Any:

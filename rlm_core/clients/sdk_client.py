@@ -405,7 +405,7 @@ def _as_price(cls: str, price: Any) -> Price:
 
 
 def _lookup_price(model_name: str) -> Price | None:
-    from rlm_core.pricing import price_for
+    from rlm_core.clients.pricing import price_for
 
     return price_for(model_name)
 

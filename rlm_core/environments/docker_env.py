@@ -22,9 +22,9 @@ import uuid
 from types import FrameType
 from typing import Any
 
+from rlm_core.environments.runtime import DEFAULT_MAX_OUTPUT_CHARS
 from rlm_core.environments.sandbox import DEFAULT_CELL_TIMEOUT, SandboxEnvironment
 from rlm_core.errors import ConfigurationError, SandboxError
-from rlm_core.repl_runtime import DEFAULT_MAX_OUTPUT_CHARS
 
 DEFAULT_IMAGE = "python:3.11-slim"
 LABEL = "rlm-core"

@@ -12,13 +12,13 @@ import threading
 from typing import Any
 
 from rlm_core.environments.base import ExecResult, HostCall
-from rlm_core.errors import ConfigurationError, EnvironmentError_
-from rlm_core.repl_runtime import (
+from rlm_core.environments.runtime import (
     DEFAULT_MAX_OUTPUT_CHARS,
     ReplRuntime,
     raise_in_thread,
     reserved_name_problem,
 )
+from rlm_core.errors import ConfigurationError, EnvironmentError_
 
 DEFAULT_CELL_TIMEOUT = 300.0
 # After the timeout fires, how long the cell gets to unwind before we give up on its thread.

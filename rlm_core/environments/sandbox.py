@@ -18,11 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rlm_core import repl_runtime
+from rlm_core.environments import runtime as repl_runtime
 from rlm_core.environments.base import ExecResult, HostCall
-from rlm_core.environments.transport import ByteStream, Transport
-from rlm_core.errors import ConfigurationError, SandboxError
-from rlm_core.repl_runtime import (
+from rlm_core.environments.runtime import (
     DEFAULT_MAX_OUTPUT_CHARS,
     FRAME_HEADER_BYTES,
     HOST_FUNCTIONS,
@@ -30,6 +28,8 @@ from rlm_core.repl_runtime import (
     PROTOCOL_VERSION,
     encode_frame,
 )
+from rlm_core.environments.transport import ByteStream, Transport
+from rlm_core.errors import ConfigurationError, SandboxError
 
 logger = logging.getLogger("rlm_core.sandbox")
 

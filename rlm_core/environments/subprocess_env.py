@@ -20,9 +20,9 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
+from rlm_core.environments.runtime import DEFAULT_MAX_OUTPUT_CHARS
 from rlm_core.environments.sandbox import DEFAULT_CELL_TIMEOUT, SandboxEnvironment
 from rlm_core.errors import ConfigurationError, SandboxError
-from rlm_core.repl_runtime import DEFAULT_MAX_OUTPUT_CHARS
 
 # Environment variable names containing any of these never reach a sandbox.
 SECRET_NAME_MARKERS = (

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from rlm_core import hookimpl
-from rlm_core.hookspecs import Register
+from rlm_core.plugins.hookspecs import Register
 
 __version__ = "0.1.0"
 

@@ -17,7 +17,7 @@ from rlm_llamacpp.models import ModelFileError
 
 from rlm_core.defaults import is_installed
 from rlm_core.errors import ConfigurationError
-from rlm_core.plugins import PluginRegistry
+from rlm_core.plugins.registry import PluginRegistry
 from rlm_core.types import LMRequest, Message
 
 pytestmark = pytest.mark.skipif(

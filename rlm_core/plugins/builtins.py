@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlm_core.hookspecs import Register, hookimpl
+from rlm_core.plugins.hookspecs import Register, hookimpl
 
 
 def _openai(**kwargs: Any) -> Any:

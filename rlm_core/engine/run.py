@@ -15,16 +15,16 @@ from typing import Any
 
 import attrs
 
-from rlm_core import prompts
-from rlm_core.broker import Broker
-from rlm_core.emitter import Emitter
+from rlm_core.engine.broker import Broker
+from rlm_core.engine.emitter import Emitter
+from rlm_core.engine.tokens import message_bytes
 from rlm_core.environments.base import Environment, ExecResult
 from rlm_core.errors import BudgetExceededError, ProviderError, RLMError
 from rlm_core.events import EventKind
-from rlm_core.guards import ReplyGuards
-from rlm_core.parsing import parse_reply
+from rlm_core.guidance import prompts
+from rlm_core.guidance.guards import ReplyGuards
+from rlm_core.guidance.parsing import parse_reply
 from rlm_core.records import CodeBlockRecord, IterationRecord, RunMetadata, SubCallRecord
-from rlm_core.tokens import message_bytes
 from rlm_core.types import (
     LMRequest,
     Message,
@@ -35,7 +35,7 @@ from rlm_core.types import (
     UsageSummary,
 )
 
-logger = logging.getLogger("rlm_core.run")
+logger = logging.getLogger("rlm_core.engine.run")
 
 KEEP_TAIL = 4  # messages kept verbatim when the root conversation is compacted
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rlm_core import first_search, prompts
+from rlm_core.guidance import first_search, prompts
 from rlm_core.records import IterationRecord
 
 SMALL_MAX_OUTPUT_CHARS = 4_000  # of REPL output shown to a small model per block

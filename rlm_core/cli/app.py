@@ -26,9 +26,9 @@ EXIT_USAGE = 2
 # ``handler`` (``handler(args) -> exit code``) with ``set_defaults``. Modules load lazily, when the
 # parser is built, so keep them light at import.
 COMMANDS: list[tuple[str, str]] = [
-    ("run", "rlm_core.cli:add_run_parser"),
-    ("plugins", "rlm_core.cli:add_plugins_parser"),
-    ("cleanup", "rlm_core.cli_cleanup:add_cleanup_parser"),
+    ("run", "rlm_core.cli.app:add_run_parser"),
+    ("plugins", "rlm_core.cli.app:add_plugins_parser"),
+    ("cleanup", "rlm_core.cli.cleanup:add_cleanup_parser"),
 ]
 
 
@@ -372,7 +372,7 @@ def add_plugins_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def plugins_command(args: argparse.Namespace) -> int:
-    from rlm_core.plugins import get_registry
+    from rlm_core.plugins.registry import get_registry
 
     infos = [info.to_dict() for info in get_registry().plugin_infos()]
     if args.json:

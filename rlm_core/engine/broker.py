@@ -13,12 +13,12 @@ from collections.abc import Sequence
 
 import attrs
 
-from rlm_core.budget import RunBudget
-from rlm_core.emitter import Emitter
+from rlm_core.engine.budget import RunBudget
+from rlm_core.engine.emitter import Emitter
+from rlm_core.engine.tokens import TokenEstimator
 from rlm_core.errors import ProviderError, RLMError
 from rlm_core.events import EventKind
 from rlm_core.routing import ClientSet, RoutingPolicy
-from rlm_core.tokens import TokenEstimator
 from rlm_core.types import LMRequest, LMResponse, UsageSummary
 
 _call_ids = itertools.count(1)

@@ -11,7 +11,7 @@ import attrs
 
 from rlm_core.events import EventKind, RunEvent
 from rlm_core.loggers.base import RunLogger
-from rlm_core.plugins import PluginRegistry
+from rlm_core.plugins.registry import PluginRegistry
 from rlm_core.redact import redact
 from rlm_core.types import RLMChatCompletion
 

@@ -23,11 +23,11 @@ from typing import Any
 import attrs
 import pluggy
 
-from rlm_core import hookspecs
 from rlm_core.errors import PluginError, UnknownNameError
+from rlm_core.plugins import hookspecs
 
 ENTRY_POINT_GROUP = "rlm"
-BUILTIN_PLUGIN = "rlm_core.builtins"
+BUILTIN_PLUGIN = "rlm_core.plugins.builtins"
 KINDS = ("clients", "environments", "routing_policies", "loggers")
 
 # Names users commonly ask for, and the distribution that provides each.
@@ -125,7 +125,7 @@ class PluginRegistry:
             if self._loaded:
                 return
             self._tracing = bool(os.environ.get("RLM_TRACE_PLUGINS"))
-            from rlm_core import builtins
+            from rlm_core.plugins import builtins
 
             self._add_plugin(builtins, BUILTIN_PLUGIN, _builtin_info())
             for plugin, name in self._extra:

@@ -1,0 +1,1 @@
+"""The engine: the root loop, host calls from REPL code, the broker and its ledger, budgets, events."""

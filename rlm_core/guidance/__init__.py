@@ -1,0 +1,1 @@
+"""What the engine says to the model: prompts, reply parsing, and guards that return verdicts."""
