@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from rlm_core import defaults, hookimpl
-from rlm_core.plugins import registry as plugins
 from rlm_core.defaults import cache_dir, describe_resolution, resolve_backend
 from rlm_core.errors import ConfigurationError
+from rlm_core.plugins import registry as plugins
 from rlm_core.plugins.registry import PluginRegistry
 
 KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENROUTER_API_KEY", "GEMINI_API_KEY")
