@@ -25,10 +25,11 @@ class UnknownNameError(PluginError, KeyError):
 class BudgetExceededError(RLMError):
     """A token budget cannot afford a call.
 
-    ``tier`` is ``"root"`` or ``"sub"``; ``limit``/``used``/``needed`` are token counts.
+    ``tier`` is ``"root"`` or ``"sub"`` (``"cost"``, ``"calls"`` for the subclasses); ``limit``/``used``/
+    ``needed`` are token counts (USD, calls).
     """
 
-    def __init__(self, tier: str, limit: int, used: int, needed: int) -> None:
+    def __init__(self, tier: str, limit: float, used: float, needed: float) -> None:
         self.tier = tier
         self.limit = limit
         self.used = used
@@ -38,6 +39,36 @@ class BudgetExceededError(RLMError):
             f"{tier} token budget exhausted: {used} of {limit} tokens used, this call needs about "
             f"{needed} more. Raise {setting} or do the rest without model calls."
         )
+
+
+class CostLimitError(BudgetExceededError):
+    """``max_cost`` cannot afford a call: ``limit``/``used``/``needed`` are USD."""
+
+    def __init__(self, limit: float, used: float, needed: float) -> None:
+        RLMError.__init__(
+            self,
+            f"cost limit reached: ${used:.4f} of max_cost=${limit:.4f} spent, this call could cost about "
+            f"${needed:.4f} more. Raise max_cost or do the rest without model calls.",
+        )
+        self.tier = "cost"
+        self.limit = limit
+        self.used = used
+        self.needed = needed
+
+
+class CallLimitError(BudgetExceededError):
+    """``max_llm_calls`` model calls (root and sub together) were already started."""
+
+    def __init__(self, limit: int) -> None:
+        RLMError.__init__(
+            self,
+            f"call limit reached: all max_llm_calls={limit} model calls of this completion were made. "
+            "Raise max_llm_calls or do the rest without model calls.",
+        )
+        self.tier = "calls"
+        self.limit = limit
+        self.used = limit
+        self.needed = 1
 
 
 class ProviderError(RLMError):

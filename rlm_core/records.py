@@ -1,4 +1,8 @@
-"""Trajectory records: what a run did, iteration by iteration. Loggers serialise these with cattrs."""
+"""Trajectory records: what a run did, iteration by iteration. Loggers serialise these with cattrs.
+
+Schema version 2 adds span ids (``span_id``/``parent_span_id``, the same ids events carry) and the
+model calls of each iteration (``CallOutcome``); version 1 logs, which have neither, still read.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,35 @@ import attrs
 
 from rlm_core.types import Message, TokenUsage
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+@attrs.define(frozen=True)
+class CallOutcome:
+    """One model call as the broker made it: the ledger's record, the only count anything reads.
+
+    ``span_id`` identifies the call in events and logs; ``parent_span_id`` is the span that asked for
+    it (an iteration for a root call, a sub-call or batched slot for ``llm_query``). ``client`` is
+    the configured client's name, ``model`` the model that answered. ``usage_estimated`` is true when
+    the provider reported no usage and the engine charged its own conservative estimate; ``cached``
+    when the answer came from a cache.
+    """
+
+    span_id: str
+    run_id: str
+    client: str
+    model: str
+    tier: str
+    depth: int
+    purpose: str
+    usage: TokenUsage = attrs.field(factory=TokenUsage)
+    cost: float | None = None
+    latency: float = 0.0
+    started_at: float = 0.0
+    error: str | None = None
+    usage_estimated: bool = False
+    cached: bool = False
+    parent_span_id: str | None = None
 
 
 @attrs.define
@@ -36,6 +68,10 @@ class RunMetadata:
     rlm_core_version: str = ""
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = attrs.field(factory=dict)
+    span_id: str = ""  # the run's span; a child run's parent span is the rlm_query sub-call
+    parent_span_id: str | None = None
+    max_cost: float | None = None
+    max_llm_calls: int | None = None
 
 
 @attrs.define
@@ -54,6 +90,12 @@ class SubCallRecord:
     child_run_id: str | None = None
     child_iterations: int = 0
     children: list[SubCallRecord] = attrs.field(factory=list)
+    span_id: str = ""
+    parent_span_id: str | None = None  # the code cell, or the batch span of a batched slot
+    batch_id: str | None = None  # the batch span, when this call is one slot of a batched call
+    batch_index: int | None = None
+    started_at: float = 0.0
+    cost: float | None = None
 
 
 @attrs.define
@@ -68,6 +110,8 @@ class CodeBlockRecord:
     duration: float = 0.0
     timed_out: bool = False
     subcalls: list[SubCallRecord] = attrs.field(factory=list)
+    span_id: str = ""
+    started_at: float = 0.0
 
 
 @attrs.define
@@ -86,3 +130,6 @@ class IterationRecord:
     sub_usage: TokenUsage = attrs.field(factory=TokenUsage)
     duration: float = 0.0
     timestamp: float = 0.0
+    span_id: str = ""
+    parent_span_id: str | None = None  # the run's span
+    calls: list[CallOutcome] = attrs.field(factory=list)  # this run's model calls during the turn

@@ -11,36 +11,20 @@ import time
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
+from rlm_core.config import RLMConfig, check_no_limit_keys
 from rlm_core.engine.broker import Broker
-from rlm_core.engine.budget import RunBudget, validate_budget
+from rlm_core.engine.budget import RunBudget
 from rlm_core.engine.emitter import Emitter
-from rlm_core.engine.run import Run, RunSettings
+from rlm_core.engine.run import Run
 from rlm_core.engine.tokens import TokenEstimator
 from rlm_core.environments.base import Environment
-from rlm_core.environments.runtime import reserved_name_problem
 from rlm_core.errors import ConfigurationError, RLMError
 from rlm_core.loggers.base import RunLogger
 from rlm_core.plugins.registry import get_registry
 from rlm_core.routing import ClientSet, RoutingPolicy
 from rlm_core.types import RLMChatCompletion
 
-_BUDGET_KEYS = ("max_root_tokens", "max_sub_tokens")
 T = TypeVar("T")
-
-
-def _check_no_budget_keys(kwargs: Mapping[str, Any], where: str) -> None:
-    for key in _BUDGET_KEYS:
-        if key in kwargs:
-            raise ConfigurationError(
-                f"{key} was given inside {where}; token budgets belong to the RLM itself: "
-                f"RLM(..., {key}={kwargs[key]!r})"
-            )
-
-
-def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -100,39 +84,39 @@ class RLM:
         cell_timeout: float | None = None,
         small_model_guards: bool = True,
         compaction_threshold: float = 0.8,
+        max_cost: float | None = None,
+        max_llm_calls: int | None = None,
     ) -> None:
-        self.max_root_tokens = validate_budget("max_root_tokens", max_root_tokens)
-        self.max_sub_tokens = validate_budget("max_sub_tokens", max_sub_tokens)
+        self.config = RLMConfig(
+            max_root_tokens=max_root_tokens,
+            max_sub_tokens=max_sub_tokens,
+            max_cost=max_cost,
+            max_llm_calls=max_llm_calls,
+            max_iterations=max_iterations,
+            max_depth=max_depth,
+            max_timeout=max_timeout,
+            max_concurrent_subcalls=max_concurrent_subcalls,
+            max_output_chars=max_output_chars,
+            cell_timeout=cell_timeout,
+            custom_tools=dict(custom_tools or {}),
+            custom_system_prompt=custom_system_prompt,
+            prompt_style=prompt_style,
+            small_model_guards=small_model_guards,
+            compaction_threshold=compaction_threshold,
+            persistent=persistent,
+        )
         backend_kwargs = dict(backend_kwargs or {})
-        _check_no_budget_keys(backend_kwargs, "backend_kwargs")
+        check_no_limit_keys(backend_kwargs, "backend_kwargs")
         other_backends = list(other_backends or [])
         other_kwargs = [dict(k or {}) for k in (other_backend_kwargs or [])]
         for index, kwargs in enumerate(other_kwargs):
-            _check_no_budget_keys(kwargs, f"other_backend_kwargs[{index}]")
+            check_no_limit_keys(kwargs, f"other_backend_kwargs[{index}]")
         if other_kwargs and len(other_kwargs) != len(other_backends):
             raise ConfigurationError(
                 f"other_backends has {len(other_backends)} entries but other_backend_kwargs has "
                 f"{len(other_kwargs)}; give one kwargs dict per other backend"
             )
         other_kwargs = other_kwargs or [{} for _ in other_backends]
-        _positive_int("max_iterations", max_iterations)
-        _positive_int("max_depth", max_depth)
-        _positive_int("max_concurrent_subcalls", max_concurrent_subcalls)
-        _positive_int("max_output_chars", max_output_chars, minimum=100)
-        if max_timeout is not None and max_timeout <= 0:
-            raise ConfigurationError(f"max_timeout must be a positive number of seconds, got {max_timeout!r}")
-        if prompt_style not in ("auto", "default", "small"):
-            raise ConfigurationError(
-                f"prompt_style must be 'auto', 'default' or 'small', got {prompt_style!r}"
-            )
-        for tool_name in custom_tools or {}:
-            problem = reserved_name_problem(str(tool_name))
-            if problem:
-                raise ConfigurationError(problem)
-        if not 0.1 <= compaction_threshold <= 1.0:
-            raise ConfigurationError(
-                f"compaction_threshold must be within 0.1..1.0, got {compaction_threshold}"
-            )
 
         self._registry = get_registry()
         if backend is None:
@@ -143,29 +127,20 @@ class RLM:
         self.backend = backend
         self.backend_kwargs = backend_kwargs
         self.clients = self._build_clients(backend, backend_kwargs, other_backends, other_kwargs)
+        if max_cost is not None:
+            self._check_prices()
         self.policy = self._build_policy(routing)
         self.environment_name = environment
         self.environment_kwargs = dict(environment_kwargs or {})
         self._registry.get("environments", environment)  # unknown names fail now, not mid-run
         self.loggers = self._build_loggers(logger, verbose)
         self.persistent = persistent
-        self.settings = RunSettings(
-            max_iterations=max_iterations,
-            max_depth=max_depth,
-            max_timeout=max_timeout,
-            max_output_chars=max_output_chars,
-            cell_timeout=cell_timeout,
-            system_prompt=custom_system_prompt,
-            prompt_style=prompt_style,
-            compaction_threshold=compaction_threshold,
-            small_model_guards=small_model_guards,
-            custom_tools=dict(custom_tools or {}),
-            backend=backend if isinstance(backend, str) else type(backend).__name__,
-            environment=environment,
-            max_root_tokens=self.max_root_tokens,
-            max_sub_tokens=self.max_sub_tokens,
+        self.settings = self.config.run_settings(
+            backend if isinstance(backend, str) else type(backend).__name__, environment
         )
-        self.max_concurrent_subcalls = max_concurrent_subcalls
+        self.max_root_tokens = self.config.max_root_tokens
+        self.max_sub_tokens = self.config.max_sub_tokens
+        self.max_concurrent_subcalls = self.config.max_concurrent_subcalls
         self._estimators: dict[str, TokenEstimator] = {}
         self._persistent_env: Environment | None = None
         self._host = _HostForwarder()
@@ -173,6 +148,17 @@ class RLM:
         self._histories: list[list[dict[str, str]]] = []
         self._busy = threading.Lock()
         self._closed = False
+
+    def _check_prices(self) -> None:
+        """``max_cost`` needs a price for every model it may be charged for."""
+        for name, client in self.clients.clients.items():
+            if getattr(client, "price", None) is None:
+                raise ConfigurationError(
+                    f"max_cost is set but model {name!r} has no known price, so its calls cannot be "
+                    "costed; pass one in its settings: backend_kwargs={'price': "
+                    "(input_usd_per_mtok, output_usd_per_mtok)} (or other_backend_kwargs[i] for a sub "
+                    "model), or drop max_cost"
+                )
 
     # -- construction helpers ------------------------------------------------------------------
 
@@ -264,9 +250,14 @@ class RLM:
 
     async def _acompletion(self, prompt: Any, root_prompt: str | None) -> RLMChatCompletion:
         emitter = Emitter(self.loggers, self._registry)
-        budget = RunBudget(self.max_root_tokens, self.max_sub_tokens)
+        budget = RunBudget(
+            self.config.max_root_tokens,
+            self.config.max_sub_tokens,
+            max_cost=self.config.max_cost,
+            max_llm_calls=self.config.max_llm_calls,
+        )
         broker = Broker(
-            self.clients, self.policy, budget, emitter, self.max_concurrent_subcalls, self._estimators
+            self.clients, self.policy, budget, emitter, self.config.max_concurrent_subcalls, self._estimators
         )
         deadline = time.monotonic() + self.settings.max_timeout if self.settings.max_timeout else None
         host = self._host if self.persistent else _HostForwarder()
@@ -291,8 +282,7 @@ class RLM:
             host.run = None
             if fresh and not self.persistent:
                 await environment.close()
-        result.usage_summary = broker.usage
-        result.log_path = self._log_path()
+        result.log_path = self._log_path(result.run_id)
         if self.persistent:
             history = [{"role": m.role, "content": m.content} for m in run.messages]
             await environment.load_history(turn, history)
@@ -309,9 +299,11 @@ class RLM:
             self._persistent_env = environment
         return environment, True
 
-    def _log_path(self) -> str | None:
+    def _log_path(self, run_id: str) -> str | None:
+        """The log file of this run (each concurrent completion names its own)."""
         for logger in self.loggers:
-            path = getattr(logger, "last_path", None)
+            path_of = getattr(logger, "path_of", None)
+            path = path_of(run_id) if path_of is not None else None
             if path:
                 return str(path)
         return None

@@ -27,6 +27,21 @@ class ClientSet:
     clients: dict[str, Any]
     tiers: list[str]
     backends: dict[str, str] = attrs.field(factory=dict)  # name -> backend
+    # The running completion's limits (set on the broker's per-completion copy; None outside a run).
+    budget: Any = None
+
+    def price(self, name: str) -> Any:
+        """The ``Price`` of client ``name`` (USD per million input/output tokens), or None if unknown."""
+        return getattr(self.clients[name], "price", None)
+
+    def window(self, name: str) -> int | None:
+        """The context window of client ``name`` in tokens, or None if unknown."""
+        window = getattr(self.clients[name], "context_window", None)
+        return int(window) if window else None
+
+    def remaining_tokens(self) -> dict[str, int]:
+        """Tokens the running completion has left per tier (``root``, ``sub``); empty outside a run."""
+        return self.budget.remaining_tokens() if self.budget is not None else {}
 
     def for_depth(self, depth: int) -> str:
         return self.tiers[min(depth, len(self.tiers) - 1)]

@@ -31,6 +31,9 @@ class LMRequest:
     max_tokens: int | None = None
     purpose: str = "root"  # root | llm_query | rlm_query | extract | compact
     run_id: str = ""
+    # The span that asked for this call (an iteration, a sub-call or batched slot); the broker's
+    # model-call span nests under it in events and logs.
+    parent_span_id: str | None = None
 
     @property
     def tier(self) -> str:
@@ -62,30 +65,54 @@ class LMResponse:
     finish_reason: str | None = None
     cost: float | None = None
     latency: float = 0.0
+    # True when the answer came from a cache rather than the provider (its usage is then zero).
+    cached: bool = False
 
 
 @attrs.define
 class ModelUsage:
-    """Usage of one (tier, model) pair, summed over calls."""
+    """Usage of one (tier, model) pair, summed over calls.
+
+    ``estimated_calls`` counts calls whose provider reported no usage, charged at the engine's
+    conservative estimate instead; ``cached_calls`` counts answers served from a cache.
+    """
 
     calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cost: float | None = None
+    estimated_calls: int = 0
+    cached_calls: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def add(self, usage: TokenUsage, cost: float | None, calls: int = 1) -> None:
+    def add(
+        self,
+        usage: TokenUsage,
+        cost: float | None,
+        calls: int = 1,
+        *,
+        estimated_calls: int = 0,
+        cached_calls: int = 0,
+    ) -> None:
         self.calls += calls
         self.input_tokens += usage.input_tokens
         self.output_tokens += usage.output_tokens
+        self.estimated_calls += estimated_calls
+        self.cached_calls += cached_calls
         if cost is not None:
             self.cost = (self.cost or 0.0) + cost
 
     def merge(self, other: ModelUsage) -> None:
-        self.add(TokenUsage(other.input_tokens, other.output_tokens), other.cost, calls=other.calls)
+        self.add(
+            TokenUsage(other.input_tokens, other.output_tokens),
+            other.cost,
+            calls=other.calls,
+            estimated_calls=other.estimated_calls,
+            cached_calls=other.cached_calls,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +121,8 @@ class ModelUsage:
             "total_output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
             "total_cost": self.cost,
+            "estimated_calls": self.estimated_calls,
+            "cached_calls": self.cached_calls,
         }
 
 
@@ -103,8 +132,19 @@ class UsageSummary:
 
     by_tier_model: dict[tuple[str, str], ModelUsage] = attrs.field(factory=dict)
 
-    def record(self, tier: str, model: str, usage: TokenUsage, cost: float | None) -> None:
-        self.by_tier_model.setdefault((tier, model), ModelUsage()).add(usage, cost)
+    def record(
+        self,
+        tier: str,
+        model: str,
+        usage: TokenUsage,
+        cost: float | None,
+        *,
+        estimated: bool = False,
+        cached: bool = False,
+    ) -> None:
+        self.by_tier_model.setdefault((tier, model), ModelUsage()).add(
+            usage, cost, estimated_calls=int(estimated), cached_calls=int(cached)
+        )
 
     def merge(self, other: UsageSummary) -> None:
         for key, usage in other.by_tier_model.items():
@@ -150,6 +190,8 @@ class StopReason(enum.StrEnum):
     FINAL = "final"  # the model gave its final answer
     MAX_ITERATIONS = "max_iterations"
     ROOT_BUDGET = "root_budget"
+    COST_LIMIT = "cost_limit"  # max_cost could not afford the next root call
+    CALL_LIMIT = "call_limit"  # max_llm_calls were all made
     TIMEOUT = "timeout"
     ERROR = "error"
     CANCELLED = "cancelled"

@@ -22,7 +22,7 @@ from rlm_core.environments.base import ExecResult
 from rlm_core.events import EventKind, RunEvent
 from rlm_core.loggers.jsonl import RLMLogger, Trajectory, TrajectoryReadError, read_trajectory
 from rlm_core.loggers.serialization import converter, prompt_preview
-from rlm_core.records import CodeBlockRecord, IterationRecord, RunMetadata, SubCallRecord
+from rlm_core.records import SCHEMA_VERSION, CodeBlockRecord, IterationRecord, RunMetadata, SubCallRecord
 from rlm_core.types import Message, ModelUsage, RLMChatCompletion, StopReason, TokenUsage, UsageSummary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,7 +124,7 @@ def test_one_file_per_completion_with_metadata_iterations_and_result(tmp_path: P
 
     lines = lines_of(logger.last_path)
     assert [line["type"] for line in lines] == ["metadata", "iteration", "iteration", "result"]
-    assert lines[0]["schema_version"] == 1
+    assert lines[0]["schema_version"] == SCHEMA_VERSION == 2
     assert lines[0]["run_id"] == "abcdef0123456789"
     assert lines[1]["iteration"] == 1
     assert lines[1]["new_messages"] == [{"role": "user", "content": "turn 1"}]
@@ -391,8 +391,19 @@ def test_usage_summary_rows() -> None:
             "input_tokens": 100,
             "output_tokens": 10,
             "cost": 0.25,
+            "estimated_calls": 0,
+            "cached_calls": 0,
         },
-        {"tier": "sub", "model": "small", "calls": 1, "input_tokens": 5, "output_tokens": 6, "cost": None},
+        {
+            "tier": "sub",
+            "model": "small",
+            "calls": 1,
+            "input_tokens": 5,
+            "output_tokens": 6,
+            "cost": None,
+            "estimated_calls": 0,
+            "cached_calls": 0,
+        },
     ]
     assert roundtrip(usage) == usage
 

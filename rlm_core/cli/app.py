@@ -272,6 +272,14 @@ class FanOutLogger:
                 return path
         return None
 
+    def path_of(self, run_id: str) -> Path | None:
+        for logger in self.loggers:
+            path_of = getattr(logger, "path_of", None)
+            path: Path | None = path_of(run_id) if path_of is not None else None
+            if path:
+                return path
+        return None
+
     def on_event(self, event: RunEvent) -> None:
         self._each("on_event", event)
 

@@ -1,31 +1,31 @@
 """The broker: every model call, root or sub, goes through here.
 
-Routing picks the client, the tier's budget is checked and the output capped, sub-calls share a
-concurrency limit, provider usage is recorded per (tier, model), and events are emitted.
+Route (the policy picks the client) → limits (tokens of the tier, USD, call count: reserve, or wait
+for in-flight calls) → call the client (sub-calls under one concurrency limit) → one ``CallOutcome``
+into the ledger → events. Nothing else counts usage.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
-from rlm_core.engine.budget import RunBudget
-from rlm_core.engine.emitter import Emitter
-from rlm_core.engine.tokens import TokenEstimator
-from rlm_core.errors import ProviderError, RLMError
-from rlm_core.events import EventKind
+from rlm_core.engine.budget import DEFAULT_OUTPUT_RESERVE, Reservation, RunBudget
+from rlm_core.engine.emitter import Emitter, new_span_id
+from rlm_core.engine.ledger import CallOutcome, Ledger
+from rlm_core.engine.tokens import TokenEstimator, estimate_output_tokens
+from rlm_core.errors import ConfigurationError, ProviderError, RLMError
+from rlm_core.events import EventKind, ModelCallEnded, ModelCallStarted
 from rlm_core.routing import ClientSet, RoutingPolicy
-from rlm_core.types import LMRequest, LMResponse, UsageSummary
-
-_call_ids = itertools.count(1)
+from rlm_core.types import LMRequest, LMResponse, TokenUsage
 
 
 class Broker:
-    """Shared by a run and its child runs (they share clients, budgets and the sub-call limit)."""
+    """Shared by a run and its child runs (they share clients, limits, the sub-call limit and the ledger)."""
 
     def __init__(
         self,
@@ -35,16 +35,19 @@ class Broker:
         emitter: Emitter,
         max_concurrent_subcalls: int,
         estimators: dict[str, TokenEstimator] | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
-        self.clients = clients
+        # A per-completion view of the clients, so a policy can read this completion's budgets.
+        self.clients = attrs.evolve(clients, budget=budget)
         self.policy = policy
         self.budget = budget
         self.emitter = emitter
-        self.usage = UsageSummary()
+        self.ledger = ledger if ledger is not None else Ledger()
         self.estimators = estimators if estimators is not None else {}
         self._sub_slots = asyncio.Semaphore(max_concurrent_subcalls)
 
-    def _names(self, request: LMRequest) -> list[str]:
+    def route(self, request: LMRequest) -> list[str]:
+        """The client names the policy picked for ``request``, in the order to try them."""
         selected = self.policy.select(request, self.clients)
         names: Sequence[str] = [selected] if isinstance(selected, str) else selected
         if not names:
@@ -57,66 +60,171 @@ class Broker:
                 )
         return list(names)
 
-    async def complete(self, request: LMRequest, parent_run_id: str | None = None) -> LMResponse:
-        if request.depth == 0:
-            return await self._complete(request, parent_run_id)
-        async with self._sub_slots:
-            return await self._complete(request, parent_run_id)
+    def client_for(self, request: LMRequest) -> Any:
+        """The client that would serve ``request`` first (its window, output cap and prompt style
+        are the ones that matter for it)."""
+        return self.clients.clients[self.route(request)[0]]
 
-    async def _complete(self, request: LMRequest, parent_run_id: str | None) -> LMResponse:
-        names = self._names(request)
+    async def complete(self, request: LMRequest, route: list[str] | None = None) -> LMResponse:
+        """Make the call; ``route`` is a routing decision already taken for it (else the policy is asked)."""
+        if request.depth == 0:
+            return await self._complete(request, route)
+        async with self._sub_slots:
+            return await self._complete(request, route)
+
+    async def _complete(self, request: LMRequest, route: list[str] | None) -> LMResponse:
         last_error: ProviderError | None = None
-        for name in names:
+        for name in route or self.route(request):
             try:
-                return await self._call(name, request, parent_run_id)
+                return await self._call(name, request)
             except ProviderError as exc:
                 last_error = exc
         assert last_error is not None
         raise last_error
 
-    async def _call(self, name: str, request: LMRequest, parent_run_id: str | None) -> LMResponse:
+    async def _reserve(
+        self, name: str, client: Any, prompt_estimate: int, wanted: int, tier: Any
+    ) -> tuple[Reservation, Reservation | None]:
+        tokens = await tier.reserve(prompt_estimate, 1, wanted)
+        if self.budget.cost is None:
+            return tokens, None
+        price = getattr(client, "price", None)
+        if price is None:  # RLM() refuses this configuration; a policy-built client could still slip in
+            tier.settle(tokens, None)
+            raise ConfigurationError(
+                f"max_cost is set but client {name!r} has no known price; pass "
+                "backend_kwargs={'price': (input_usd_per_mtok, output_usd_per_mtok)}"
+            )
+        try:
+            cost = await self.budget.cost.reserve(
+                prompt_estimate * price.input_per_mtok / 1e6, price.output_per_mtok / 1e6, tokens.max_tokens
+            )
+        except BaseException:
+            tier.settle(tokens, None)
+            raise
+        tier.shrink(tokens, cost.max_tokens)
+        return tokens, cost
+
+    async def _call(self, name: str, request: LMRequest) -> LMResponse:
         client = self.clients.clients[name]
         tier = self.budget.for_depth(request.depth)
         estimator = self.estimators.setdefault(name, TokenEstimator())
-        wanted = request.max_tokens or getattr(client, "max_tokens", None)
-        reservation = tier.reserve(estimator.estimate(request.messages), wanted)
-        capped = attrs.evolve(request, max_tokens=reservation.max_tokens)
-        call_id = f"c{next(_call_ids)}"
-        model = getattr(client, "model_name", name)
-        self.emitter.emit(
-            EventKind.LM_CALL_START, request.run_id, request.depth, parent_run_id,
-            call_id=call_id, model=model, purpose=request.purpose, max_tokens=reservation.max_tokens,
-        )  # fmt: skip
-        started = time.perf_counter()
+        prompt_estimate = estimator.estimate(request.messages)
+        wanted = request.max_tokens or getattr(client, "max_tokens", None) or DEFAULT_OUTPUT_RESERVE
+        tokens, cost_hold = await self._reserve(name, client, prompt_estimate, wanted, tier)
+        try:
+            self.budget.calls.start()
+        except BaseException:
+            tier.settle(tokens, None)
+            if cost_hold is not None and self.budget.cost is not None:
+                self.budget.cost.settle(cost_hold, None)
+            raise
+        capped = attrs.evolve(request, max_tokens=tokens.max_tokens)
+        span_id = new_span_id()
+        model = str(getattr(client, "model_name", name))
+        self._emit(
+            EventKind.LM_CALL_START,
+            ModelCallStarted(span_id, name, model, request.tier, request.purpose, tokens.max_tokens),
+            request,
+            span_id,
+        )
+        started_at, started = time.time(), time.perf_counter()
+        response: LMResponse | None = None
+        failure: BaseException | None = None
         try:
             acomplete = getattr(client, "acomplete", None)
             if acomplete is not None:
-                response: LMResponse = await acomplete(capped)
+                response = await acomplete(capped)
             else:
                 response = await asyncio.to_thread(client.complete, capped)
         except BaseException as exc:
-            tier.settle(reservation, None)
-            error = exc if isinstance(exc, ProviderError) else None
-            if error is None and isinstance(exc, Exception) and not isinstance(exc, RLMError):
-                error = ProviderError(f"{name}: {type(exc).__name__}: {exc}", client=name, model=model)
-            self.emitter.emit(
-                EventKind.LM_CALL_END, request.run_id, request.depth, parent_run_id,
-                call_id=call_id, model=model, purpose=request.purpose, usage=None, error=str(exc),
-                duration=time.perf_counter() - started,
-            )  # fmt: skip
-            if error is not None and error is not exc:
-                raise error from exc
-            raise
-        tier.settle(reservation, response.usage)
+            failure = exc
+        latency = time.perf_counter() - started
+        outcome = self._outcome(name, client, model, request, response, failure, prompt_estimate)
+        outcome = attrs.evolve(outcome, span_id=span_id, started_at=started_at, latency=latency)
+        tier.settle(tokens, outcome.usage.total_tokens if response is not None else None)
+        if cost_hold is not None and self.budget.cost is not None:
+            self.budget.cost.settle(cost_hold, outcome.cost if response is not None else None)
+        self.ledger.record(outcome)
+        self._emit(
+            EventKind.LM_CALL_END,
+            ModelCallEnded(
+                span_id,
+                outcome.model,
+                request.purpose,
+                outcome,
+                usage=outcome.usage if response is not None else None,
+                error=outcome.error,
+                duration=latency,
+                cost=outcome.cost,
+            ),
+            request,
+            span_id,
+        )
+        if failure is not None:
+            if isinstance(failure, ProviderError) or not isinstance(failure, Exception):
+                raise failure
+            if isinstance(failure, RLMError):
+                raise failure
+            raise ProviderError(
+                f"{name}: {type(failure).__name__}: {failure}", client=name, model=model
+            ) from failure
+        assert response is not None
         estimator.observe(capped.messages, response.usage.input_tokens)
-        if response.cost is None and getattr(client, "price", None) is not None:
-            response.cost = client.price.cost(response.usage)
-        if not response.latency:
-            response.latency = time.perf_counter() - started
-        self.usage.record(request.tier, model, response.usage, response.cost)
-        self.emitter.emit(
-            EventKind.LM_CALL_END, request.run_id, request.depth, parent_run_id,
-            call_id=call_id, model=model, purpose=request.purpose, usage=response.usage, error=None,
-            duration=response.latency, cost=response.cost,
-        )  # fmt: skip
+        response.usage = outcome.usage
+        response.cost = outcome.cost
+        response.latency = response.latency or latency
+        response.model = response.model or model
         return response
+
+    def _outcome(
+        self,
+        name: str,
+        client: Any,
+        model: str,
+        request: LMRequest,
+        response: LMResponse | None,
+        failure: BaseException | None,
+        prompt_estimate: int,
+    ) -> CallOutcome:
+        common: dict[str, Any] = {
+            "span_id": "",
+            "run_id": request.run_id,
+            "client": name,
+            "tier": request.tier,
+            "depth": request.depth,
+            "purpose": request.purpose,
+            "parent_span_id": request.parent_span_id,
+        }
+        if response is None:
+            error = f"{type(failure).__name__}: {failure}" if failure is not None else "no response"
+            return CallOutcome(model=model, error=error, **common)
+        usage, estimated = response.usage, False
+        if usage.total_tokens == 0 and not response.cached:
+            # No usage from the provider: charge the engine's conservative estimate, so limits hold.
+            usage, estimated = TokenUsage(prompt_estimate, estimate_output_tokens(response.text)), True
+        cost = response.cost
+        price = getattr(client, "price", None)
+        if cost is None and price is not None:
+            cost = price.cost(usage)
+        return CallOutcome(
+            model=response.model or model,
+            usage=usage,
+            cost=cost,
+            usage_estimated=estimated,
+            cached=response.cached,
+            **common,
+        )
+
+    def _emit(self, kind: EventKind, payload: Any, request: LMRequest, span_id: str) -> None:
+        if not self.emitter.active:
+            return
+        self.emitter.emit(
+            kind,
+            payload,
+            run_id=request.run_id,
+            depth=request.depth,
+            span_id=span_id,
+            parent_span_id=request.parent_span_id,
+            parent_run_id=self.ledger.parent_of(request.run_id),
+        )

@@ -1,7 +1,9 @@
 """One run of the root loop: ask the root model, run its code, feed the output back, until it answers.
 
 A child RLM (``rlm_query``) is another Run at a greater depth that shares the parent's broker (so
-budgets, the sub-call limit and usage totals are shared) but has its own environment.
+limits, the sub-call limit and the ledger are shared) but has its own environment. Calls from REPL
+code are served by ``HostCalls``; keeping the conversation in the window by ``Compactor``; what to
+say to the model when a reply goes wrong is decided by the guards (``rlm_core.guidance``).
 """
 
 from __future__ import annotations
@@ -16,28 +18,27 @@ from typing import Any
 import attrs
 
 from rlm_core.engine.broker import Broker
-from rlm_core.engine.emitter import Emitter
-from rlm_core.engine.tokens import message_bytes
+from rlm_core.engine.compaction import Compactor
+from rlm_core.engine.emitter import Emitter, new_span_id
+from rlm_core.engine.hostcalls import HostCalls
 from rlm_core.environments.base import Environment, ExecResult
-from rlm_core.errors import BudgetExceededError, ProviderError, RLMError
-from rlm_core.events import EventKind
+from rlm_core.errors import BudgetExceededError, CallLimitError, CostLimitError, ProviderError, RLMError
+from rlm_core.events import (
+    CodeEnded,
+    CodeStarted,
+    EventKind,
+    IterationEnded,
+    IterationStarted,
+    RunEnded,
+    RunStarted,
+)
 from rlm_core.guidance import prompts
-from rlm_core.guidance.guards import ReplyGuards
+from rlm_core.guidance.guards import ReplyGuards, Verdict
 from rlm_core.guidance.parsing import parse_reply
 from rlm_core.records import CodeBlockRecord, IterationRecord, RunMetadata, SubCallRecord
-from rlm_core.types import (
-    LMRequest,
-    Message,
-    ModelUsage,
-    RLMChatCompletion,
-    StopReason,
-    TokenUsage,
-    UsageSummary,
-)
+from rlm_core.types import LMRequest, Message, RLMChatCompletion, StopReason, TokenUsage
 
 logger = logging.getLogger("rlm_core.engine.run")
-
-KEEP_TAIL = 4  # messages kept verbatim when the root conversation is compacted
 
 
 @attrs.define
@@ -58,6 +59,8 @@ class RunSettings:
     environment: str = ""
     max_root_tokens: int = 0
     max_sub_tokens: int = 0
+    max_cost: float | None = None
+    max_llm_calls: int | None = None
 
 
 EnvironmentFactory = Callable[[], Awaitable[Environment]]
@@ -71,13 +74,13 @@ def _truncate(text: str, limit: int) -> str:
     return f"{text[:head]}\n[... {len(text) - limit:,} characters omitted ...]\n{text[-tail:]}"
 
 
-def _prompt_messages(prompt: Any) -> list[Message]:
-    """llm_query accepts a string or a chat-style list of {"role", "content"} dicts."""
-    if isinstance(prompt, str):
-        return [Message("user", prompt)]
-    if isinstance(prompt, list) and all(isinstance(m, dict) and "content" in m for m in prompt):
-        return [Message(str(m.get("role", "user")), str(m["content"])) for m in prompt]
-    return [Message("user", str(prompt))]
+def _stop_for(exc: BudgetExceededError) -> StopReason:
+    if isinstance(exc, CostLimitError):
+        return StopReason.COST_LIMIT
+    if isinstance(exc, CallLimitError):
+        return StopReason.CALL_LIMIT
+    # A child run's "root" calls spend the sub tier: for it, that is its own root budget.
+    return StopReason.ROOT_BUDGET
 
 
 class Run:
@@ -93,6 +96,7 @@ class Run:
         root_prompt: str | None,
         depth: int = 0,
         parent_run_id: str | None = None,
+        parent_span_id: str | None = None,
         turn: int = 0,
         deadline: float | None = None,
     ) -> None:
@@ -105,20 +109,26 @@ class Run:
         self.root_prompt = root_prompt
         self.depth = depth
         self.parent_run_id = parent_run_id
+        self.parent_span_id = parent_span_id
         self.turn = turn
         self.run_id = uuid.uuid4().hex
+        self.span_id = self.run_id  # a run's span is its run id, so logs and events agree on both
         self.deadline = deadline
-        self.usage = UsageSummary()
         self.messages: list[Message] = []
         self.iterations = 0
-        self._subcalls: list[SubCallRecord] | None = None
-        self._partial = ""
-        self._compactions = 0
+        self.cell_span_id: str | None = None  # the code cell running now: parent of its sub-calls
+        self.cell_subcalls: list[SubCallRecord] | None = None
         self.all_subcalls: list[SubCallRecord] = []
-        self._transcript: list[dict[str, str]] = []
-        root_name = broker.clients.for_depth(depth)
-        self.root_client = broker.clients.clients[root_name]
-        self.root_model: str = getattr(self.root_client, "model_name", root_name)
+        self._partial = ""
+        self._iteration_span: str | None = None
+        self.ledger = broker.ledger
+        self.ledger.add_run(self.run_id, parent_run_id)
+        self.host_call = HostCalls(self, self._child_run)
+        self.compactor = Compactor(environment, turn, settings.compaction_threshold)
+        self.root_client = broker.client_for(self._root_request([]))
+        self.root_model: str = str(
+            getattr(self.root_client, "model_name", "") or type(self.root_client).__name__
+        )
         self.guards = ReplyGuards(
             enabled=settings.small_model_guards,
             small=self._style() == "small",
@@ -128,28 +138,29 @@ class Run:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _emit(self, kind: EventKind, **data: Any) -> None:
-        self.emitter.emit(kind, self.run_id, self.depth, self.parent_run_id, **data)
+    def emit(self, kind: EventKind, payload: Any, span_id: str, parent_span_id: str | None) -> None:
+        if self.emitter.active:
+            self.emitter.emit(
+                kind,
+                payload,
+                run_id=self.run_id,
+                depth=self.depth,
+                span_id=span_id,
+                parent_span_id=parent_span_id,
+                parent_run_id=self.parent_run_id,
+            )
 
-    async def _ask(
-        self,
-        messages: list[Message],
-        purpose: str,
-        depth: int,
-        model: str | None = None,
-        max_tokens: int | None = None,
-    ) -> Any:
-        request = LMRequest(
+    def _root_request(
+        self, messages: list[Message], purpose: str = "root", max_tokens: int | None = None
+    ) -> LMRequest:
+        return LMRequest(
             messages=list(messages),
-            depth=depth,
-            model=model,
+            depth=self.depth,
             purpose=purpose,
             run_id=self.run_id,
             max_tokens=max_tokens,
+            parent_span_id=self._iteration_span or self.span_id,
         )
-        response = await self.broker.complete(request, self.parent_run_id)
-        self.usage.record(request.tier, response.model or "", response.usage, response.cost)
-        return response
 
     def _style(self) -> str:
         if self.settings.prompt_style != "auto":
@@ -183,57 +194,15 @@ class Run:
             root_prompt=self.root_prompt,
             system_prompt=system,
             rlm_core_version=__version__,
+            span_id=self.span_id,
+            parent_span_id=self.parent_span_id,
+            max_cost=self.settings.max_cost,
+            max_llm_calls=self.settings.max_llm_calls,
         )
 
-    # -- host calls from REPL code -------------------------------------------------------------
+    # -- child runs (rlm_query) ----------------------------------------------------------------
 
-    async def host_call(self, function: str, args: dict[str, Any]) -> Any:
-        if function == "llm_query":
-            return await self._subcall("llm_query", args.get("prompt", ""), args.get("model"))
-        if function == "rlm_query":
-            return await self._subcall("rlm_query", args.get("prompt", ""), args.get("model"))
-        if function in ("llm_query_batched", "rlm_query_batched"):
-            single = function.replace("_batched", "")
-            prompts_ = list(args.get("prompts") or [])
-            results = await asyncio.gather(
-                *(self._subcall(single, p, args.get("model")) for p in prompts_), return_exceptions=True
-            )
-            return [r if isinstance(r, str) else f"Error: {type(r).__name__}: {r}" for r in results]
-        tool = self.settings.custom_tools.get(function)
-        if tool is None or not callable(tool):
-            raise RLMError(f"unknown host function {function!r}")
-        result = tool(*args.get("args", []), **args.get("kwargs", {}))
-        if asyncio.iscoroutine(result):
-            result = await result
-        return result
-
-    async def _subcall(self, function: str, prompt: Any, model: str | None) -> str:
-        record = SubCallRecord(call_id=uuid.uuid4().hex[:12], function=function, depth=self.depth + 1)
-        record.model = model or ""
-        record.prompt = prompt if isinstance(prompt, str) else repr(prompt)
-        self._emit(EventKind.SUBCALL_START, call_id=record.call_id, function=function, model=record.model)
-        started = time.perf_counter()
-        sink = self._subcalls
-        try:
-            if function == "rlm_query" and self.depth + 1 < self.settings.max_depth:
-                text = await self._child_run(prompt, model, record)
-            else:
-                response = await self._ask(_prompt_messages(prompt), function, self.depth + 1, model)
-                record.model = response.model or record.model
-                record.usage = response.usage
-                text = response.text
-            record.response = text
-            return text
-        except BaseException as exc:
-            record.error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            record.duration = time.perf_counter() - started
-            if sink is not None:
-                sink.append(record)
-            self._emit(EventKind.SUBCALL_END, call_id=record.call_id, function=function, record=record)
-
-    async def _child_run(self, prompt: Any, model: str | None, record: SubCallRecord) -> str:
+    async def _child_run(self, prompt: Any, record: SubCallRecord) -> str:
         environment = await self.environment_factory()
         child = Run(
             broker=self.broker,
@@ -245,6 +214,7 @@ class Run:
             root_prompt=None,
             depth=self.depth + 1,
             parent_run_id=self.run_id,
+            parent_span_id=record.span_id,
             deadline=self.deadline,
         )
         try:
@@ -253,12 +223,12 @@ class Run:
             result = await child.run()
         finally:
             await environment.close()
-        self.usage.merge(child.usage)
         record.child_run_id = child.run_id
         record.child_iterations = result.iterations
         record.model = child.root_model
-        total = child.usage.total
+        total = result.usage_summary.total
         record.usage = TokenUsage(total.input_tokens, total.output_tokens)
+        record.cost = total.cost
         record.children = child.all_subcalls
         if result.stop_reason is StopReason.ERROR:
             raise RLMError(f"child RLM failed: {result.error}")
@@ -271,7 +241,7 @@ class Run:
         system = self.settings.system_prompt or prompts.system_prompt(
             self._style(), self.context, self.settings.custom_tools
         )
-        self._emit(EventKind.RUN_START, metadata=self._metadata(system))
+        self.emit(EventKind.RUN_START, RunStarted(self._metadata(system)), self.span_id, self.parent_span_id)
         self.messages = [
             Message("system", system),
             Message("user", prompts.first_user_message(self.context, self.root_prompt, self.turn)),
@@ -282,8 +252,7 @@ class Run:
         try:
             answer, stop = await self._with_deadline(self._loop())
         except BudgetExceededError as exc:
-            # A child run's "root" calls spend the sub tier: for it, that is its own root budget.
-            stop, error = StopReason.ROOT_BUDGET, str(exc)
+            stop, error = _stop_for(exc), str(exc)
         except TimeoutError:
             stop, error = StopReason.TIMEOUT, f"the run exceeded max_timeout={self.settings.max_timeout}s"
         except ProviderError as exc:
@@ -306,18 +275,19 @@ class Run:
     def _finish(
         self, answer: str | None, stop: StopReason, error: str | None, started: float
     ) -> RLMChatCompletion:
+        duration = time.perf_counter() - started
         result = RLMChatCompletion(
             root_model=self.root_model,
             prompt=self.context,
             response=answer if answer is not None else self._partial,
-            usage_summary=self.usage,
-            execution_time=time.perf_counter() - started,
+            usage_summary=self.ledger.summary(self.run_id),
+            execution_time=duration,
             stop_reason=stop,
             error=error,
             iterations=self.iterations,
             run_id=self.run_id,
         )
-        self._emit(EventKind.RUN_END, result=result)
+        self.emit(EventKind.RUN_END, RunEnded(result, duration), self.span_id, self.parent_span_id)
         return result
 
     async def _with_deadline(
@@ -338,28 +308,61 @@ class Run:
                 return final, StopReason.FINAL
         return None, StopReason.MAX_ITERATIONS
 
+    def _apply(self, verdict: Verdict, record: IterationRecord, feedback: list[str]) -> None:
+        record.notes.append(verdict.note)
+        if verdict.message:
+            feedback.append(verdict.message)
+
     async def _iteration(self, number: int) -> str | None:
-        self._emit(EventKind.ITERATION_START, iteration=number)
+        span = new_span_id()
+        self._iteration_span = span
+        self.emit(EventKind.ITERATION_START, IterationStarted(number), span, self.span_id)
         started = time.perf_counter()
-        own_tier = "root" if self.depth == 0 else "sub"
-        before_root = self.usage.tier_total(own_tier)
-        before_sub = self.usage.tier_total("sub")
+        mark = self.ledger.mark()
         # Only what is new since the last iteration; the system prompt is already in the run metadata.
         new_from = len(self.messages) - 1 if number > 1 else 1
-        await self._maybe_compact()
+        # Ask the policy once per turn: the client it picks decides the window and the output cap.
+        route = self.broker.route(self._root_request(self.messages))
+        window = getattr(self.broker.clients.clients[route[0]], "context_window", None)
+        if self.compactor.needed(self.messages, window):
+            self.messages = await self.compactor.compact(self.messages)
         record = IterationRecord(
-            run_id=self.run_id, iteration=number, depth=self.depth, timestamp=time.time()
+            run_id=self.run_id,
+            iteration=number,
+            depth=self.depth,
+            timestamp=time.time(),
+            span_id=span,
+            parent_span_id=self.span_id,
         )
+        try:
+            final = await self._turn(number, record, new_from, route)
+        finally:
+            own_tier = "root" if self.depth == 0 else "sub"
+            record.root_usage = self.ledger.usage_since(mark, self.run_id, own_tier, own_run_only=True)
+            record.sub_usage = (
+                self.ledger.usage_since(mark, self.run_id, "sub") if self.depth == 0 else TokenUsage()
+            )
+            record.calls = [o for o in self.ledger.select(since=mark) if o.run_id == self.run_id]
+            record.duration = time.perf_counter() - started
+            self.emit(EventKind.ITERATION_END, IterationEnded(record, record.duration), span, self.span_id)
+            self._iteration_span = None
+        return final
+
+    async def _turn(
+        self, number: int, record: IterationRecord, new_from: int, route: list[str]
+    ) -> str | None:
         if number == 1:
             await self._first_search(record)
         record.new_messages = list(self.messages[new_from:])
-        response = await self._ask_root(self.messages, "root")
+        response = await self._ask_root(self.messages, "root", route)
         reply = parse_reply(response.text)
         record.response = response.text
         feedback: list[str] = []
         final: str | None = None
         for index, code in enumerate(reply.code_blocks):
-            if self.guards.stuck_on(code, record, feedback):
+            verdict = self.guards.stuck_on(code)
+            if verdict is not None:
+                self._apply(verdict, record, feedback)
                 break
             block = await self._execute(code)
             record.code_blocks.append(block)
@@ -372,14 +375,19 @@ class Run:
         if final is None and (reply.final_text is not None or reply.final_var is not None):
             final = await self._final_from_text(reply.final_text, reply.final_var, feedback)
         if final is not None:
-            final = self.guards.check_final(final, bool(reply.code_blocks), record, feedback)
+            verdict = self.guards.check_final(final, bool(reply.code_blocks))
+            if verdict is not None:
+                self._apply(verdict, record, feedback)
+                final = None
         if reply.code_blocks:
             self.guards.ran_code = True
         if final is None and not reply.code_blocks and reply.final_text is None and reply.final_var is None:
-            final = self.guards.no_code_reply(reply.prose, record, feedback)
+            verdict = self.guards.no_code_reply(reply.prose)
+            self._apply(verdict, record, feedback)
+            final = verdict.accept
         if final is None:
-            sub_client = self.broker.clients.clients[self.broker.clients.for_depth(self.depth + 1)]
-            self.guards.after_blocks(record, getattr(sub_client, "context_window", None), feedback)
+            for verdict in self.guards.after_blocks(record.code_blocks, self._sub_window):
+                self._apply(verdict, record, feedback)
         if reply.prose:
             self._partial = reply.prose
         self.messages.append(Message("assistant", response.text))
@@ -387,15 +395,7 @@ class Run:
             feedback.append(self.guards.turn_prompt())
             self.messages.append(Message("user", "\n\n".join(feedback)))
         record.final_answer = final
-        record.root_usage = self._usage_delta(own_tier, before_root)
-        record.sub_usage = self._usage_delta("sub", before_sub) if self.depth == 0 else TokenUsage()
-        record.duration = time.perf_counter() - started
-        self._emit(EventKind.ITERATION_END, record=record)
         return final
-
-    def _usage_delta(self, tier: str, before: ModelUsage) -> TokenUsage:
-        now = self.usage.tier_total(tier)
-        return TokenUsage(now.input_tokens - before.input_tokens, now.output_tokens - before.output_tokens)
 
     def _block_output(self, block: CodeBlockRecord) -> str:
         parts = [block.stdout]
@@ -407,16 +407,21 @@ class Run:
         return _truncate("\n".join(p.rstrip("\n") for p in parts if p), limit)
 
     async def _execute(self, code: str) -> CodeBlockRecord:
-        self._emit(EventKind.CODE_START, code=code)
+        span = new_span_id()
+        parent = self._iteration_span or self.span_id
+        self.emit(EventKind.CODE_START, CodeStarted(code), span, parent)
         subcalls: list[SubCallRecord] = []
-        self._subcalls = subcalls
+        self.cell_span_id, self.cell_subcalls = span, subcalls
+        started_at = time.time()
         try:
             result = await self.environment.execute(code, timeout=self.settings.cell_timeout)
         finally:
-            self._subcalls = None
+            self.cell_span_id, self.cell_subcalls = None, None
         self.all_subcalls.extend(subcalls)
-        self._emit(EventKind.CODE_END, code=code, result=result)
-        return self._block_record(code, result, subcalls)
+        self.emit(EventKind.CODE_END, CodeEnded(code, result, result.duration), span, parent)
+        block = self._block_record(code, result, subcalls)
+        block.span_id, block.started_at = span, started_at
+        return block
 
     def _block_record(self, code: str, result: ExecResult, subcalls: list[SubCallRecord]) -> CodeBlockRecord:
         stderr = result.stderr
@@ -474,30 +479,21 @@ class Run:
             )
         )
 
-    async def _ask_root(self, messages: list[Message], purpose: str) -> Any:
-        """A root call; small models get a short output cap, since one code block or FINAL is all a
-        turn needs and local generation is slow."""
-        cap = self.guards.root_max_tokens(getattr(self.root_client, "max_tokens", None))
-        return await self._ask(messages, purpose, self.depth, max_tokens=cap)
+    def _sub_window(self) -> Any:
+        """The window of the sub-model this run's ``llm_query`` goes to (asked only when needed, so
+        a stateful routing policy is not consulted for nothing)."""
+        request = LMRequest(messages=[], depth=self.depth + 1, run_id=self.run_id)
+        return getattr(self.broker.client_for(request), "context_window", None)
 
-    async def _maybe_compact(self) -> None:
-        """Keep the root conversation inside the model's window; the full transcript stays in the REPL."""
-        window = getattr(self.root_client, "context_window", None)
-        if not window or len(self.messages) < 6:
-            return
-        if message_bytes(self.messages) / 3.5 < window * self.settings.compaction_threshold:
-            return
-        self._compactions += 1
-        self._transcript.extend({"role": m.role, "content": m.content} for m in self.messages[2:-KEEP_TAIL])
-        # The current turn's transcript lives where later turns will find it too: history_<turn>.
-        await self.environment.load_history(self.turn, self._transcript)
-        summary = Message(
-            "user",
-            f"[{len(self._transcript)} earlier messages were removed to fit the model's window. They are "
-            f"in the REPL variable `history_{self.turn}` (a list of {{role, content}} dicts); your "
-            "variables are all still there. Continue from the messages below.]",
-        )
-        self.messages = [*self.messages[:2], summary, *self.messages[-KEEP_TAIL:]]
+    async def _ask_root(self, messages: list[Message], purpose: str, route: list[str] | None = None) -> Any:
+        """A root call; small models get a short output cap, since one code block or FINAL is all a
+        turn needs and local generation is slow. The cap is that of the client the routing policy
+        picked for this call."""
+        request = self._root_request(messages, purpose)
+        route = route or self.broker.route(request)
+        client = self.broker.clients.clients[route[0]]
+        request.max_tokens = self.guards.root_max_tokens(getattr(client, "max_tokens", None))
+        return await self.broker.complete(request, route)
 
     async def _extract_final(self) -> str | None:
         """Out of iterations: one last root call asking for the answer from what was found."""

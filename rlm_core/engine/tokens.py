@@ -20,6 +20,11 @@ def message_bytes(messages: list[Message]) -> int:
     return sum(len(m.content.encode("utf-8", "replace")) for m in messages)
 
 
+def estimate_output_tokens(text: str) -> int:
+    """An upper bound on a reply's tokens when the provider did not count them: one per UTF-8 byte."""
+    return len(text.encode("utf-8", "replace")) + 1
+
+
 class TokenEstimator:
     """One per client: ``estimate(messages)`` is an upper bound on what the provider will count."""
 

@@ -1,5 +1,8 @@
 """Repair guards of the root loop: notice a reply that went wrong in a known way and say what to do.
 
+Guards return verdicts (a note for the log, a message for the model); the loop decides what to do
+with them, so no guard writes into a record or a message list.
+
 Each guard answers one failure measured with small models (an answer before any code ran, prose
 instead of FINAL, the same block run again and again, one part of a two-part answer, a sub-call prompt
 too long for its model) and fires only on that failure, so capable models are unaffected. Models
@@ -10,10 +13,13 @@ shorter turns. ``small_model_guards=False`` turns everything here off.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
+
 from rlm_core.guidance import first_search, prompts
-from rlm_core.records import IterationRecord
+from rlm_core.records import CodeBlockRecord
 
 SMALL_MAX_OUTPUT_CHARS = 4_000  # of REPL output shown to a small model per block
 SMALL_ROOT_MAX_TOKENS = 400  # one code block or a FINAL line; small models ramble past it
@@ -24,6 +30,16 @@ _PROMPT_TOO_LONG = re.compile(
 )
 _SECOND_QUESTION = re.compile(r"(?i)(\band\b|,|;)\s+(what|which|who|whom|whose|when|where|how|why)\b")
 _ANSWER_SEPARATOR = re.compile(r"(?i)\band\b|[,;]|\bwith\b")
+
+
+@attrs.define(frozen=True)
+class Verdict:
+    """What a guard decided. ``note`` goes into the trajectory, ``message`` (if any) to the model;
+    ``accept`` is set when the guard takes a reply as the final answer."""
+
+    note: str
+    message: str | None = None
+    accept: str | None = None
 
 
 def answers_only_one_part(query: str | None, answer: str) -> bool:
@@ -74,43 +90,43 @@ class ReplyGuards:
 
     # -- on a reply ----------------------------------------------------------------------------
 
-    def stuck_on(self, code: str, record: IterationRecord, feedback: list[str]) -> bool:
+    def stuck_on(self, code: str) -> Verdict | None:
         """The model sent a block whose last two runs printed the same thing: do not run it again."""
         if not self.enabled or code.strip() not in self._stuck:
-            return False
-        record.notes.append("identical block sent again after two identical outputs: not run")
-        feedback.append(prompts.repeat_block_note(escalate=True, search=self.first_search_code()))
-        return True
+            return None
+        return Verdict(
+            "identical block sent again after two identical outputs: not run",
+            prompts.repeat_block_note(escalate=True, search=self.first_search_code()),
+        )
 
-    def check_final(
-        self, final: str, replied_with_code: bool, record: IterationRecord, feedback: list[str]
-    ) -> str | None:
-        """The final answer, or None when a guard sends the model back to work."""
+    def check_final(self, final: str, replied_with_code: bool) -> Verdict | None:
+        """None accepts the final answer; a verdict sends the model back to work."""
         if self.enabled and not self.ran_code and not replied_with_code and self._once("guess"):
             # Answering before looking at the context is almost always a made-up answer.
-            record.notes.append("final answer before any code ran: asked to check first")
-            feedback.append(prompts.GUESS_NOTE)
-            return None
+            return Verdict("final answer before any code ran: asked to check first", prompts.GUESS_NOTE)
         if self.small and answers_only_one_part(self.root_prompt, final) and self._once("all-parts"):
             # Small models answer the first half of a two-part question and stop.
-            record.notes.append("a two-part question got a one-part answer: asked for every part")
-            feedback.append(prompts.all_parts_note(final, self.root_prompt))
-            return None
-        return final
-
-    def no_code_reply(self, prose: str, record: IterationRecord, feedback: list[str]) -> str | None:
-        """A reply with neither code nor FINAL(...): the second such clear reply is taken as the answer."""
-        if self.ran_code and self.enabled and prose and not self._once("prose"):
-            record.notes.append("accepted a plain-text reply as the final answer")
-            return prose
-        record.notes.append("reply had no code and no FINAL(...)")
-        feedback.append(prompts.NO_CODE_NOTE if self.ran_code else prompts.NO_CODE_YET_NOTE)
+            return Verdict(
+                "a two-part question got a one-part answer: asked for every part",
+                prompts.all_parts_note(final, self.root_prompt),
+            )
         return None
 
-    def after_blocks(self, record: IterationRecord, sub_window: Any, feedback: list[str]) -> None:
-        """Notes on the blocks that ran: repeats and sub-call prompts too long for their model."""
+    def no_code_reply(self, prose: str) -> Verdict:
+        """A reply with neither code nor FINAL(...): the second such clear reply is taken as the answer."""
+        if self.ran_code and self.enabled and prose and not self._once("prose"):
+            return Verdict("accepted a plain-text reply as the final answer", accept=prose)
+        return Verdict(
+            "reply had no code and no FINAL(...)",
+            prompts.NO_CODE_NOTE if self.ran_code else prompts.NO_CODE_YET_NOTE,
+        )
+
+    def after_blocks(self, blocks: Sequence[CodeBlockRecord], sub_window: Callable[[], Any]) -> list[Verdict]:
+        """Verdicts on the blocks that ran: repeats and sub-call prompts too long for their model
+        (``sub_window()`` gives that model's window, asked only when a prompt was too long)."""
+        verdicts: list[Verdict] = []
         repeated = False
-        for block in record.code_blocks:
+        for block in blocks:
             key = block.code.strip()
             output = block.stdout + (block.error or "")
             if self.enabled and self._outputs.get(key) == output:
@@ -120,13 +136,17 @@ class ReplyGuards:
                 self._stuck.clear()  # other code ran: what was stuck before may print something new
             self._outputs[key] = output
         if repeated:
-            record.notes.append("repeated an identical block")
-            feedback.append(prompts.repeat_block_note(escalate=False))
-        if self.enabled and self._prompt_too_long(record):
-            record.notes.append("an llm_query prompt exceeded the sub-model's window")
+            verdicts.append(Verdict("repeated an identical block", prompts.repeat_block_note(escalate=False)))
+        if self.enabled and self._prompt_too_long(blocks):
+            window = sub_window()
             # About three characters per token, and room for the question and the answer.
-            chars = int(sub_window * 3 * 0.7) if isinstance(sub_window, int) and sub_window > 0 else None
-            feedback.append(prompts.prompt_too_long_note(chars))
+            chars = int(window * 3 * 0.7) if isinstance(window, int) and window > 0 else None
+            verdicts.append(
+                Verdict(
+                    "an llm_query prompt exceeded the sub-model's window", prompts.prompt_too_long_note(chars)
+                )
+            )
+        return verdicts
 
     def extract_suffix(self) -> str:
         return f" The question was: {self.root_prompt}" if self.root_prompt and self.small else ""
@@ -141,9 +161,9 @@ class ReplyGuards:
         return True
 
     @staticmethod
-    def _prompt_too_long(record: IterationRecord) -> bool:
+    def _prompt_too_long(blocks: Sequence[CodeBlockRecord]) -> bool:
         return any(
             _PROMPT_TOO_LONG.search(block.error or "")
             or any(_PROMPT_TOO_LONG.search(call.error or "") for call in block.subcalls)
-            for block in record.code_blocks
+            for block in blocks
         )

@@ -58,12 +58,18 @@ class RLMLogger:
         self._lock = threading.Lock()
         self._open: dict[str, _OpenLog] = {}  # root run id -> its file
         self._root_of: dict[str, str] = {}  # run id (root or child) -> root run id
+        self._file_of: dict[str, Path] = {}  # top-level run id -> its file, kept after the run ends
         self._exact_name_used = False
 
     @property
     def last_path(self) -> Path | None:
         """The file of the most recently started top-level completion."""
         return self.paths[-1] if self.paths else None
+
+    def path_of(self, run_id: str) -> Path | None:
+        """The file a top-level completion was written to (also after it ended); None if unknown."""
+        with self._lock:
+            return self._file_of.get(run_id)
 
     def path_for(self, run_id: str) -> Path | None:
         """The file a run (top-level or child) is being written to, while it is open."""
@@ -100,6 +106,7 @@ class RLMLogger:
             self._open[event.run_id] = log
             self._root_of[event.run_id] = event.run_id
             self.paths.append(log.path)
+            self._file_of[event.run_id] = log.path
             self._write_locked(
                 event.run_id, {"type": LINE_METADATA, "schema_version": SCHEMA_VERSION, **fields}
             )

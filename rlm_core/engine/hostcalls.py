@@ -1,0 +1,150 @@
+"""Calls from REPL code back into the engine: ``llm_query``, ``rlm_query``, their batched forms,
+custom tools, and child RLMs. Each becomes a sub-call span under the code cell that made it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from rlm_core.engine.emitter import new_span_id
+from rlm_core.errors import RLMError
+from rlm_core.events import BatchEnded, BatchStarted, EventKind, SubcallEnded, SubcallStarted
+from rlm_core.records import SubCallRecord
+from rlm_core.types import LMRequest, Message, TokenUsage
+
+if TYPE_CHECKING:
+    from rlm_core.engine.run import Run
+
+# Starts a child RLM on ``prompt`` under the sub-call span ``span_id``; fills in ``record``.
+ChildStarter = Callable[[Any, SubCallRecord], Awaitable[str]]
+
+
+def prompt_messages(prompt: Any) -> list[Message]:
+    """llm_query accepts a string or a chat-style list of {"role", "content"} dicts."""
+    if isinstance(prompt, str):
+        return [Message("user", prompt)]
+    if isinstance(prompt, list) and all(isinstance(m, dict) and "content" in m for m in prompt):
+        return [Message(str(m.get("role", "user")), str(m["content"])) for m in prompt]
+    return [Message("user", str(prompt))]
+
+
+class HostCalls:
+    """The host side of one run's REPL: the environment calls ``await host_calls(function, args)``."""
+
+    def __init__(self, run: Run, start_child: ChildStarter) -> None:
+        self.run = run
+        self.start_child = start_child
+
+    async def __call__(self, function: str, args: dict[str, Any]) -> Any:
+        if function in ("llm_query", "rlm_query"):
+            return await self.subcall(function, args.get("prompt", ""), args.get("model"), self._cell_span())
+        if function in ("llm_query_batched", "rlm_query_batched"):
+            return await self.batch(function, list(args.get("prompts") or []), args.get("model"))
+        tool = self.run.settings.custom_tools.get(function)
+        if tool is None or not callable(tool):
+            raise RLMError(f"unknown host function {function!r}")
+        result = tool(*args.get("args", []), **args.get("kwargs", {}))
+        if asyncio.iscoroutine(result):
+            result = await result
+        return result
+
+    def _cell_span(self) -> str | None:
+        return self.run.cell_span_id or self.run.span_id
+
+    async def batch(self, function: str, prompts: list[Any], model: str | None) -> list[str]:
+        """Concurrent sub-calls, results in order; a failed slot becomes an ``"Error: ..."`` string."""
+        single = function.replace("_batched", "")
+        batch_span = new_span_id()
+        parent = self._cell_span()
+        started = time.perf_counter()
+        self.run.emit(
+            EventKind.BATCH_START, BatchStarted(function, len(prompts), model or ""), batch_span, parent
+        )
+        results = await asyncio.gather(
+            *(
+                self.subcall(single, prompt, model, batch_span, batch_index=index)
+                for index, prompt in enumerate(prompts)
+            ),
+            return_exceptions=True,
+        )
+        texts = [r if isinstance(r, str) else f"Error: {type(r).__name__}: {r}" for r in results]
+        failed = sum(1 for r in results if not isinstance(r, str))
+        self.run.emit(
+            EventKind.BATCH_END,
+            BatchEnded(function, len(prompts), failed, time.perf_counter() - started),
+            batch_span,
+            parent,
+        )
+        for result in results:  # cancellation is not a slot's failure: it ends the cell
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+        return texts
+
+    async def subcall(
+        self,
+        function: str,
+        prompt: Any,
+        model: str | None,
+        parent_span_id: str | None,
+        batch_index: int | None = None,
+    ) -> str:
+        run = self.run
+        record = SubCallRecord(
+            call_id=uuid.uuid4().hex[:12],
+            function=function,
+            depth=run.depth + 1,
+            model=model or "",
+            prompt=prompt if isinstance(prompt, str) else repr(prompt),
+            span_id=new_span_id(),
+            parent_span_id=parent_span_id,
+            batch_id=parent_span_id if batch_index is not None else None,
+            batch_index=batch_index,
+            started_at=time.time(),
+        )
+        run.emit(
+            EventKind.SUBCALL_START,
+            SubcallStarted(record.call_id, function, record.model, batch_index),
+            record.span_id,
+            parent_span_id,
+        )
+        started = time.perf_counter()
+        sink = run.cell_subcalls
+        try:
+            if function == "rlm_query" and run.depth + 1 < run.settings.max_depth:
+                text = await self.start_child(prompt, record)
+            else:
+                text = await self._plain_call(function, prompt, model, record)
+            record.response = text
+            return text
+        except BaseException as exc:
+            record.error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            record.duration = time.perf_counter() - started
+            if sink is not None:
+                sink.append(record)
+            run.emit(
+                EventKind.SUBCALL_END,
+                SubcallEnded(record.call_id, function, record, record.duration),
+                record.span_id,
+                parent_span_id,
+            )
+
+    async def _plain_call(self, function: str, prompt: Any, model: str | None, record: SubCallRecord) -> str:
+        run = self.run
+        request = LMRequest(
+            messages=prompt_messages(prompt),
+            depth=run.depth + 1,
+            model=model,
+            purpose=function,
+            run_id=run.run_id,
+            parent_span_id=record.span_id,
+        )
+        response = await run.broker.complete(request)
+        record.model = response.model or record.model
+        record.usage = response.usage or TokenUsage()
+        record.cost = response.cost
+        return response.text
