@@ -37,3 +37,11 @@ def make_environment(**environment_kwargs: Any) -> SandboxEnvironment:
 @rlm_core.hookimpl
 def rlm_register_environments(register: Any) -> None:
     register("bwrap", make_environment)
+
+
+@rlm_core.hookimpl
+def rlm_cleanup_sandboxes(include_live: bool, dry_run: bool) -> list[dict[str, Any]]:
+    """``rlm cleanup``: workdirs of killed owners (with ``include_live``, live ones and their processes too)."""
+    from rlm_bwrap.cleanup import cleanup_workdirs
+
+    return cleanup_workdirs(include_live=include_live, dry_run=dry_run)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import attrs
 
+from rlm_bwrap.cleanup import workdir_prefix
 from rlm_core.errors import SandboxError
 
 # Host directories replaced by an empty read-only tmpfs: home directories, sockets, temporary files.
@@ -71,7 +72,7 @@ class BwrapTransport:
                 f"bubblewrap ({self.bwrap!r}) is not installed; install it (Debian/Ubuntu: "
                 "apt-get install bubblewrap) or pass bwrap= with its path"
             )
-        self.workdir = tempfile.mkdtemp(prefix="rlm-bwrap-")
+        self.workdir = tempfile.mkdtemp(prefix=workdir_prefix())  # names its owner for `rlm cleanup`
 
     async def put_file(self, path: str, data: bytes) -> None:
         if os.path.dirname(os.path.realpath(path)) != os.path.realpath(self.workdir or "/nowhere"):
