@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,24 +65,38 @@ def _cmdline(process: Path) -> str:
         return ""
 
 
-def test_a_killed_owner_leaves_only_a_workdir_which_cleanup_removes(private_tempdir: Path) -> None:
+SLEEP_MARKER = "4343.5"  # the sandboxed child's sleep length: nothing else on the machine uses it
+
+
+@contextlib.contextmanager
+def sandbox_owner() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A real host process with a live bwrap sandbox (and a child in it); SIGKILLed on the way out."""
     owner = subprocess.Popen(
         [sys.executable, "-c", OWNER, str(PLUGIN_ROOT)], stdout=subprocess.PIPE, text=True
     )
     try:
         assert owner.stdout is not None
         workdir = owner.stdout.readline().strip()
-        assert workdir.startswith(str(private_tempdir / WORKDIR_PREFIX)), workdir
-        assert sleepers("4343.5"), "the sandboxed child should be running while its owner lives"
-        # While the owner lives, a plain cleanup leaves its sandbox alone.
-        assert rlm_bwrap.rlm_cleanup_sandboxes(include_live=False, dry_run=False) == []
+        assert sleepers(SLEEP_MARKER), "the sandboxed child should be running while its owner lives"
+        yield owner, workdir
     finally:
         owner.send_signal(signal.SIGKILL)
         owner.wait()
+
+
+def sandbox_gone() -> bool:
     deadline = time.monotonic() + 10
-    while sleepers("4343.5") and time.monotonic() < deadline:
+    while sleepers(SLEEP_MARKER) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert sleepers("4343.5") == [], "--die-with-parent should end the sandbox with its owner"
+    return sleepers(SLEEP_MARKER) == []
+
+
+def test_a_killed_owner_leaves_only_a_workdir_which_cleanup_removes(private_tempdir: Path) -> None:
+    with sandbox_owner() as (owner, workdir):
+        assert workdir.startswith(str(private_tempdir / WORKDIR_PREFIX)), workdir
+        # While the owner lives, a plain cleanup leaves its sandbox alone.
+        assert rlm_bwrap.rlm_cleanup_sandboxes(include_live=False, dry_run=False) == []
+    assert sandbox_gone(), "--die-with-parent should end the sandbox with its owner"
     assert Path(workdir).is_dir()  # the files stay behind: that is what cleanup is for
 
     listed = rlm_bwrap.rlm_cleanup_sandboxes(include_live=False, dry_run=True)
@@ -100,22 +116,10 @@ def test_a_killed_owner_leaves_only_a_workdir_which_cleanup_removes(private_temp
 
 
 def test_include_live_stops_a_live_sandbox_too(private_tempdir: Path) -> None:
-    owner = subprocess.Popen(
-        [sys.executable, "-c", OWNER, str(PLUGIN_ROOT)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert owner.stdout is not None
-        workdir = owner.stdout.readline().strip()
-        assert sleepers("4343.5")
+    with sandbox_owner() as (owner, workdir):
         removed = rlm_bwrap.rlm_cleanup_sandboxes(include_live=True, dry_run=False)
         assert [(e["id"], e["owner_pid"], e["removed"]) for e in removed] == [(workdir, owner.pid, True)]
-        deadline = time.monotonic() + 10
-        while sleepers("4343.5") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert sleepers("4343.5") == []
-    finally:
-        owner.send_signal(signal.SIGKILL)
-        owner.wait()
+        assert sandbox_gone(), "cleanup with include_live should stop the live sandbox"
 
 
 def test_unrelated_directories_are_never_touched(private_tempdir: Path) -> None:
