@@ -44,7 +44,7 @@ class BwrapStream:
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
         await self.process.wait()
-        with contextlib.suppress(asyncio.TimeoutError):
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._drain, timeout=1.0)
 
     def diagnostics(self) -> str:
