@@ -18,8 +18,7 @@ known and unknown context windows, and two clients that share a model name, so a
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -103,8 +102,6 @@ def rotation_period(answers: list[tuple[str, ...]], limit: int) -> int | None:
 class RoutingContract:
     """The behaviour every rlm-core routing policy shares. Provide a ``policy`` fixture."""
 
-    client_sets: ClassVar[dict[str, Any]] = CLIENT_SETS
-
     @pytest.fixture
     def policy(self) -> RoutingPolicy:
         pytest.fail("a RoutingContract subclass must provide a `policy` fixture returning a fresh policy")
@@ -116,7 +113,7 @@ class RoutingContract:
 
     @pytest.mark.parametrize("client_set", sorted(CLIENT_SETS))
     def test_selects_only_configured_names(self, policy: RoutingPolicy, client_set: str) -> None:
-        clients = self.client_sets[client_set]()
+        clients = CLIENT_SETS[client_set]()
         for depth in DEPTHS:
             for prompt in (SHORT_PROMPT, LONG_PROMPT):
                 selected_names(policy.select(request(depth, prompt), clients), clients)
@@ -128,7 +125,7 @@ class RoutingContract:
 
     @pytest.mark.parametrize("client_set", sorted(CLIENT_SETS))
     def test_a_model_named_by_code_wins(self, policy: RoutingPolicy, client_set: str) -> None:
-        clients = self.client_sets[client_set]()
+        clients = CLIENT_SETS[client_set]()
         for name, client in clients.clients.items():
             for depth in (0, 1, 5):
                 by_key = selected_names(policy.select(request(depth, model=name), clients), clients)
@@ -156,7 +153,7 @@ class RoutingContract:
     def test_answers_are_deterministic(self, policy: RoutingPolicy, client_set: str) -> None:
         """The same request, asked again and again, gets one answer, or answers that rotate with a fixed
         period no longer than the number of clients (round robin): never a random one."""
-        clients = self.client_sets[client_set]()
+        clients = CLIENT_SETS[client_set]()
         for depth in (0, 1, 3):
             for prompt in (SHORT_PROMPT, LONG_PROMPT):
                 limit = len(clients.clients)
@@ -216,22 +213,27 @@ class RoutingContract:
             "```"
         )
 
-        def reply_for(model_name: str) -> Any:
+        def reply_for(model_name: str) -> Callable[[LMRequest], str]:
             # Whoever the policy picks for a depth-0 call plays the root and runs the script.
             return lambda req: root_code if req.depth == 0 else f"answer from {model_name}"
 
-        set_up = tiered_clients()
-        clients = {name: client.model_name for name, client in set_up.clients.items()}
+        # The clients of tiered_clients(), each answering with its own name, configured as an RLM would be.
         backends = [
-            ScriptedClient(reply_for(model), model_name=model, price=c.price, context_window=c.context_window)
-            for model, c in ((m, set_up.clients[m]) for m in clients.values())
+            ScriptedClient(
+                reply_for(c.model_name),
+                model_name=c.model_name,
+                price=c.price,
+                context_window=c.context_window,
+            )
+            for c in tiered_clients().clients.values()
         ]
+        models = {client.model_name for client in backends}
         with RLM(backend=backends[0], other_backends=backends[1:], routing=policy, max_iterations=3) as rlm:
             result = rlm.completion("a context")
         assert result.error is None, result.error
         parts = result.response.split("|")
         assert len(parts) == 6 and all(p.startswith("answer from ") for p in parts), result.response
-        assert {p.removeprefix("answer from ") for p in parts} <= set(clients.values())
+        assert {p.removeprefix("answer from ") for p in parts} <= models
         assert parts[-1] == "answer from small"  # the model named by code
         served = sum(len(client.requests) for client in backends)
         assert served == 1 + 6  # one root call and six sub-calls, each served exactly once
