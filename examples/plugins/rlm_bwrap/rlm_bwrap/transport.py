@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
 from asyncio.subprocess import PIPE
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ ISOLATION = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
 
 
 class BwrapStream:
-    """The ``ByteStream`` to one sandboxed process; killing bwrap ends its whole pid namespace."""
+    """The ``ByteStream`` to one sandboxed process (and whatever it starts, all in one pid namespace)."""
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdin and process.stdout and process.stderr, "opened with three pipes"
@@ -41,8 +42,15 @@ class BwrapStream:
         await self.stdin.drain()
 
     async def close(self) -> None:
+        # bwrap's child is the pid namespace's init: when it dies the kernel ends every process in the
+        # namespace before bwrap can see it exit, so once bwrap is reaped nothing the code started is left.
+        with contextlib.suppress(OSError, TimeoutError):
+            pid = self.process.pid
+            for init in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+                os.kill(int(init), signal.SIGKILL)
+            await asyncio.wait_for(self.process.wait(), timeout=5.0)
         with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
+            self.process.kill()  # bwrap itself, if it is still there
         await self.process.wait()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._drain, timeout=1.0)

@@ -32,7 +32,7 @@ OWNER = textwrap.dedent(
     async def main():
         env = make_environment(timeout=60)
         await env.start(RecordingHost(), {})
-        result = await env.execute("import subprocess; subprocess.Popen(['sleep', '4343.5'])")
+        result = await env.execute(f"import subprocess; subprocess.Popen(['sleep', {sys.argv[2]!r}])")
         assert result.error is None, result.error
         print(env.transport.workdir, flush=True)
         await asyncio.sleep(120)
@@ -65,30 +65,33 @@ def _cmdline(process: Path) -> str:
         return ""
 
 
-SLEEP_MARKER = "4343.5"  # the sandboxed child's sleep length: nothing else on the machine uses it
+# The sandboxed child's sleep length, unique to this test process: nothing else on the machine uses it.
+SLEEP_MARKER = f"4343.{os.getpid()}"
 
 
 @contextlib.contextmanager
 def sandbox_owner() -> Iterator[tuple[subprocess.Popen[str], str]]:
     """A real host process with a live bwrap sandbox (and a child in it); SIGKILLed on the way out."""
     owner = subprocess.Popen(
-        [sys.executable, "-c", OWNER, str(PLUGIN_ROOT)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", OWNER, str(PLUGIN_ROOT), SLEEP_MARKER], stdout=subprocess.PIPE, text=True
     )
     try:
         assert owner.stdout is not None
         workdir = owner.stdout.readline().strip()
-        assert sleepers(SLEEP_MARKER), "the sandboxed child should be running while its owner lives"
+        assert settled(expect_running=True), "the sandboxed child should be running while its owner lives"
         yield owner, workdir
     finally:
         owner.send_signal(signal.SIGKILL)
         owner.wait()
 
 
-def sandbox_gone() -> bool:
+def settled(expect_running: bool) -> bool:
+    """Whether the sandboxed sleeper is (or is no longer) running, waiting up to 10 s for it to get there:
+    the host sees processes in another pid namespace appear and go with a small delay."""
     deadline = time.monotonic() + 10
-    while sleepers(SLEEP_MARKER) and time.monotonic() < deadline:
+    while bool(sleepers(SLEEP_MARKER)) != expect_running and time.monotonic() < deadline:
         time.sleep(0.05)
-    return sleepers(SLEEP_MARKER) == []
+    return bool(sleepers(SLEEP_MARKER)) == expect_running
 
 
 def test_a_killed_owner_leaves_only_a_workdir_which_cleanup_removes(private_tempdir: Path) -> None:
@@ -96,7 +99,7 @@ def test_a_killed_owner_leaves_only_a_workdir_which_cleanup_removes(private_temp
         assert workdir.startswith(str(private_tempdir / WORKDIR_PREFIX)), workdir
         # While the owner lives, a plain cleanup leaves its sandbox alone.
         assert rlm_bwrap.rlm_cleanup_sandboxes(include_live=False, dry_run=False) == []
-    assert sandbox_gone(), "--die-with-parent should end the sandbox with its owner"
+    assert settled(expect_running=False), "--die-with-parent should end the sandbox with its owner"
     assert Path(workdir).is_dir()  # the files stay behind: that is what cleanup is for
 
     listed = rlm_bwrap.rlm_cleanup_sandboxes(include_live=False, dry_run=True)
@@ -119,7 +122,7 @@ def test_include_live_stops_a_live_sandbox_too(private_tempdir: Path) -> None:
     with sandbox_owner() as (owner, workdir):
         removed = rlm_bwrap.rlm_cleanup_sandboxes(include_live=True, dry_run=False)
         assert [(e["id"], e["owner_pid"], e["removed"]) for e in removed] == [(workdir, owner.pid, True)]
-        assert sandbox_gone(), "cleanup with include_live should stop the live sandbox"
+        assert settled(expect_running=False), "cleanup with include_live should stop the live sandbox"
 
 
 def test_unrelated_directories_are_never_touched(private_tempdir: Path) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,7 +154,7 @@ def _host_processes_with(marker: str) -> list[int]:
 
 
 def test_close_ends_every_process_the_cells_started() -> None:
-    marker = "4242.5"  # a sleep length nothing else on this machine uses
+    marker = f"4242.{os.getpid()}"  # a sleep length nothing else on this machine uses
     transport = BwrapTransport()
 
     async def main() -> None:
@@ -164,9 +165,12 @@ def test_close_ends_every_process_the_cells_started() -> None:
                 f"import subprocess\nchild = subprocess.Popen(['sleep', '{marker}'])\nprint(child.pid)"
             )
             assert started.error is None, started.error
+            deadline = time.monotonic() + 10  # the host sees it with a small delay
+            while not _host_processes_with(marker) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
             assert _host_processes_with(marker), "the background process should be running before close"
         finally:
             await environment.close()
 
     asyncio.run(main())
-    assert _host_processes_with(marker) == []
+    assert _host_processes_with(marker) == []  # at once: close() returns only when the namespace is empty
