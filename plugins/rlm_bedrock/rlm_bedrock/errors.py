@@ -70,7 +70,9 @@ def translate_error(
     if isinstance(exc, bx.ClientError):
         info = exc.response.get("Error", {}) if isinstance(exc.response, dict) else {}
         code = str(info.get("Code") or "")
-        said = _clip(str(info.get("Message") or exc))
+        # Exceptions inside a ConverseStream carry the event member's name: "throttlingException".
+        code = code[:1].upper() + code[1:]
+        said = _clip(str(info.get("Message") or exc)).rstrip(".")
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") if exc.response else None
         return error(_client_error_text(who, code, said, status, streaming, tries, region), _retryable(code))
     if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.TokenRetrievalError):
