@@ -14,13 +14,17 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rlm_bedrock import models
+from rlm_bedrock.converse import (
+    IncompleteStreamError,
+    StreamCollector,
+    reply_from_response,
+    to_converse_messages,
+)
+from rlm_bedrock.errors import REGION_HINT, translate_error
 from rlm_core.clients.base import BaseClient, Price
 from rlm_core.errors import ConfigurationError, ProviderError
 from rlm_core.types import LMRequest, LMResponse
-
-from rlm_bedrock import models
-from rlm_bedrock.converse import IncompleteStreamError, StreamCollector, reply_from_response, to_converse_messages
-from rlm_bedrock.errors import REGION_HINT, translate_error
 
 __all__ = ["DEFAULT_MAX_CONCURRENCY", "DEFAULT_READ_TIMEOUT", "BedrockClient"]
 
@@ -189,7 +193,9 @@ class BedrockClient(BaseClient):
                 f"(profiles found: {known}). Fix profile_name or AWS_PROFILE, or run `aws configure --profile NAME`."
             ) from exc
         if not region:
-            raise ConfigurationError(f"BedrockClient for model {self.model_name!r}: no AWS region. {REGION_HINT}")
+            raise ConfigurationError(
+                f"BedrockClient for model {self.model_name!r}: no AWS region. {REGION_HINT}"
+            )
         if config is not None and not isinstance(config, botocore.config.Config):
             raise ConfigurationError(
                 f"BedrockClient: config must be a botocore.config.Config, got {type(config).__name__}."
@@ -204,7 +210,9 @@ class BedrockClient(BaseClient):
             **({"signature_version": "bearer"} if self._api_key is not None else {}),
         )
         merged = ours.merge(config) if config is not None else ours
-        client = session.client("bedrock-runtime", region_name=region, endpoint_url=self.endpoint_url, config=merged)
+        client = session.client(
+            "bedrock-runtime", region_name=region, endpoint_url=self.endpoint_url, config=merged
+        )
         return client, region
 
     def __repr__(self) -> str:
@@ -265,7 +273,9 @@ class BedrockClient(BaseClient):
         started = time.perf_counter()
         params = self.converse_params(request)
         try:
-            reply = self._stream(params) if self.stream else reply_from_response(self._client.converse(**params))
+            reply = (
+                self._stream(params) if self.stream else reply_from_response(self._client.converse(**params))
+            )
         except Exception as exc:
             error = self._translate(exc)
             if error is None:
@@ -355,7 +365,7 @@ def _resolve_api_key(api_key: str | None) -> _Secret | None:
 @functools.cache
 def _option_names() -> tuple[str, ...]:
     parameters = inspect.signature(BedrockClient.__init__).parameters.values()
-    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY) + ("model_name",)
+    return ("model_name", *(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY))
 
 
 def _reject_unknown(unknown: Mapping[str, Any]) -> None:
@@ -386,7 +396,9 @@ def _check_retries(retries: Mapping[str, Any] | None) -> dict[str, Any]:
     for key in ("max_attempts", "total_max_attempts"):
         value = retries.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise ConfigurationError(f"BedrockClient: retries[{key!r}] must be an integer >= 0, got {value!r}.")
+            raise ConfigurationError(
+                f"BedrockClient: retries[{key!r}] must be an integer >= 0, got {value!r}."
+            )
     return dict(retries)
 
 

@@ -8,7 +8,13 @@ from typing import Any
 from rlm_core.errors import RLMError
 from rlm_core.types import Message, TokenUsage
 
-__all__ = ["IncompleteStreamError", "StreamCollector", "reply_from_response", "to_converse_messages", "usage_of"]
+__all__ = [
+    "IncompleteStreamError",
+    "StreamCollector",
+    "reply_from_response",
+    "to_converse_messages",
+    "usage_of",
+]
 
 # Converse rejects a conversation that starts with the assistant, and empty text blocks.
 _OPENING_USER_TURN = "Continue."

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
+
 from rlm_core.testing.tokens import count_tokens, truncate_to_tokens
 
 __all__ = [
@@ -67,7 +68,9 @@ def _exception(exception_type: str, message: str) -> bytes:
     return encode_event_frame(headers, json.dumps({"message": message}).encode())
 
 
-def converse_response_body(text: str, input_tokens: int, output_tokens: int, stop_reason: str = "end_turn") -> bytes:
+def converse_response_body(
+    text: str, input_tokens: int, output_tokens: int, stop_reason: str = "end_turn"
+) -> bytes:
     """A Converse JSON response as the service sends it."""
     body = {
         "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
@@ -80,7 +83,12 @@ def converse_response_body(text: str, input_tokens: int, output_tokens: int, sto
 
 
 def stream_frames(
-    text: str, input_tokens: int, output_tokens: int, stop_reason: str = "end_turn", *, cut_after: int | None = None
+    text: str,
+    input_tokens: int,
+    output_tokens: int,
+    stop_reason: str = "end_turn",
+    *,
+    cut_after: int | None = None,
 ) -> bytes:
     """ConverseStream frames: messageStart, contentBlockDelta..., contentBlockStop, messageStop, metadata.
 
@@ -92,7 +100,11 @@ def stream_frames(
         frames.append(_event("contentBlockDelta", delta))
     frames.append(_event("contentBlockStop", {"contentBlockIndex": 0}))
     frames.append(_event("messageStop", {"stopReason": stop_reason}))
-    usage = {"inputTokens": input_tokens, "outputTokens": output_tokens, "totalTokens": input_tokens + output_tokens}
+    usage = {
+        "inputTokens": input_tokens,
+        "outputTokens": output_tokens,
+        "totalTokens": input_tokens + output_tokens,
+    }
     frames.append(_event("metadata", {"usage": usage, "metrics": {"latencyMs": 1}}))
     return b"".join(frames if cut_after is None else frames[:cut_after])
 
@@ -159,14 +171,21 @@ class FakeBedrock:
     def install(self, boto3_client: Any) -> FakeBedrock:
         """Serve every Converse and ConverseStream call of ``boto3_client``."""
         events = boto3_client.meta.events
-        events.register("before-send.bedrock-runtime.Converse", self._handle, unique_id=f"fake-converse-{id(self)}")
+        events.register(
+            "before-send.bedrock-runtime.Converse", self._handle, unique_id=f"fake-converse-{id(self)}"
+        )
         events.register(
             "before-send.bedrock-runtime.ConverseStream", self._handle, unique_id=f"fake-stream-{id(self)}"
         )
         return self
 
     def fail_next(
-        self, count: int = 1, *, code: str = "ThrottlingException", status: int = 429, message: str = "Too many requests"
+        self,
+        count: int = 1,
+        *,
+        code: str = "ThrottlingException",
+        status: int = 429,
+        message: str = "Too many requests",
     ) -> None:
         """The next ``count`` requests fail with a service error (an HTTP error, or for a stream an
         exception frame after the first deltas when ``status`` is 200)."""
@@ -178,7 +197,10 @@ class FakeBedrock:
 
         operation = "ConverseStream" if request.url.endswith("/converse-stream") else "Converse"
         body = json.loads(request.body or b"{}")
-        headers = {key: (value.decode() if isinstance(value, bytes) else value) for key, value in request.headers.items()}
+        headers = {
+            key: (value.decode() if isinstance(value, bytes) else value)
+            for key, value in request.headers.items()
+        }
         if self.latency:
             time.sleep(self.latency)
         with self._lock:
@@ -187,7 +209,10 @@ class FakeBedrock:
             if fault is None or fault.mid_stream:
                 text = self._next_reply(body)
         if fault is not None and not fault.mid_stream:
-            error_headers = {"content-type": "application/json", "x-amzn-errortype": f"{fault.code}:http://internal/"}
+            error_headers = {
+                "content-type": "application/json",
+                "x-amzn-errortype": f"{fault.code}:http://internal/",
+            }
             payload = json.dumps({"message": fault.message}).encode()
             return AWSResponse(request.url, fault.status, error_headers, _RawBody(payload))
         input_tokens = self._count_input(body)
@@ -206,7 +231,9 @@ class FakeBedrock:
             data += _exception(fault.code[:1].lower() + fault.code[1:], fault.message)
         else:
             data = stream_frames(text, input_tokens, output_tokens, stop)
-        return AWSResponse(request.url, 200, {"content-type": "application/vnd.amazon.eventstream"}, _RawBody(data))
+        return AWSResponse(
+            request.url, 200, {"content-type": "application/vnd.amazon.eventstream"}, _RawBody(data)
+        )
 
     def _next_reply(self, body: dict[str, Any]) -> str:
         if callable(self._replies):

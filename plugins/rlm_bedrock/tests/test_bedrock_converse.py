@@ -23,8 +23,12 @@ def _reply(text: str, input_tokens: int = 11, output_tokens: int = 3, **usage: i
     }  # fmt: skip
 
 
-def test_system_prompt_turns_and_inference_config_reach_converse(make_client: Callable[..., BedrockClient]) -> None:
-    client = make_client(temperature=0.2, top_p=0.9, stop_sequences=["END"], additional_model_request_fields={"top_k": 5})
+def test_system_prompt_turns_and_inference_config_reach_converse(
+    make_client: Callable[..., BedrockClient],
+) -> None:
+    client = make_client(
+        temperature=0.2, top_p=0.9, stop_sequences=["END"], additional_model_request_fields={"top_k": 5}
+    )
     request = LMRequest(
         [Message("system", "Be terse."), Message("user", "Hi"), Message("user", "there"),
          Message("assistant", "Hello"), Message("user", "Sum 2+2")],
@@ -53,12 +57,16 @@ def test_system_prompt_turns_and_inference_config_reach_converse(make_client: Ca
 
 def test_request_max_tokens_wins_over_the_client_default(make_client: Callable[..., BedrockClient]) -> None:
     client = make_client(max_tokens=1000)
-    assert client.converse_params(LMRequest([Message("user", "x")], max_tokens=7))["inferenceConfig"] == {"maxTokens": 7}
+    assert client.converse_params(LMRequest([Message("user", "x")], max_tokens=7))["inferenceConfig"] == {
+        "maxTokens": 7
+    }
     assert client.converse_params(LMRequest([Message("user", "x")]))["inferenceConfig"] == {"maxTokens": 1000}
     assert "inferenceConfig" not in make_client().converse_params(LMRequest([Message("user", "x")]))
 
 
-def test_a_conversation_opening_with_the_assistant_gets_a_user_turn(make_client: Callable[..., BedrockClient]) -> None:
+def test_a_conversation_opening_with_the_assistant_gets_a_user_turn(
+    make_client: Callable[..., BedrockClient],
+) -> None:
     params = make_client().converse_params(LMRequest([Message("assistant", "earlier"), Message("user", "")]))
     assert params["messages"][0]["role"] == "user"
     assert [m["role"] for m in params["messages"]] == ["user", "assistant", "user"]
@@ -66,10 +74,14 @@ def test_a_conversation_opening_with_the_assistant_gets_a_user_turn(make_client:
     assert "system" not in params
 
 
-def test_usage_counts_cache_tokens_as_input_and_prices_the_call(make_client: Callable[..., BedrockClient]) -> None:
+def test_usage_counts_cache_tokens_as_input_and_prices_the_call(
+    make_client: Callable[..., BedrockClient],
+) -> None:
     client = make_client(price=(2.0, 10.0))
     with Stubber(client.boto3_client) as stub:
-        stub.add_response("converse", _reply("ok", 100, 50, cacheReadInputTokens=400, cacheWriteInputTokens=500))
+        stub.add_response(
+            "converse", _reply("ok", 100, 50, cacheReadInputTokens=400, cacheWriteInputTokens=500)
+        )
         response = client.complete(LMRequest([Message("user", "x")]))
     assert response.usage == TokenUsage(1000, 50)
     assert client.price == Price(2.0, 10.0)

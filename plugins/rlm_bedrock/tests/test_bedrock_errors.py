@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from botocore.stub import Stubber
 from bedrock_secrets import SECRET_ACCESS_KEY
+from botocore.stub import Stubber
 from rlm_bedrock.client import BedrockClient
 
 from rlm_core.errors import ProviderError
@@ -47,7 +47,9 @@ def test_service_errors_say_what_to_do(
 ) -> None:
     client = make_client()
     with Stubber(client.boto3_client) as stub:
-        stub.add_client_error("converse", service_error_code=code, service_message=message, http_status_code=status)
+        stub.add_client_error(
+            "converse", service_error_code=code, service_message=message, http_status_code=status
+        )
         with pytest.raises(ProviderError) as caught:
             client.complete(REQUEST)
     error = caught.value
@@ -59,10 +61,14 @@ def test_service_errors_say_what_to_do(
     assert SECRET_ACCESS_KEY not in text
 
 
-def test_streaming_access_denied_names_the_streaming_permission(make_client: Callable[..., BedrockClient]) -> None:
+def test_streaming_access_denied_names_the_streaming_permission(
+    make_client: Callable[..., BedrockClient],
+) -> None:
     client = make_client(stream=True)
     with Stubber(client.boto3_client) as stub:
-        stub.add_client_error("converse_stream", "AccessDeniedException", "not authorized", http_status_code=403)
+        stub.add_client_error(
+            "converse_stream", "AccessDeniedException", "not authorized", http_status_code=403
+        )
         with pytest.raises(ProviderError, match="bedrock:InvokeModelWithResponseStream"):
             client.complete(REQUEST)
 
@@ -86,9 +92,8 @@ def test_no_credentials_names_the_variables_to_set() -> None:
 
 
 def test_a_cut_off_stream_is_a_retryable_provider_error(make_client: Callable[..., BedrockClient]) -> None:
-    from rlm_bedrock.testing import stream_frames
-
     from botocore.awsrequest import AWSResponse
+    from rlm_bedrock.testing import stream_frames
 
     client = make_client(stream=True)
 

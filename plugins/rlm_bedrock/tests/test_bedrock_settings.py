@@ -21,7 +21,10 @@ REQUEST = LMRequest([Message("user", "hi")], max_tokens=8)
 
 def test_importing_the_plugin_does_not_import_boto3() -> None:
     code = "import sys, rlm_bedrock; print('boto3' in sys.modules or 'botocore' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        == "False\n"
+    )
 
 
 def test_a_misspelt_keyword_is_rejected_with_a_suggestion() -> None:
@@ -37,11 +40,13 @@ def test_a_model_is_required() -> None:
 
 
 def test_no_region_anywhere_names_the_settings() -> None:
-    with pytest.raises(ConfigurationError, match="AWS_REGION.*region_name"):
+    with pytest.raises(ConfigurationError, match=r"AWS_REGION.*region_name"):
         BedrockClient("amazon.nova-pro-v1:0")
 
 
-def test_region_comes_from_the_environment_then_the_upstream_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_region_comes_from_the_environment_then_the_upstream_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("AWS_BEDROCK_REGION", "ap-southeast-2")
     assert BedrockClient("amazon.nova-pro-v1:0").region_name == "ap-southeast-2"
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
@@ -72,7 +77,9 @@ def test_explicit_keys_must_come_in_pairs_and_not_with_a_profile() -> None:
     with pytest.raises(ConfigurationError, match="together"):
         BedrockClient("m", region_name="us-east-1", aws_access_key_id="AKIAONLYEXAMPLE")
     with pytest.raises(ConfigurationError, match="either profile_name"):
-        BedrockClient("m", region_name="us-east-1", profile_name="p", aws_access_key_id="a", aws_secret_access_key="b")
+        BedrockClient(
+            "m", region_name="us-east-1", profile_name="p", aws_access_key_id="a", aws_secret_access_key="b"
+        )
 
 
 def test_a_session_token_is_sent_with_temporary_keys(make_client: Callable[..., BedrockClient]) -> None:
@@ -87,7 +94,9 @@ def test_a_bedrock_api_key_is_sent_as_a_bearer_token(monkeypatch: pytest.MonkeyP
     key = "ABSK" + "TESTONLY" + "bedrockapikey0123456789"
     if source == "upstream-env":
         monkeypatch.setenv("AWS_BEDROCK_API_KEY", key)
-    client = BedrockClient("amazon.nova-pro-v1:0", region_name="us-east-1", api_key=key if source == "kwarg" else None)
+    client = BedrockClient(
+        "amazon.nova-pro-v1:0", region_name="us-east-1", api_key=key if source == "kwarg" else None
+    )
     fake = FakeBedrock(["ok"]).install(client.boto3_client)
     assert client.complete(REQUEST).text == "ok"
     assert fake.requests[0].headers["Authorization"] == f"Bearer {key}"
@@ -95,7 +104,10 @@ def test_a_bedrock_api_key_is_sent_as_a_bearer_token(monkeypatch: pytest.MonkeyP
 
 def test_retries_timeouts_and_pool_size_reach_botocore(make_client: Callable[..., BedrockClient]) -> None:
     client = make_client(
-        retries={"max_attempts": 9, "mode": "adaptive"}, connect_timeout=3, read_timeout=700, max_concurrency=96
+        retries={"max_attempts": 9, "mode": "adaptive"},
+        connect_timeout=3,
+        read_timeout=700,
+        max_concurrency=96,
     )
     config = client.boto3_client.meta.config
     # botocore stores max_attempts (retries) as total_max_attempts (the first try included)
@@ -103,7 +115,9 @@ def test_retries_timeouts_and_pool_size_reach_botocore(make_client: Callable[...
     assert (config.connect_timeout, config.read_timeout, config.max_pool_connections) == (3, 700, 96)
 
 
-def test_defaults_suit_long_generations_and_concurrent_sub_calls(make_client: Callable[..., BedrockClient]) -> None:
+def test_defaults_suit_long_generations_and_concurrent_sub_calls(
+    make_client: Callable[..., BedrockClient],
+) -> None:
     config = make_client(retries=None).boto3_client.meta.config
     assert config.read_timeout == 300
     assert config.max_pool_connections == DEFAULT_MAX_CONCURRENCY > 10

@@ -62,7 +62,9 @@ def test_stream_honours_max_tokens(make_client: Callable[..., BedrockClient]) ->
     assert response.finish_reason == "max_tokens"
 
 
-def test_an_exception_inside_the_stream_is_a_provider_error(make_client: Callable[..., BedrockClient]) -> None:
+def test_an_exception_inside_the_stream_is_a_provider_error(
+    make_client: Callable[..., BedrockClient],
+) -> None:
     client = make_client(stream=True)
     fake = FakeBedrock([REPLY]).install(client.boto3_client)
     fake.fail_next(code="ThrottlingException", status=200, message="Too many tokens, slow down")
