@@ -21,9 +21,18 @@ step() { printf '\n== [%ss] %s\n' "$SECONDS" "$*"; }
 fail() { printf 'FAIL: %s\n' "$*"; FAILURES+=("$*"); }
 die() { fail "$*"; printf '\ncheck-wheels: %d failure(s), stopping\n' "${#FAILURES[@]}"; exit 1; }
 
+# Build from a copy of the files git would ship (tracked, plus new files not ignored): an in-tree
+# setuptools build would leave build/ directories behind, whose stale files could enter later wheels.
+SRC="$WORK/src"
+mkdir -p "$SRC"
+git -C "$ROOT" ls-files -z --cached --others --exclude-standard \
+    | (cd "$ROOT" && xargs -0 -r sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' _) \
+    | tar -C "$ROOT" --null -T - -cf - | tar -C "$SRC" -xf - \
+    || die "cannot copy the checkout's files (is $ROOT a git checkout?)"
+
 # Every plugin directory is a distribution of its own.
 PLUGIN_DIRS=()
-for dir in "$ROOT"/plugins/*/; do
+for dir in "$SRC"/plugins/*/; do
     dir="${dir%/}"
     [ -f "$dir/pyproject.toml" ] && PLUGIN_DIRS+=("$dir") || echo "note: $dir has no pyproject.toml, skipped"
 done
@@ -39,7 +48,7 @@ PIP=("$PYTHON" -m pip)
     || die "installing setuptools into the build environment failed"
 mkdir -p "$WHEELS"
 "${PIP[@]}" --python "$WORK/build/bin/python" wheel --quiet --no-deps --no-build-isolation \
-    --wheel-dir "$WHEELS" "$ROOT" "${PLUGIN_DIRS[@]}" || die "building the wheels failed (see pip's output above)"
+    --wheel-dir "$WHEELS" "$SRC" "${PLUGIN_DIRS[@]}" || die "building the wheels failed (see pip's output above)"
 CORE_WHEEL="$(ls "$WHEELS"/rlm_core-*.whl 2>/dev/null | head -n 1)"
 [ -n "$CORE_WHEEL" ] || die "no rlm_core wheel was built"
 ls -1 "$WHEELS"
