@@ -34,6 +34,7 @@ DEFAULT_MAX_CONCURRENCY = 64
 # botocore's default read timeout (60 s) cuts off long generations; a slow model may take minutes.
 DEFAULT_READ_TIMEOUT = 300.0
 # Standard mode retries throttling and transient errors with backoff; botocore is the only retry layer.
+# botocore's max_attempts counts retries: 4 means up to 5 requests.
 DEFAULT_RETRIES: Mapping[str, Any] = {"mode": "standard", "max_attempts": 4}
 _RETRY_KEYS = frozenset({"mode", "max_attempts", "total_max_attempts"})
 _RETRY_MODES = frozenset({"legacy", "standard", "adaptive"})
@@ -78,7 +79,7 @@ class BedrockClient(BaseClient):
     - ``price`` (``Price`` or ``(input, output)`` USD per million tokens; default from the table of
       common models), ``context_window`` (default from the same table);
     - ``retries`` (botocore's ``{"max_attempts": ..., "mode": "standard" | "adaptive" | "legacy"}``,
-      default standard with 4 attempts), ``config`` (a ``botocore.config.Config``, merged over ours and
+      default standard mode with up to 4 retries), ``config`` (a ``botocore.config.Config``, merged over ours and
       winning), ``connect_timeout``, ``read_timeout`` (seconds, default 300), ``endpoint_url``
       (a VPC endpoint), ``max_concurrency`` (threads and pooled connections, default 64).
 

@@ -111,3 +111,36 @@ def test_a_cut_off_stream_is_a_retryable_provider_error(make_client: Callable[..
     with pytest.raises(ProviderError, match="messageStop") as caught:
         client.complete(REQUEST)
     assert caught.value.retryable is True
+
+
+def _botocore_failures() -> list[tuple[Exception, bool, str]]:
+    from botocore import exceptions as bx
+
+    return [
+        (bx.NoRegionError(), False, "AWS_REGION"),
+        (bx.NoCredentialsError(), False, "AWS_SECRET_ACCESS_KEY"),
+        (bx.ReadTimeoutError(endpoint_url="https://bedrock-runtime.us-east-1.amazonaws.com"), True, "read_timeout"),
+        (bx.ConnectTimeoutError(endpoint_url="https://bedrock-runtime.us-east-1.amazonaws.com"), True, "connect_timeout"),
+        (bx.EndpointConnectionError(endpoint_url="https://bedrock-runtime.xx-nowhere-1.amazonaws.com"), True, "region_name"),
+        (bx.ParamValidationError(report="Invalid type for parameter inferenceConfig.topP"), False, "topP"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("exc", "retryable", "hint"), _botocore_failures(), ids=lambda value: type(value).__name__
+)
+def test_botocore_failures_say_what_to_do(exc: Exception, retryable: bool, hint: str) -> None:
+    from rlm_bedrock.errors import translate_error
+
+    error = translate_error(
+        exc, model="amazon.nova-pro-v1:0", region="us-east-1", streaming=False, attempts=5
+    )
+    assert isinstance(error, ProviderError)
+    assert error.retryable is retryable and error.client == "bedrock"
+    assert hint in str(error)
+
+
+def test_anything_else_is_left_alone() -> None:
+    from rlm_bedrock.errors import translate_error
+
+    assert translate_error(KeyError("x"), model="m", region=None, streaming=False, attempts=None) is None
