@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from typing import Any
 
 from bedrock_secrets import ACCESS_KEY_ID, SECRET_ACCESS_KEY
@@ -9,7 +12,6 @@ from rlm_bedrock.client import BedrockClient
 from rlm_bedrock.testing import FakeBedrock
 
 from rlm_core import RLM
-from rlm_core.plugins import get_registry
 
 MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 
@@ -26,9 +28,11 @@ def _only_client(rlm: RLM) -> BedrockClient:
     return client
 
 
-def test_the_entry_point_registers_the_bedrock_client() -> None:
-    infos = {info.name: info.to_dict() for info in get_registry().plugin_infos()}
-    bedrock = next(info for info in infos.values() if info["distribution"] == "rlm-bedrock")
+def test_rlm_plugins_lists_the_bedrock_client() -> None:
+    listed = subprocess.run(
+        [sys.executable, "-m", "rlm_core", "plugins", "--json"], capture_output=True, text=True, check=True
+    )
+    bedrock = next(info for info in json.loads(listed.stdout) if info["distribution"] == "rlm-bedrock")
     assert bedrock["registered"]["clients"] == ["bedrock"] and not bedrock["error"]
 
 
