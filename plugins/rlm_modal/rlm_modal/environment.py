@@ -7,7 +7,6 @@ from typing import Any
 
 from rlm_core.environments import SandboxEnvironment
 from rlm_core.errors import ConfigurationError
-
 from rlm_modal.transport import ModalTransport
 
 # The settings SandboxEnvironment itself takes (cell timeout, output cap, ...): read from its

@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rlm_core.errors import ConfigurationError, SandboxError
-
 from rlm_modal.owner import new_run_id, owner_tags
 
 logger = logging.getLogger("rlm_modal")
@@ -165,7 +164,10 @@ class ModalProcessStream:
     def diagnostics(self) -> str:
         parts = []
         if self._exit_code is not None:
-            parts.append(f"exit code {self._exit_code}" + (" (killed: often the memory limit)" if self._exit_code == 137 else ""))
+            parts.append(
+                f"exit code {self._exit_code}"
+                + (" (killed: often the memory limit)" if self._exit_code == 137 else "")
+            )
         tail = self._stderr_tail.strip()
         if tail:
             parts.append("stderr: " + tail[-600:])
@@ -274,7 +276,9 @@ class ModalTransport:
         if self.sandbox is not None:
             return
         modal = import_modal()
-        logger.info("starting a Modal sandbox in app %r (image build and start-up can take a while)", self.app_name)
+        logger.info(
+            "starting a Modal sandbox in app %r (image build and start-up can take a while)", self.app_name
+        )
         try:
             app = await modal.App.lookup.aio(
                 self.app_name, create_if_missing=True, environment_name=self.environment_name
@@ -357,7 +361,9 @@ class ModalTransport:
             return
         script = f'p=$(cat {shlex.quote(pidfile)} 2>/dev/null) && kill -9 -"$p" "$p" 2>/dev/null; true'
         with contextlib.suppress(Exception):
-            killer = await asyncio.wait_for(self.sandbox.exec.aio("sh", "-c", script, text=False), _KILL_TIMEOUT)
+            killer = await asyncio.wait_for(
+                self.sandbox.exec.aio("sh", "-c", script, text=False), _KILL_TIMEOUT
+            )
             await asyncio.wait_for(killer.wait.aio(), _KILL_TIMEOUT)
 
     async def close(self) -> None:

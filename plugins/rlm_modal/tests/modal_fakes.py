@@ -35,7 +35,9 @@ REAL_SECRET = modal.Secret
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-def bind(real: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], method: bool) -> dict[str, Any]:
+def bind(
+    real: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], method: bool
+) -> dict[str, Any]:
     """The call's arguments, with defaults, as the real SDK function would receive them."""
     signature = inspect.signature(real)
     bound = signature.bind(None, *args, **kwargs) if method else signature.bind(*args, **kwargs)
@@ -82,7 +84,9 @@ class FakeModalCloud:
         self.App = create_autospec(REAL_APP)
         self.App.lookup.aio.side_effect = self._lookup
         self.Image = create_autospec(REAL_IMAGE)
-        self.Image.debian_slim.side_effect = lambda *a, **k: self._image("debian_slim", REAL_IMAGE.debian_slim, a, k)
+        self.Image.debian_slim.side_effect = lambda *a, **k: self._image(
+            "debian_slim", REAL_IMAGE.debian_slim, a, k
+        )
         self.Image.from_registry.side_effect = lambda *a, **k: self._image(
             "from_registry", REAL_IMAGE.from_registry, a, k
         )
@@ -101,7 +105,9 @@ class FakeModalCloud:
         for name in ("Sandbox", "App", "Image", "Secret"):
             setattr(modal, name, getattr(self, name))
 
-    def _record(self, name: str, real: Callable[..., Any], args: Any, kwargs: Any, method: bool) -> dict[str, Any]:
+    def _record(
+        self, name: str, real: Callable[..., Any], args: Any, kwargs: Any, method: bool
+    ) -> dict[str, Any]:
         arguments = bind(real, tuple(args), dict(kwargs), method)
         self.calls.append((name, arguments))
         failure = self.failures.pop(name, None)
@@ -187,7 +193,9 @@ class FakeModalCloud:
             state.kill_everything()
 
         sandbox.exec.aio = self.aio("exec", REAL_SANDBOX.exec, exec_)
-        sandbox.terminate.aio = self.aio("terminate", REAL_SANDBOX.terminate, lambda _: state.kill_everything())
+        sandbox.terminate.aio = self.aio(
+            "terminate", REAL_SANDBOX.terminate, lambda _: state.kill_everything()
+        )
         sandbox.terminate.side_effect = terminate_blocking
         sandbox.get_tags.aio = self.aio("get_tags", REAL_SANDBOX.get_tags, lambda _: dict(state.tags))
         sandbox.filesystem = self._filesystem(state)
