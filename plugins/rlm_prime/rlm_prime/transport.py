@@ -297,6 +297,9 @@ class PrimeTransport:
             await self._run(
                 f"{shlex.quote(self.python)} -m pip install -q {shlex.join(self.pip)}",
                 "installing pip packages",
+                # The sandbox is disposable: installing into its system Python is what is wanted,
+                # also where the distribution marks that Python externally managed (PEP 668).
+                env={"PIP_BREAK_SYSTEM_PACKAGES": "1", "PIP_ROOT_USER_ACTION": "ignore"},
             )
 
     def _start_error(self, sdk: Any, exc: Exception) -> SandboxError:
@@ -309,10 +312,13 @@ class PrimeTransport:
             "image, the resources (cpu_cores, memory_gb, gpu) and your Prime account"
         )
 
-    async def _run(self, command: str, what: str) -> None:
+    async def _run(self, command: str, what: str, env: dict[str, str] | None = None) -> None:
         try:
             response = await self.client.execute_command(
-                self.sandbox_id, command, timeout=_INSTALL_TIMEOUT if "install" in what else _COMMAND_TIMEOUT
+                self.sandbox_id,
+                command,
+                env=env,
+                timeout=_INSTALL_TIMEOUT if "install" in what else _COMMAND_TIMEOUT,
             )
         except Exception as exc:
             raise SandboxError(f"{what} in {self.describe()} failed: {exc}") from exc
