@@ -52,7 +52,7 @@ def _wait_dead(pid: int, seconds: float = 10.0) -> bool:
 def test_an_error_while_starting_deletes_the_sandbox(prime_cloud: FakePrimeCloud, workdir: str) -> None:
     prime_cloud.fail("execute_command", prime_sandboxes.APIError("gateway timeout"))
     environment = prime_environment(workdir=workdir)
-    with pytest.raises(SandboxError, match="creating the working directory .* failed: gateway timeout"):
+    with pytest.raises(SandboxError, match=r"creating the working directory .* failed: gateway timeout"):
         asyncio.run(environment.start(_host, {}))
     (state,) = prime_cloud.sandboxes.values()
     assert state.deleted and not _pid_alive(state.main.pid)
@@ -67,7 +67,7 @@ def test_a_runtime_that_cannot_start_deletes_the_sandbox(prime_cloud: FakePrimeC
 
 def test_a_rejected_key_says_how_to_fix_it(prime_cloud: FakePrimeCloud, workdir: str) -> None:
     prime_cloud.fail("create", prime_sandboxes.UnauthorizedError("invalid API key"))
-    with pytest.raises(SandboxError, match="rejected the API key .* PRIME_API_KEY"):
+    with pytest.raises(SandboxError, match=r"rejected the API key .* PRIME_API_KEY"):
         asyncio.run(prime_environment(workdir=workdir).start(_host, {}))
     assert prime_cloud.sandboxes == {}
 
