@@ -13,6 +13,7 @@ import logging
 import posixpath
 import shlex
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -276,6 +277,7 @@ class ModalTransport:
         if self.sandbox is not None:
             return
         modal = import_modal()
+        began = time.monotonic()
         logger.info(
             "starting a Modal sandbox in app %r (image build and start-up can take a while)", self.app_name
         )
@@ -314,7 +316,12 @@ class ModalTransport:
         self.sandbox = sandbox
         self.sandbox_id = str(sandbox.object_id)
         _track(self)
-        logger.info("Modal sandbox %s is up (run %s)", self.sandbox_id, self.run_id)
+        logger.info(
+            "Modal sandbox %s is up after %.1fs (run %s)",
+            self.sandbox_id,
+            time.monotonic() - began,
+            self.run_id,
+        )
         try:
             await sandbox.filesystem.make_directory.aio(self.workdir, create_parents=True)
         except Exception as exc:

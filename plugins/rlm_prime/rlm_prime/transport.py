@@ -16,6 +16,7 @@ import os
 import posixpath
 import shlex
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -268,6 +269,7 @@ class PrimeTransport:
             region=self.region,
             network_allowlist=self.network_allowlist,
         )
+        began = time.monotonic()
         logger.info("starting a Prime sandbox from %s (provisioning can take a while)", self.image)
         creating = asyncio.ensure_future(self.client.create(request))
         try:
@@ -284,7 +286,12 @@ class PrimeTransport:
             await self.client.wait_for_creation(self.sandbox_id)
         except Exception as exc:
             raise self._start_error(sdk, exc) from exc
-        logger.info("Prime sandbox %s is up (run %s)", self.sandbox_id, self.run_id)
+        logger.info(
+            "Prime sandbox %s is up after %.1fs (run %s)",
+            self.sandbox_id,
+            time.monotonic() - began,
+            self.run_id,
+        )
         await self._run(f"mkdir -p {shlex.quote(self.workdir)}", "creating the working directory")
         if self.apt:
             logger.info("installing apt packages in %s: %s", self.sandbox_id, " ".join(self.apt))
