@@ -14,6 +14,8 @@ from rlm_core import RLM
 
 def main() -> None:
     path, question = sys.argv[1], sys.argv[2]
+    with open(path, encoding="utf-8") as handle:
+        document = handle.read()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # shows sandbox start-up
     with RLM(
         backend="openai",
@@ -28,8 +30,7 @@ def main() -> None:
             "timeout": 120,  # per cell
         },
     ) as rlm:
-        with open(path, encoding="utf-8") as handle:
-            result = rlm.completion(handle.read(), root_prompt=question)
+        result = rlm.completion(document, root_prompt=question)
     print(result.response)
     print(result.usage_summary.to_dict())
 
