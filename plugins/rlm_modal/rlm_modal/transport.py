@@ -292,7 +292,6 @@ class ModalTransport:
                     tags=self.tags(),
                     timeout=self.sandbox_timeout,
                     idle_timeout=self.idle_timeout,
-                    workdir=self.workdir,
                     gpu=self.gpu,
                     region=self.region,
                     cpu=self.cpu,
@@ -322,7 +321,7 @@ class ModalTransport:
             time.monotonic() - began,
             self.run_id,
         )
-        try:
+        try:  # created here, not as the sandbox's workdir: an image need not have it
             await sandbox.filesystem.make_directory.aio(self.workdir, create_parents=True)
         except Exception as exc:
             raise SandboxError(f"could not create {self.workdir} in {self.describe()}: {exc}") from exc
