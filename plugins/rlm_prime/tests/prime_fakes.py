@@ -53,7 +53,8 @@ class FakePrimeSandbox:
             **(request.secrets or {}),
         }
         self.main = subprocess.Popen(["sleep", "3600"], start_new_session=True)
-        self.processes: list[asyncio.subprocess.Process] = []
+        self.processes: list[asyncio.subprocess.Process] = []  # every command it ran
+        self.live_processes: list[asyncio.subprocess.Process] = []  # those started by open_process
         self.deleted = False
         now = datetime.datetime.now(datetime.UTC)
         self.model = prime_sandboxes.Sandbox.model_validate(
@@ -171,17 +172,25 @@ class FakePrimeCloud:
     def _wait_for_creation(self, arguments: dict[str, Any]) -> None:
         self._sandbox(arguments["sandbox_id"])
 
-    async def _execute_command(self, arguments: dict[str, Any]) -> prime_sandboxes.CommandResponse:
-        sandbox = self._sandbox(arguments["sandbox_id"])
+    @staticmethod
+    async def _spawn(sandbox: FakePrimeSandbox, arguments: dict[str, Any]) -> asyncio.subprocess.Process:
+        """Run a command as the sandbox daemon does: through a shell, with only the sandbox's variables."""
         child = await asyncio.create_subprocess_exec(
             "sh",
             "-c",
             arguments["command"],
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=arguments["working_dir"] or "/",
             env={**sandbox.env, **(arguments["env"] or {})},
+            start_new_session=True,  # like a cloud process: it does not die with its creator
         )
+        sandbox.processes.append(child)
+        return child
+
+    async def _execute_command(self, arguments: dict[str, Any]) -> prime_sandboxes.CommandResponse:
+        child = await self._spawn(self._sandbox(arguments["sandbox_id"]), arguments)
         stdout, stderr = await child.communicate()
         return prime_sandboxes.CommandResponse(
             stdout=stdout.decode(), stderr=stderr.decode(), exit_code=child.returncode or 0
@@ -222,18 +231,8 @@ class FakePrimeCloud:
 
     async def _open_process(self, arguments: dict[str, Any]) -> prime_sandboxes.AsyncSandboxProcess:
         sandbox = self._sandbox(arguments["sandbox_id"])
-        child = await asyncio.create_subprocess_exec(
-            "sh",
-            "-c",
-            arguments["command"],
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=arguments["working_dir"] or "/",
-            env={**sandbox.env, **(arguments["env"] or {})},
-            start_new_session=True,  # like a cloud process: it does not die with its creator
-        )
-        sandbox.processes.append(child)
+        child = await self._spawn(sandbox, arguments)
+        sandbox.live_processes.append(child)
         assert child.stdin is not None
         stdin = child.stdin
 

@@ -163,7 +163,7 @@ def test_the_runtime_ends_in_band_on_close(prime_cloud: FakePrimeCloud, workdir:
     environment = prime_environment(workdir=workdir)
     _run(environment, "x = 1")
     (sandbox,) = prime_cloud.sandboxes.values()
-    (runtime,) = sandbox.processes
+    (runtime,) = sandbox.live_processes
     assert runtime.returncode == 0  # exited by itself; a kill would be -9
     kills = [c["command"] for c in _calls(prime_cloud, "execute_command") if "kill -9" in c["command"]]
     assert kills == []
