@@ -163,3 +163,50 @@ def test_the_fake_rejects_what_the_real_sdk_would(modal_cloud: FakeModalCloud) -
             asyncio.run(modal_cloud.Sandbox.create.aio(cpus=2))
     finally:
         sandbox.terminate()
+
+
+def test_every_sdk_call_matches_the_installed_modal(modal_cloud: FakeModalCloud, workdir: str) -> None:
+    """Each SDK method the transport used exists in the installed modal, has an ``.aio`` form where it
+    was awaited, and accepts the arguments it was given (bound against ``inspect.signature``)."""
+    import inspect
+
+    import modal.container_process
+    import modal.io_streams
+    import modal.sandbox.sandbox
+    from modal_fakes import REAL_APP, REAL_IMAGE, REAL_SANDBOX, REAL_SECRET  # modal's own, not the fakes
+
+    environment = modal_environment(
+        workdir=workdir, pip=["numpy"], secrets=[{"A": "1"}], inline_context_chars=10
+    )
+
+    async def scenario() -> None:
+        await environment.start(_host, {})
+        try:
+            await environment.load_context(0, "a context sent as a file")
+            await environment.execute("print(len(context))")
+        finally:
+            await environment.close()
+
+    asyncio.run(scenario())
+    real = {
+        "lookup": (REAL_APP.lookup, False),
+        "debian_slim": (REAL_IMAGE.debian_slim, False),
+        "pip_install": (REAL_IMAGE.pip_install, True),
+        "from_dict": (REAL_SECRET.from_dict, False),
+        "create": (REAL_SANDBOX.create, False),
+        "make_directory": (modal.sandbox.sandbox.SandboxFilesystem.make_directory, True),
+        "write_bytes": (modal.sandbox.sandbox.SandboxFilesystem.write_bytes, True),
+        "exec": (REAL_SANDBOX.exec, True),
+        "drain": (modal.io_streams.StreamWriter.drain, True),
+        "wait": (modal.container_process.ContainerProcess.wait, True),
+        "terminate": (REAL_SANDBOX.terminate, True),
+    }
+    used = {name for name, _ in modal_cloud.calls}
+    assert used == set(real)
+    awaited = {"lookup", "create", "make_directory", "write_bytes", "exec", "drain", "wait", "terminate"}
+    assert all(hasattr(real[name][0], "aio") for name in awaited)
+    for name, arguments in modal_cloud.calls:
+        method, takes_self = real[name]
+        parameters = inspect.signature(method).parameters
+        assert set(arguments) <= set(parameters), (name, set(arguments) - set(parameters))
+        assert takes_self == ("self" in parameters)

@@ -184,3 +184,43 @@ def test_the_fake_rejects_what_the_real_sdk_would(prime_cloud: FakePrimeCloud) -
         asyncio.run(client.open_process("id", "true", cwd="/"))
     with pytest.raises(TypeError):
         prime_sandboxes.AsyncSandboxClient(key="x")
+
+
+def test_every_sdk_call_matches_the_installed_prime_sandboxes(
+    prime_cloud: FakePrimeCloud, workdir: str
+) -> None:
+    """Each client method the transport used exists on the installed AsyncSandboxClient as a coroutine
+    function and accepts the arguments it was given (bound against ``inspect.signature``)."""
+    import inspect
+
+    from prime_fakes import REAL_CLIENT  # the SDK's own class, not the fake installed in its place
+
+    environment = prime_environment(workdir=workdir, inline_context_chars=10)
+
+    async def scenario() -> None:
+        await environment.start(_host, {})
+        try:
+            await environment.load_context(0, "a context sent as a file")
+            await environment.execute("print(len(context))")
+        finally:
+            await environment.close()
+
+    asyncio.run(scenario())
+    used = {name for name, _ in prime_cloud.calls}
+    assert used == {
+        "create",
+        "wait_for_creation",
+        "execute_command",
+        "upload_bytes",
+        "open_process",
+        "delete",
+        "aclose",
+    }
+    for name, arguments in prime_cloud.calls:
+        method = getattr(REAL_CLIENT, name)
+        assert inspect.iscoroutinefunction(method), name
+        parameters = inspect.signature(method).parameters
+        assert set(arguments) <= set(parameters), (name, set(arguments) - set(parameters))
+    assert [call["request"].__class__ for call in _calls(prime_cloud, "create")] == [
+        prime_sandboxes.CreateSandboxRequest
+    ]
