@@ -109,7 +109,7 @@ def cleanup_main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     if getattr(args, "json", False):
         print(json.dumps(sandboxes, indent=2, default=str))
         return 1 if failures else 0
-    if not sandboxes:
+    if not sandboxes and not failures:
         print("rlm cleanup: no leftover rlm-core sandboxes")
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for entry in sandboxes:
