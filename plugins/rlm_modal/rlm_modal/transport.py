@@ -27,6 +27,7 @@ DEFAULT_PYTHON_VERSION = "3.11"
 WORKDIR = "/rlm"
 _STDERR_TAIL_CHARS = 4000
 _KILL_TIMEOUT = 15.0
+_EXIT_GRACE = 0.5
 _TERMINATE_TIMEOUT = 30.0
 _LATE_CREATE_TIMEOUT = 120.0
 
@@ -146,14 +147,18 @@ class ModalProcessStream:
         if self._closed:
             return
         self._closed = True
-        # Modal's process handle cannot signal: kill the runtime's process group from inside the
-        # sandbox (the runtime leads its group, so this also ends what its cells started).
-        await self.transport.kill_process_group(self.pidfile)
+        # stdin EOF ends the runtime (after the core's in-band `shutdown` it is already ending);
+        # then its process group is killed from inside the sandbox, since Modal's process handle
+        # cannot signal: the runtime leads the group, so what its cells started goes too.
         with contextlib.suppress(Exception):
             self.process.stdin.write_eof()
             await asyncio.wait_for(self.process.stdin.drain.aio(), timeout=5)
         with contextlib.suppress(Exception):
-            self._exit_code = await asyncio.wait_for(self.process.wait.aio(), timeout=5)
+            self._exit_code = await asyncio.wait_for(self.process.wait.aio(), _EXIT_GRACE)
+        await self.transport.kill_process_group(self.pidfile)
+        if self._exit_code is None:
+            with contextlib.suppress(Exception):
+                self._exit_code = await asyncio.wait_for(self.process.wait.aio(), timeout=5)
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(self._stderr_task, timeout=1.0)
         self._stderr_task.cancel()

@@ -193,3 +193,22 @@ def test_ctrl_c_in_a_real_process_terminates_its_sandbox(workdir: str) -> None:
             os.kill(main_pid, signal.SIGKILL)
         if owner.stdout is not None:
             owner.stdout.close()
+
+
+def test_a_restart_also_ends_what_the_cells_started(modal_cloud: FakeModalCloud, workdir: str) -> None:
+    environment = modal_environment(workdir=workdir, kill_grace=1)
+
+    async def scenario() -> None:
+        await environment.start(_host, {})
+        try:
+            started = await environment.execute(
+                "import subprocess\nchild = subprocess.Popen(['sleep', '300'])\nprint(child.pid)"
+            )
+            grandchild = int(started.stdout)
+            stuck = await environment.execute("import time\ntime.sleep(120)", timeout=1)
+            assert stuck.state_lost
+            assert _wait_dead(grandchild), "a process started by a cell outlived its runtime"
+        finally:
+            await environment.close()
+
+    asyncio.run(scenario())

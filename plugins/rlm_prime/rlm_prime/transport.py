@@ -139,12 +139,11 @@ class PrimeProcessStream:
         if self._closed:
             return
         self._closed = True
-        # After the core's in-band `shutdown` the runtime exits by itself; a stuck one is killed
-        # with its whole process group (the runtime leads it, so cells' children go too).
+        # After the core's in-band `shutdown` the runtime exits by itself; then its process group is
+        # killed (the runtime leads it), so a stuck runtime and whatever its cells started go too.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.process.wait(), _SHUTDOWN_GRACE)
-        if self.process.returncode is None:
-            await self.transport.kill_process_group(self.pidfile)
+        await self.transport.kill_process_group(self.pidfile)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.process.aclose(), _COMMAND_TIMEOUT)
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):

@@ -159,14 +159,12 @@ def test_large_contexts_travel_as_files(prime_cloud: FakePrimeCloud, workdir: st
 
 
 def test_the_runtime_ends_in_band_on_close(prime_cloud: FakePrimeCloud, workdir: str) -> None:
-    """The live process has no stdin EOF: the core's `shutdown` message ends it, no signal needed."""
+    """The live process has no stdin EOF: the core's `shutdown` message ends it, before any signal."""
     environment = prime_environment(workdir=workdir)
     _run(environment, "x = 1")
     (sandbox,) = prime_cloud.sandboxes.values()
     (runtime,) = sandbox.live_processes
     assert runtime.returncode == 0  # exited by itself; a kill would be -9
-    kills = [c["command"] for c in _calls(prime_cloud, "execute_command") if "kill -9" in c["command"]]
-    assert kills == []
 
 
 def test_multi_turn_state_persists_across_cells(prime_cloud: FakePrimeCloud, workdir: str) -> None:
