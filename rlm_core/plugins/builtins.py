@@ -100,3 +100,26 @@ def _console(**kwargs: Any) -> Any:
 def rlm_register_loggers(register: Register) -> None:
     register("jsonl", _jsonl)
     register("console", _console)
+
+
+_DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
+
+
+@hookimpl
+def rlm_cleanup_sandboxes(include_live: bool, dry_run: bool) -> list[dict[str, Any]]:
+    """Docker containers of killed rlm-core processes; nothing to do where no engine is configured."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("docker") is None:
+        return []  # without docker-py this installation never started a container
+    if not os.environ.get("DOCKER_HOST") and not os.path.exists(_DEFAULT_DOCKER_SOCKET):
+        return []
+    from rlm_core.environments.docker_env import cleanup_containers
+    from rlm_core.errors import RLMError
+
+    try:
+        containers = cleanup_containers(include_live=include_live, dry_run=dry_run)
+    except RLMError as exc:
+        return [{"kind": "docker", "error": str(exc)}]
+    return [{"kind": "docker", **container, "removed": not dry_run} for container in containers]

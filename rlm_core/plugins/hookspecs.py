@@ -84,3 +84,25 @@ def rlm_on_event(event: RunEvent) -> None:
     :param event: an ``rlm_core.events.RunEvent`` with ``kind``, ``run_id``, ``depth``,
         ``timestamp`` and kind-specific ``data``.
     """
+
+
+@hookspec
+def rlm_cleanup_sandboxes(include_live: bool, dry_run: bool) -> list[dict[str, Any]]:
+    """Find (and unless ``dry_run``, remove) sandboxes that rlm-core processes left behind.
+
+    Called by ``rlm cleanup``; every sandbox plugin answers (not ``firstresult``), each call isolated:
+    an implementation that raises is reported under its plugin's name and the others still run. Find
+    your sandboxes by the labels, tags or names carrying the owner that your transport gave them.
+
+    :param include_live: False: only sandboxes whose owner process is gone (owner host is this
+        machine and its pid is dead). True: every rlm-core sandbox this plugin can see, also those
+        of live processes and other hosts (it stops their runs).
+    :param dry_run: list what would be removed; remove nothing.
+    :return: one dict per sandbox acted on (or that would be): ``{"kind": "docker", "id": ...,
+        "run_id": ..., "owner_pid": ..., "owner_host": ..., "removed": bool}``; ``kind`` names
+        the sandbox service and groups the output. ``removed`` is False in a dry run or when the
+        removal failed (then add ``"error"``). A plugin that cannot reach its service returns
+        one entry ``{"kind": ..., "error": "what failed and how to fix it"}`` rather than raising;
+        a plugin with nothing configured (no engine, no credentials) returns ``[]``.
+    """
+    raise NotImplementedError  # a specification: pluggy calls the plugins' implementations, never this

@@ -61,6 +61,15 @@ class Registration:
     plugin: str
 
 
+@attrs.define(frozen=True)
+class HookAnswer:
+    """One plugin's answer to a hook called through :meth:`PluginRegistry.call_each`."""
+
+    plugin: str
+    value: Any
+    error: Exception | None = None
+
+
 def _env_list(name: str) -> set[str] | None:
     raw = os.environ.get(name)
     if raw is None:
@@ -264,6 +273,19 @@ class PluginRegistry:
                         RuntimeWarning,
                         stacklevel=2,
                     )
+
+    def call_each(self, hook: str, **kwargs: Any) -> list[HookAnswer]:
+        """Call every implementation of ``hook`` one at a time, so one plugin's failure never hides
+        the others' answers; an exception is returned in its plugin's answer, not raised."""
+        self.ensure_loaded()
+        answers = []
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            self._trace(impl.plugin_name, hook)
+            try:
+                answers.append(HookAnswer(impl.plugin_name, impl.function(**kwargs)))
+            except Exception as exc:
+                answers.append(HookAnswer(impl.plugin_name, None, exc))
+        return answers
 
     def has_observers(self) -> bool:
         self.ensure_loaded()

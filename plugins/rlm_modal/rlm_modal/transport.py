@@ -1,0 +1,397 @@
+"""The Modal transport: one Modal Sandbox; files through its filesystem API, the runtime through ``exec``.
+
+The runtime's stdin/stdout are the stream, so the sandbox needs no tunnel, no open port and no API
+key: sub-calls travel back over the stream. The Modal SDK is imported when a sandbox starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import logging
+import posixpath
+import shlex
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rlm_core.errors import ConfigurationError, SandboxError
+from rlm_modal.owner import new_run_id, owner_tags
+
+logger = logging.getLogger("rlm_modal")
+
+DEFAULT_APP_NAME = "rlm-core"
+DEFAULT_PYTHON_VERSION = "3.11"
+WORKDIR = "/rlm"
+_STDERR_TAIL_CHARS = 4000
+_KILL_TIMEOUT = 15.0
+_EXIT_GRACE = 0.5
+_TERMINATE_TIMEOUT = 30.0
+_LATE_CREATE_TIMEOUT = 120.0
+
+
+def import_modal() -> Any:
+    try:
+        import modal
+    except ImportError:
+        raise SandboxError(
+            "the modal environment needs the Modal SDK, which is not installed; pip install rlm-modal"
+        ) from None
+    return modal
+
+
+def memory_mib(value: int | str | None) -> int | None:
+    """MiB from an int (MiB, as Modal takes it) or a string like ``"512m"`` / ``"4g"``."""
+    if value is None or isinstance(value, int):
+        if isinstance(value, int) and value <= 0:
+            raise ConfigurationError(f"memory must be a positive number of MiB, got {value}")
+        return value
+    text = str(value).strip().lower().removesuffix("b").removesuffix("i")
+    units = {"m": 1, "g": 1024, "t": 1024 * 1024}
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"memory {value!r} is not a size; use MiB (int) or a string like '512m' or '4g'"
+        ) from None
+
+
+# -- termination at interpreter exit -------------------------------------------------------------
+
+_live: dict[str, ModalTransport] = {}
+_live_lock = threading.Lock()
+_atexit_installed = False
+
+
+def terminate_live_sandboxes() -> None:
+    """Terminate every sandbox this process still holds (runs at interpreter exit, e.g. after Ctrl-C)."""
+    with _live_lock:
+        transports = list(_live.values())
+        _live.clear()
+    for transport in transports:
+        sandbox = transport.sandbox
+        if sandbox is None:
+            continue
+        try:
+            sandbox.terminate()  # the SDK's blocking form: no event loop runs at exit
+        except Exception as exc:
+            logger.warning("could not terminate Modal sandbox %s at exit: %s", transport.sandbox_id, exc)
+
+
+def _track(transport: ModalTransport) -> None:
+    global _atexit_installed
+    with _live_lock:
+        _live[transport.sandbox_id] = transport
+        if not _atexit_installed:
+            atexit.register(terminate_live_sandboxes)
+            _atexit_installed = True
+
+
+def _untrack(sandbox_id: str) -> None:
+    with _live_lock:
+        _live.pop(sandbox_id, None)
+
+
+# -- the stream ----------------------------------------------------------------------------------
+
+
+class ModalProcessStream:
+    """A :class:`~rlm_core.environments.ByteStream` over one ``Sandbox.exec`` process (bytes mode)."""
+
+    def __init__(self, transport: ModalTransport, process: Any, pidfile: str) -> None:
+        self.transport = transport
+        self.process = process
+        self.pidfile = pidfile
+        self._chunks = aiter(process.stdout)
+        self._buffer = bytearray()
+        self._eof = False
+        self._closed = False
+        self._exit_code: int | None = None
+        self._stderr_tail = ""
+        self._stderr_task = asyncio.create_task(self._drain_stderr(), name="rlm-modal-stderr")
+
+    async def _drain_stderr(self) -> None:
+        with contextlib.suppress(Exception):
+            async for chunk in self.process.stderr:
+                text = chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else str(chunk)
+                self._stderr_tail = (self._stderr_tail + text)[-_STDERR_TAIL_CHARS:]
+
+    async def read(self, max_bytes: int) -> bytes:
+        while not self._buffer and not self._eof:
+            try:
+                chunk = await anext(self._chunks)
+            except StopAsyncIteration:
+                self._eof = True
+                break
+            except Exception as exc:  # the sandbox went away under the stream: that is EOF too
+                logger.info("reading from %s ended: %s", self.transport.describe(), exc)
+                self._eof = True
+                break
+            self._buffer += chunk.encode("utf-8") if isinstance(chunk, str) else chunk
+        data = bytes(self._buffer[:max_bytes])
+        del self._buffer[:max_bytes]
+        return data
+
+    async def write(self, data: bytes) -> None:
+        try:
+            self.process.stdin.write(data)
+            await self.process.stdin.drain.aio()
+        except Exception as exc:
+            raise ConnectionError(f"the runtime in {self.transport.describe()} is gone: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # stdin EOF ends the runtime (after the core's in-band `shutdown` it is already ending);
+        # then its process group is killed from inside the sandbox, since Modal's process handle
+        # cannot signal: the runtime leads the group, so what its cells started goes too.
+        with contextlib.suppress(Exception):
+            self.process.stdin.write_eof()
+            await asyncio.wait_for(self.process.stdin.drain.aio(), timeout=5)
+        with contextlib.suppress(Exception):
+            self._exit_code = await asyncio.wait_for(self.process.wait.aio(), _EXIT_GRACE)
+        await self.transport.kill_process_group(self.pidfile)
+        if self._exit_code is None:
+            with contextlib.suppress(Exception):
+                self._exit_code = await asyncio.wait_for(self.process.wait.aio(), timeout=5)
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(self._stderr_task, timeout=1.0)
+        self._stderr_task.cancel()
+        close_chunks = getattr(self._chunks, "aclose", None)
+        if close_chunks is not None:
+            with contextlib.suppress(Exception):
+                await close_chunks()
+
+    def diagnostics(self) -> str:
+        parts = []
+        if self._exit_code is not None:
+            parts.append(
+                f"exit code {self._exit_code}"
+                + (" (killed: often the memory limit)" if self._exit_code == 137 else "")
+            )
+        tail = self._stderr_tail.strip()
+        if tail:
+            parts.append("stderr: " + tail[-600:])
+        return "; ".join(parts)
+
+
+# -- the transport -------------------------------------------------------------------------------
+
+
+class ModalTransport:
+    """A :class:`~rlm_core.environments.Transport` over one Modal Sandbox.
+
+    ``image``: None (Debian slim with ``python_version``), a registry tag such as
+    ``"python:3.12-slim"``, or a ``modal.Image`` you built; ``pip``/``apt`` packages are added on
+    top. ``secrets``: Modal Secret names, dicts of variables, or ``modal.Secret`` objects; they and
+    ``env`` are the only variables the sandbox gets (nothing of the host's environment).
+    """
+
+    def __init__(
+        self,
+        *,
+        image: Any = None,
+        python_version: str = DEFAULT_PYTHON_VERSION,
+        pip: Sequence[str] = (),
+        apt: Sequence[str] = (),
+        add_python: str | None = None,
+        app_name: str = DEFAULT_APP_NAME,
+        environment_name: str | None = None,
+        sandbox_timeout: int = 3600,
+        idle_timeout: int | None = None,
+        cpu: float | None = None,
+        memory: int | str | None = None,
+        gpu: str | None = None,
+        region: str | Sequence[str] | None = None,
+        block_network: bool = True,
+        secrets: Sequence[Any] = (),
+        env: Mapping[str, str] | None = None,
+        workdir: str = WORKDIR,
+        python: str = "python3",
+        run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        if isinstance(pip, str) or isinstance(apt, str):
+            raise ConfigurationError("pip and apt take a list of package names, e.g. pip=['numpy']")
+        if sandbox_timeout <= 0 or (idle_timeout is not None and idle_timeout <= 0):
+            raise ConfigurationError(
+                f"sandbox_timeout and idle_timeout are positive seconds, got {sandbox_timeout!r} and "
+                f"{idle_timeout!r}"
+            )
+        if not posixpath.isabs(workdir):
+            raise ConfigurationError(f"workdir must be an absolute path inside the sandbox, got {workdir!r}")
+        self.image = image
+        self.python_version = python_version
+        self.pip = list(pip)
+        self.apt = list(apt)
+        self.add_python = add_python
+        self.app_name = app_name
+        self.environment_name = environment_name
+        self.sandbox_timeout = int(sandbox_timeout)
+        self.idle_timeout = idle_timeout
+        self.cpu = cpu
+        self.memory = memory_mib(memory)
+        self.gpu = gpu
+        self.region = region
+        self.block_network = block_network
+        self.secrets = list(secrets)
+        self.env = dict(env or {})
+        self.workdir = workdir
+        self.python = python
+        self.run_id = run_id or new_run_id()
+        self.extra_tags = dict(tags or {})
+        self.sandbox: Any = None
+        self.sandbox_id = ""
+        self._streams = 0
+
+    def describe(self) -> str:
+        return f"Modal sandbox {self.sandbox_id or '(not started)'} in app {self.app_name!r}"
+
+    def tags(self) -> dict[str, str]:
+        return {**self.extra_tags, **owner_tags(self.run_id)}
+
+    def _build_image(self, modal: Any) -> Any:
+        image = self.image
+        if image is None:
+            image = modal.Image.debian_slim(python_version=self.python_version)
+        elif isinstance(image, str):
+            image = modal.Image.from_registry(image, add_python=self.add_python)
+        if self.apt:
+            image = image.apt_install(*self.apt)
+        if self.pip:
+            image = image.pip_install(*self.pip)
+        return image
+
+    def _build_secrets(self, modal: Any) -> list[Any]:
+        built = []
+        for secret in self.secrets:
+            if isinstance(secret, str):
+                built.append(modal.Secret.from_name(secret, environment_name=self.environment_name))
+            elif isinstance(secret, Mapping):
+                built.append(modal.Secret.from_dict(dict(secret)))
+            else:
+                built.append(secret)
+        return built
+
+    async def start(self) -> None:
+        if self.sandbox is not None:
+            return
+        modal = import_modal()
+        began = time.monotonic()
+        logger.info(
+            "starting a Modal sandbox in app %r (image build and start-up can take a while)", self.app_name
+        )
+        try:
+            app = await modal.App.lookup.aio(
+                self.app_name, create_if_missing=True, environment_name=self.environment_name
+            )
+            creating = asyncio.ensure_future(
+                modal.Sandbox.create.aio(
+                    app=app,
+                    image=self._build_image(modal),
+                    tags=self.tags(),
+                    timeout=self.sandbox_timeout,
+                    idle_timeout=self.idle_timeout,
+                    gpu=self.gpu,
+                    region=self.region,
+                    cpu=self.cpu,
+                    memory=self.memory,
+                    block_network=self.block_network,
+                    secrets=self._build_secrets(modal),
+                    env=self.env or None,
+                    environment_name=self.environment_name,
+                )
+            )
+        except Exception as exc:
+            raise self._start_error(modal, exc) from exc
+        try:
+            sandbox = await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            # Cancelled (Ctrl-C) while Modal was creating it: the sandbox may exist already.
+            await _terminate_when_created(creating)
+            raise
+        except Exception as exc:
+            raise self._start_error(modal, exc) from exc
+        self.sandbox = sandbox
+        self.sandbox_id = str(sandbox.object_id)
+        _track(self)
+        logger.info(
+            "Modal sandbox %s is up after %.1fs (run %s)",
+            self.sandbox_id,
+            time.monotonic() - began,
+            self.run_id,
+        )
+        try:  # created here, not as the sandbox's workdir: an image need not have it
+            await sandbox.filesystem.make_directory.aio(self.workdir, create_parents=True)
+        except Exception as exc:
+            raise SandboxError(f"could not create {self.workdir} in {self.describe()}: {exc}") from exc
+
+    def _start_error(self, modal: Any, exc: Exception) -> SandboxError:
+        if isinstance(exc, modal.exception.AuthError):
+            return SandboxError(
+                f"Modal rejected the credentials ({exc}); run `modal token new`, or set MODAL_TOKEN_ID and "
+                "MODAL_TOKEN_SECRET on the host (they never enter the sandbox)"
+            )
+        return SandboxError(
+            f"could not start a Modal sandbox in app {self.app_name!r}: {type(exc).__name__}: {exc}. Check "
+            "the image, the resources (cpu, memory, gpu, region) and your Modal credentials"
+        )
+
+    def _require(self) -> Any:
+        if self.sandbox is None:
+            raise SandboxError("the Modal sandbox was not started; call start() first")
+        return self.sandbox
+
+    async def put_file(self, path: str, data: bytes) -> None:
+        sandbox = self._require()
+        try:
+            await sandbox.filesystem.write_bytes.aio(data, path)
+        except Exception as exc:
+            raise SandboxError(f"could not write {path} into {self.describe()}: {exc}") from exc
+
+    async def open_stream(self, argv: list[str]) -> ModalProcessStream:
+        sandbox = self._require()
+        self._streams += 1
+        pidfile = posixpath.join(self.workdir, f"runtime-{self._streams}.pid")
+        # sh records its pid and then becomes the runtime (exec), so close() can kill its group.
+        command = ["sh", "-c", f'echo $$ > {shlex.quote(pidfile)} && exec "$@"', "rlm-runtime", *argv]
+        try:
+            process = await sandbox.exec.aio(*command, workdir=self.workdir, text=False)
+        except Exception as exc:
+            raise SandboxError(f"could not start the runtime in {self.describe()}: {exc}") from exc
+        return ModalProcessStream(self, process, pidfile)
+
+    async def kill_process_group(self, pidfile: str) -> None:
+        """SIGKILL the process group whose leader's pid is in ``pidfile``; quiet if it or the sandbox is gone."""
+        if self.sandbox is None:
+            return
+        script = f'p=$(cat {shlex.quote(pidfile)} 2>/dev/null) && kill -9 -"$p" "$p" 2>/dev/null; true'
+        with contextlib.suppress(Exception):
+            killer = await asyncio.wait_for(
+                self.sandbox.exec.aio("sh", "-c", script, text=False), _KILL_TIMEOUT
+            )
+            await asyncio.wait_for(killer.wait.aio(), _KILL_TIMEOUT)
+
+    async def close(self) -> None:
+        sandbox = self.sandbox
+        if sandbox is None:
+            return
+        try:
+            await asyncio.wait_for(sandbox.terminate.aio(), _TERMINATE_TIMEOUT)
+        except Exception as exc:  # already gone, or Modal unreachable: the sandbox timeout ends it
+            logger.info("terminating %s: %s", self.describe(), exc)
+        # Forgotten only now: a close() cancelled mid-way leaves it to the exit handler.
+        self.sandbox = None
+        _untrack(self.sandbox_id)
+        logger.info("Modal sandbox %s terminated", self.sandbox_id)
+
+
+async def _terminate_when_created(creating: asyncio.Future[Any]) -> None:
+    with contextlib.suppress(BaseException):
+        sandbox = await asyncio.wait_for(creating, _LATE_CREATE_TIMEOUT)
+        await asyncio.wait_for(sandbox.terminate.aio(), _TERMINATE_TIMEOUT)
