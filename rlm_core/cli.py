@@ -29,6 +29,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("run", "rlm_core.cli:add_run_parser"),
     ("plugins", "rlm_core.cli:add_plugins_parser"),
     ("cleanup", "rlm_core.cli_cleanup:add_cleanup_parser"),
+    ("batch", "rlm_core.cli_batch:add_batch_parser"),
 ]
 
 

@@ -62,6 +62,7 @@ class LMResponse:
     finish_reason: str | None = None
     cost: float | None = None
     latency: float = 0.0
+    cached: bool = False  # served from a sub-call cache: no provider call, 0 tokens
 
 
 @attrs.define
