@@ -22,7 +22,8 @@ class JobLedger:
 
     A new item may start when the tokens (and cost) spent so far, plus what the items in flight are
     still expected to spend, plus one more item, stay within the ceiling. "Expected" is the mean of
-    the items finished so far; before the first one finishes only what was really spent counts.
+    the items finished so far (earlier runs of the job included); before the first one finishes
+    only what was really spent counts, so the first ``max_concurrent`` items may all start.
     Items already running are never stopped by the ledger: their own budgets bound them.
     """
 
@@ -32,12 +33,14 @@ class JobLedger:
         max_cost: float | None = None,
         prior_tokens: int = 0,
         prior_cost: float = 0.0,
+        prior_items: int = 0,
     ) -> None:
         self.max_tokens = max_tokens
         self.max_cost = max_cost
         self._lock = threading.Lock()  # calls are recorded from worker threads too
         self.prior_tokens = prior_tokens
         self.prior_cost = prior_cost
+        self.prior_items = prior_items  # finished by earlier runs of the job: they inform the mean
         self.live_tokens = prior_tokens
         self.live_cost = prior_cost
         self.done_tokens = 0
@@ -73,7 +76,8 @@ class JobLedger:
             for unit, ceiling, live, prior, done in checks:
                 if ceiling is None:
                     continue
-                mean = done / self.done_items if self.done_items else 0.0
+                finished = self.prior_items + self.done_items
+                mean = (prior + done) / finished if finished else 0.0
                 spent_in_flight = max(live - prior - done, 0)
                 projected = live + max(mean * in_flight - spent_in_flight, 0) + mean
                 if live >= ceiling or projected > ceiling:

@@ -159,6 +159,7 @@ async def arun_batch(
         max_job_cost,
         prior_tokens=sum(int(r.get("tokens") or 0) for r in previous.values()),
         prior_cost=sum(float(r.get("cost") or 0.0) for r in previous.values()),
+        prior_items=len(previous),
     )
     job_settings = job_settings_of(rlm_kwargs if rlm_kwargs is not None else rlm)
     if log_dir is not None and rlm_kwargs is None:
