@@ -81,7 +81,10 @@ def batch_command(args: argparse.Namespace) -> int:
     from rlm_core.cli import EXIT_NO_ANSWER, EXIT_OK, UsageError, build_rlm_kwargs
     from rlm_core.errors import ConfigurationError, PluginError
 
-    for flag, value in (("--max-concurrent", args.max_concurrent), ("--max-model-calls", args.max_model_calls)):
+    for flag, value in (
+        ("--max-concurrent", args.max_concurrent),
+        ("--max-model-calls", args.max_model_calls),
+    ):
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
     try:

@@ -31,7 +31,9 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
 def write_items(path: Path, ids: list[str], **extra: Any) -> Path:
     with path.open("w") as out:
         for item_id in ids:
-            out.write(json.dumps({"id": item_id, "context": "ctx", "question": question_for(item_id), **extra}))
+            out.write(
+                json.dumps({"id": item_id, "context": "ctx", "question": question_for(item_id), **extra})
+            )
             out.write("\n")
     return path
 
@@ -124,7 +126,10 @@ async def test_job_token_ceiling_stops_new_items_at_the_right_point(
     assert sum(server.counts(ROOT).values()) == 2 * 6  # the probe and five items, nothing more
     # A rerun with the same ceiling starts nothing new (the job's spend is already near it) ...
     again = await arun_batch(
-        output.parent / "items.jsonl", output, rlm_kwargs=server.rlm_kwargs(), max_job_tokens=int(per_item * 5.5)
+        output.parent / "items.jsonl",
+        output,
+        rlm_kwargs=server.rlm_kwargs(),
+        max_job_tokens=int(per_item * 5.5),
     )
     assert again.summary.resumed == 5 and again.summary.ok == 0
     # ... and a raised one continues where it stopped, with up to max_concurrent items in flight.
@@ -154,13 +159,17 @@ def test_bad_lines_missing_files_and_unknown_settings_fail_only_their_item(
     items = tmp_path / "items.jsonl"
     items.write_text("\n".join(lines) + "\n")
     output = tmp_path / "results.jsonl"
-    done = rlm_batch(str(items), "-o", str(output), "--json", "--log-dir", str(tmp_path / "logs"), *server.cli_flags())
+    done = rlm_batch(
+        str(items), "-o", str(output), "--json", "--log-dir", str(tmp_path / "logs"), *server.cli_flags()
+    )
     assert done.returncode == 1, done.stderr
     by_id = {r["id"]: r for r in read_results(output)}
     assert set(by_id) == {"good1", "line-2", "nofile", "odd", "good2"}
     assert by_id["good1"]["status"] == by_id["good2"]["status"] == "ok"
     assert "line 2 is not valid JSON" in by_id["line-2"]["error"]
-    assert "cannot read context_path" in by_id["nofile"]["error"] and "missing.txt" in by_id["nofile"]["error"]
+    assert (
+        "cannot read context_path" in by_id["nofile"]["error"] and "missing.txt" in by_id["nofile"]["error"]
+    )
     assert "unknown settings ['temprature']" in by_id["odd"]["error"]
     assert server.counts(ROOT).keys() == {"good1", "good2"}
     log = Path(by_id["good2"]["log_path"])  # each item's trajectory, for rlm view
@@ -177,15 +186,21 @@ async def test_sub_call_cache_asks_each_identical_sub_call_once_across_runs(
     server: ServerProcess, tmp_path: Path
 ) -> None:
     cache = tmp_path / "subcalls.sqlite"
-    items = [{"id": f"s{n}", "context": "c", "question": question_for(f"s{n}") + " [cache]"} for n in range(6)]
-    first = await arun_batch(items, tmp_path / "one.jsonl", rlm_kwargs=server.rlm_kwargs(True), cache=cache, max_concurrent=1)
+    items = [
+        {"id": f"s{n}", "context": "c", "question": question_for(f"s{n}") + " [cache]"} for n in range(6)
+    ]
+    first = await arun_batch(
+        items, tmp_path / "one.jsonl", rlm_kwargs=server.rlm_kwargs(True), cache=cache, max_concurrent=1
+    )
     assert all(r.ok for r in first.results)
     assert sum(server.counts(SUB).values()) == 1  # six items, one identical sub-call, asked once
     assert [r.cached_calls for r in first.results] == [0, 1, 1, 1, 1, 1]
     second = await arun_batch(items, tmp_path / "two.jsonl", rlm_kwargs=server.rlm_kwargs(True), cache=cache)
     assert sum(server.counts(SUB).values()) == 1  # the rerun asked nothing for it
     assert all(r.ok and r.cached_calls == 1 for r in second.results)
-    assert all(r.usage["sub"]["total_tokens"] == 0 and r.usage["sub"]["total_calls"] == 1 for r in second.results)
+    assert all(
+        r.usage["sub"]["total_tokens"] == 0 and r.usage["sub"]["total_calls"] == 1 for r in second.results
+    )
     # Without temperature 0 nothing is cached: another answer could come back.
     await arun_batch(items[:2], tmp_path / "three.jsonl", rlm_kwargs=server.rlm_kwargs(), cache=cache)
     assert sum(server.counts(SUB).values()) == 3
@@ -205,7 +220,9 @@ def test_failed_items_are_kept_until_retry_failed(server: ServerProcess, tmp_pat
 
 def test_rlm_batch_in_input_or_completion_order(server: ServerProcess, tmp_path: Path) -> None:
     items = [{"id": f"a{n}", "context": "c", "question": question_for(f"a{n}")} for n in range(8)]
-    items.append(BatchItem(id="tuned", question=question_for("tuned"), context="c", settings={"max_iterations": 1}))
+    items.append(
+        BatchItem(id="tuned", question=question_for("tuned"), context="c", settings={"max_iterations": 1})
+    )
     with RLM(**server.rlm_kwargs()) as rlm:
         ordered = rlm.batch(items, max_concurrent=4)
         assert [r.id for r in ordered] == [f"a{n}" for n in range(8)] + ["tuned"]

@@ -65,7 +65,12 @@ class SubCallCache:
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO subcalls (key, text, output_tokens, finish_reason) VALUES (?, ?, ?, ?)",
-                (self.key(model, request), response.text, response.usage.output_tokens, response.finish_reason),
+                (
+                    self.key(model, request),
+                    response.text,
+                    response.usage.output_tokens,
+                    response.finish_reason,
+                ),
             )
 
     def close(self) -> None:

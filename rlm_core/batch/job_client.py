@@ -61,7 +61,8 @@ class JobClient:
         if acomplete is not None:
             response: LMResponse = await acomplete(request)
             return response
-        return await asyncio.to_thread(self.inner.complete, request)  # type: ignore[no-any-return]
+        response = await asyncio.to_thread(self.inner.complete, request)
+        return response
 
     def _record(self, request: LMRequest, response: LMResponse) -> None:
         if response.cost is None and getattr(self.inner, "price", None) is not None:

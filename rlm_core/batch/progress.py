@@ -54,10 +54,7 @@ class RichProgress:
 
     def _detail(self) -> str:
         c = self.counts
-        return (
-            f"ok {c.done} · failed {c.failed} · running {c.in_flight} · "
-            f"{c.tokens:,} tok · ${c.cost:.4f}"
-        )
+        return f"ok {c.done} · failed {c.failed} · running {c.in_flight} · {c.tokens:,} tok · ${c.cost:.4f}"
 
     def start(self, total: int | None) -> None:
         self._bar.start()

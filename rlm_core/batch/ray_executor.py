@@ -151,7 +151,9 @@ class RayExecutor:
         ).options(max_concurrency=per_worker)
         kwargs = dict(rlm_kwargs)
         self.workers = [
-            worker_actor.remote(kwargs, self.ledger, None if log_dir is None else str(log_dir), options.cache_path)
+            worker_actor.remote(
+                kwargs, self.ledger, None if log_dir is None else str(log_dir), options.cache_path
+            )
             for _ in range(count)
         ]
         self._next = itertools.cycle(self.workers)

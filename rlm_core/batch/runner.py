@@ -159,7 +159,7 @@ async def arun_batch(
         max_job_cost,
         prior_tokens=sum(int(r.get("tokens") or 0) for r in previous.values()),
         prior_cost=sum(float(r.get("cost") or 0.0) for r in previous.values()),
-        prior_items=len(previous),
+        prior_items=sum(1 for r in previous.values() if r.get("tokens")),
     )
     job_settings = job_settings_of(rlm_kwargs if rlm_kwargs is not None else rlm)
     if log_dir is not None and rlm_kwargs is None:
@@ -190,11 +190,11 @@ async def arun_batch(
         await runner.aclose()
         if store is not None:
             store.close()
-    collected = [result for _, result in (sorted(job.results) if ordered else job.results)]
-    summary = BatchSummary.of(job.summary_results, time.perf_counter() - job.started, job.stopped_by)
-    if progress is not None:
-        progress.close(summary)
-    return BatchReport(collected if keep_results else [], summary)
+        summary = BatchSummary.of(job.summary_results, time.perf_counter() - job.started, job.stopped_by)
+        if progress is not None:
+            progress.close(summary)  # also when interrupted: the display must not stay live
+    results = sorted(job.results, key=lambda pair: pair[0]) if ordered else job.results
+    return BatchReport([result for _, result in results] if keep_results else [], summary)
 
 
 class _Job:
@@ -284,7 +284,9 @@ class _Job:
             self.progress.item_finished(result, state)
 
 
-def run_batch(items: Iterable[Any] | str | Path, output: str | Path | None = None, **options: Any) -> BatchReport:
+def run_batch(
+    items: Iterable[Any] | str | Path, output: str | Path | None = None, **options: Any
+) -> BatchReport:
     """``arun_batch`` from sync code (also inside a running loop, e.g. Jupyter)."""
     from rlm_core.rlm import _run_sync  # the core's one sync-over-async helper
 
