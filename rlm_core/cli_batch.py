@@ -64,7 +64,8 @@ def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
         nargs="?",
         const="local",
         metavar="ADDRESS",
-        help="run items on a Ray cluster (ADDRESS, e.g. ray://host:10001 or auto; none: a local one)",
+        help="run items on a Ray cluster: ADDRESS (ray://host:10001, auto) or, without one, a local "
+        "cluster for this job (give ITEMS before --ray, or write --ray=ADDRESS)",
     )
     out = parser.add_argument_group("output")
     out.add_argument("--log-dir", metavar="DIR", help="write each item's trajectory log into DIR")

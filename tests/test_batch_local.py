@@ -206,16 +206,17 @@ async def test_sub_call_cache_asks_each_identical_sub_call_once_across_runs(
     assert sum(server.counts(SUB).values()) == 3
 
 
-def test_failed_items_are_kept_until_retry_failed(server: ServerProcess, tmp_path: Path) -> None:
+async def test_failed_items_are_kept_until_retry_failed(server: ServerProcess, tmp_path: Path) -> None:
     items = write_items(tmp_path / "items.jsonl", ["f1", "f2"], max_iterations=1)  # needs 2 turns
-    output = tmp_path / "results.jsonl"
-    assert rlm_batch(str(items), "-o", str(output), *server.cli_flags()).returncode == 1
+    output, kwargs = tmp_path / "results.jsonl", server.rlm_kwargs()
+    first = await arun_batch(items, output, rlm_kwargs=kwargs)
     assert [r["stop_reason"] for r in read_results(output)] == ["max_iterations"] * 2
+    assert first.summary.failed == 2 and first.summary.by_stop_reason == {"max_iterations": 2}
     asked = sum(server.counts(ROOT).values())
-    again = rlm_batch(str(items), "-o", str(output), *server.cli_flags())
-    assert "2 done before" in again.stdout and sum(server.counts(ROOT).values()) == asked
-    retry = rlm_batch(str(items), "-o", str(output), "--retry-failed", *server.cli_flags())
-    assert "0 done before" in retry.stdout and sum(server.counts(ROOT).values()) == 2 * asked
+    again = await arun_batch(items, output, rlm_kwargs=kwargs)
+    assert again.summary.resumed == 2 and sum(server.counts(ROOT).values()) == asked
+    retry = await arun_batch(items, output, rlm_kwargs=kwargs, retry_failed=True)
+    assert retry.summary.failed == 2 and sum(server.counts(ROOT).values()) == 2 * asked
 
 
 def test_rlm_batch_in_input_or_completion_order(server: ServerProcess, tmp_path: Path) -> None:

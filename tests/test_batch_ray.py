@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,7 +90,7 @@ async def test_a_killed_worker_loses_no_item_and_duplicates_none(
 async def test_the_ledger_actor_holds_the_job_ceiling(
     ray_cluster: None, server: ServerProcess, tmp_path: Path
 ) -> None:
-    probe = await arun_batch(items(["r99"]), rlm_kwargs=server.rlm_kwargs(), executor="ray")
+    probe = await arun_batch(items(["r99"]), rlm_kwargs=server.rlm_kwargs())  # tokens of one item
     per_item = probe.results[0].tokens
     ids = [f"q{n:02d}" for n in range(12)]
     report = await arun_batch(
@@ -104,3 +105,22 @@ async def test_the_ledger_actor_holds_the_job_ceiling(
     assert report.summary.ok == 4 and report.summary.not_started == 8
     assert [r.id for r in report.results if r.ok] == ids[:4]
     assert sum(server.counts(ROOT).values()) == 2 * 5
+
+
+def test_rlm_batch_ray_joins_a_running_cluster(
+    ray_cluster: None, server: ServerProcess, tmp_path: Path
+) -> None:
+    items_file = tmp_path / "items.jsonl"
+    items_file.write_text("".join(json.dumps(item) + "\n" for item in items([f"c{n}" for n in range(10)])))
+    output = tmp_path / "results.jsonl"
+    command = ["rlm", "batch", str(items_file), "-o", str(output), "--ray", "auto", "--max-concurrent", "4",
+               "--json", "--log-dir", str(tmp_path / "logs"), *server.cli_flags()]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "rlm_core", *command[1:]], capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["ok"] == 10
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert sorted(r["id"] for r in records) == [f"c{n}" for n in range(10)]
+    assert all(Path(r["log_path"]).parent == tmp_path / "logs" for r in records)  # written by the workers
+    assert ray.cluster_resources().get("CPU") == 2  # the job left the cluster it joined running

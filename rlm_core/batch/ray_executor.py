@@ -136,8 +136,8 @@ class RayExecutor:
         workers: int | None = None,
     ) -> None:
         ray = self.ray = _import_ray()
-        self._owns_cluster = not ray.is_initialized()
-        if self._owns_cluster:
+        self._connected_here = not ray.is_initialized()
+        if self._connected_here:
             if address is None:  # a local cluster for this job alone, on this machine only
                 ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
             else:
@@ -180,5 +180,5 @@ class RayExecutor:
         finally:
             for actor in [*self.workers, self.ledger]:
                 self.ray.kill(actor)
-            if self._owns_cluster:
+            if self._connected_here:  # stops a cluster started here; only disconnects from another
                 self.ray.shutdown()
