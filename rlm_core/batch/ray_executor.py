@@ -136,6 +136,13 @@ class RayExecutor:
         workers: int | None = None,
     ) -> None:
         ray = self.ray = _import_ray()
+        try:
+            ray.cloudpickle.dumps(dict(rlm_kwargs))
+        except Exception as exc:
+            raise BatchInputError(
+                f"rlm_kwargs cannot be sent to Ray workers ({type(exc).__name__}: {exc}); give backend names "
+                "and plain settings, not client or logger objects (use log_dir= for logs)"
+            ) from exc
         self._connected_here = not ray.is_initialized()
         if self._connected_here:
             if address is None:  # a local cluster for this job alone, on this machine only
