@@ -349,3 +349,18 @@ class RLM:
             f"environment={self.environment_name!r}, "
             f"persistent={self.persistent})"
         )
+
+    # -- many completions ----------------------------------------------------------------------
+
+    def batch(self, items: Any, **options: Any) -> list[Any]:
+        """Run many completions as one job (``rlm_core.batch.arun_batch``): a list of ``BatchResult``
+        in input order, or in completion order with ``ordered=False``."""
+        return _run_sync(self.abatch(items, **options))
+
+    async def abatch(self, items: Any, **options: Any) -> list[Any]:
+        """``batch()``, natively async. Items run on this RLM; per-item settings and
+        ``executor="ray"`` need ``rlm_kwargs=`` (the RLM(...) arguments), which an RLM does not keep."""
+        from rlm_core.batch import arun_batch
+
+        report = await arun_batch(items, options.pop("output", None), rlm=self, **options)
+        return list(report.results)

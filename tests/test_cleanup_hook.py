@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from rlm_core import builtins, hookimpl
-from rlm_core.cli_cleanup import cleanup_main, collect_cleanup
-from rlm_core.plugins import PluginRegistry, get_registry, reset_registry
+from rlm_core import hookimpl
+from rlm_core.cli.cleanup import cleanup_main, collect_cleanup
+from rlm_core.plugins import PluginRegistry, builtins, get_registry, reset_registry
 
 
 class AcmeSandboxes:
@@ -137,7 +137,7 @@ def test_base_url_reaches_the_docker_plugin_and_is_restored(
 
 
 def test_the_hook_spec_documents_what_an_answer_holds() -> None:
-    from rlm_core import hookspecs
+    from rlm_core.plugins import hookspecs
 
     doc = hookspecs.rlm_cleanup_sandboxes.__doc__ or ""
     for needle in (":param include_live:", ":param dry_run:", '"kind"', '"removed"', '"error"'):

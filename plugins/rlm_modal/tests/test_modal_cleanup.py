@@ -13,7 +13,7 @@ import pytest
 from modal_fakes import FakeModalCloud
 from rlm_modal.cleanup import cleanup_sandboxes
 
-from rlm_core.cli_cleanup import cleanup_main
+from rlm_core.cli.cleanup import cleanup_main
 from rlm_core.plugins import reset_registry
 
 

@@ -14,7 +14,7 @@ from rlm_prime import cleanup as prime_cleanup
 from rlm_prime.cleanup import cleanup_sandboxes
 from rlm_prime.owner import host_label
 
-from rlm_core.cli_cleanup import cleanup_main
+from rlm_core.cli.cleanup import cleanup_main
 from rlm_core.plugins import reset_registry
 
 
