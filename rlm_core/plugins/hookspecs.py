@@ -28,7 +28,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 class Register(Protocol):
     """The callback handed to every ``rlm_register_*`` hook."""
 
-    def __call__(self, name: str, factory: Any, *, replace: bool = False) -> None: ...
+    def __call__(
+        self, name: str, factory: Any, *, replace: bool = False, hint: str | None = None
+    ) -> None: ...
 
 
 @hookspec
@@ -106,3 +108,19 @@ def rlm_cleanup_sandboxes(include_live: bool, dry_run: bool) -> list[dict[str, A
         a plugin with nothing configured (no engine, no credentials) returns ``[]``.
     """
     raise NotImplementedError  # a specification: pluggy calls the plugins' implementations, never this
+
+
+@hookspec(firstresult=True)
+def rlm_default_backend() -> tuple[str, dict[str, Any]] | None:
+    """Offer a backend for when none is named and no provider API key is set.
+
+    Called by ``RLM(backend=None)`` and ``rlm run`` after explicit arguments and provider keys in
+    the environment found nothing. The first plugin that returns an offer wins (``firstresult``),
+    so return None unless you can really serve (e.g. your model files are installed). Keep it cheap:
+    check metadata or files, start nothing.
+
+    :return: ``(backend_name, backend_kwargs)`` or ``(backend_name, backend_kwargs, reason)``, where
+        ``backend_name`` is a client this plugin registered and ``reason`` one line for people
+        (``rlm run --verbose`` shows it); or None. To say what a user could install to make your
+        offer possible, pass ``hint=`` when you register the client: errors show it.
+    """

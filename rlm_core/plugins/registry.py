@@ -7,6 +7,10 @@ that fails to import or raises in a hook is recorded with its error and skipped.
 - ``RLM_DISABLE_PLUGINS=a,b``: never load these.
 - ``RLM_STRICT_PLUGINS=1``: any plugin error is raised instead of recorded.
 - ``RLM_TRACE_PLUGINS=1``: print every hook call to stderr (pluggy tracing).
+
+Hooks are called through pluggy, so ``firstresult`` specs and hook wrappers behave as pluggy
+documents; each plugin is registered behind an isolating stand-in (``isolation.py``) so a failure
+is pinned on its plugin and never stops the others.
 """
 
 from __future__ import annotations
@@ -25,18 +29,14 @@ import pluggy
 
 from rlm_core.errors import PluginError, UnknownNameError
 from rlm_core.plugins import hookspecs
+from rlm_core.plugins.isolation import IsolatedPlugin, current_plugin
 
 ENTRY_POINT_GROUP = "rlm"
 BUILTIN_PLUGIN = "rlm_core.plugins.builtins"
 KINDS = ("clients", "environments", "routing_policies", "loggers")
 
-# Names users commonly ask for, and the distribution that provides each.
-INSTALL_HINTS = {
-    "modal": "rlm-modal",
-    "prime": "rlm-prime",
-    "bedrock": "rlm-bedrock",
-    "llamacpp": "rlm-llamacpp",
-}
+# Plugins are published as ``rlm-<name>`` by convention: an unknown name suggests that distribution.
+DISTRIBUTION_PREFIX = "rlm-"
 
 
 @attrs.define
@@ -59,6 +59,10 @@ class Registration:
     name: str
     factory: Callable[..., Any]
     plugin: str
+    # What a user may need to do before this works (e.g. which extra installs a model), shown in
+    # errors that name no other way forward.
+    hint: str | None = None
+    replace: bool = False  # registered with replace=True: wins over a plain registration of the name
 
 
 @attrs.define(frozen=True)
@@ -100,10 +104,29 @@ class PluginRegistry:
         self._tracing = False
 
     def _trace(self, plugin: str, hook: str, detail: str = "") -> None:
-        # Hooks are called one implementation at a time (so a failure is pinned on its plugin), so
-        # tracing is ours rather than pluggy's.
+        # Each plugin's implementation reports its own call (see isolation.py), so a trace names plugins.
         if self._tracing:
             sys.stderr.write(f"rlm plugins: {hook} -> {plugin}{f' ({detail})' if detail else ''}\n")
+
+    def _enable_tracing(self) -> None:
+        self._tracing = bool(os.environ.get("RLM_TRACE_PLUGINS"))
+
+    def _on_hook_error(self, plugin: str, hook: str, exc: Exception) -> None:
+        if hook == "rlm_on_event":
+            if plugin not in self._failed_observers:
+                self._failed_observers.add(plugin)
+                warnings.warn(
+                    f"rlm plugin {plugin!r} raised in rlm_on_event (reported once, run continues):\n"
+                    + "".join(traceback.format_exception(exc)),
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return
+        info = self.infos.get(plugin)
+        if info is None:
+            return
+        message = str(exc) if isinstance(exc, PluginError) else f"{hook} raised {exc!r}"
+        self._record_error(info, message, exc)
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -133,7 +156,7 @@ class PluginRegistry:
         with self._lock:
             if self._loaded:
                 return
-            self._tracing = bool(os.environ.get("RLM_TRACE_PLUGINS"))
+            self._enable_tracing()
             from rlm_core.plugins import builtins
 
             self._add_plugin(builtins, BUILTIN_PLUGIN, _builtin_info())
@@ -141,8 +164,7 @@ class PluginRegistry:
                 self._add_plugin(plugin, name, PluginInfo(name, _module_name(plugin)))
             if self._load_entry_points:
                 self._load_from_entry_points()
-            for name in list(self.infos):
-                self._collect_registrations(name)
+            self._collect_registrations(None)
             self._loaded = True
 
     def _load_from_entry_points(self) -> None:
@@ -173,43 +195,47 @@ class PluginRegistry:
     def _add_plugin(self, plugin: object, name: str, info: PluginInfo) -> None:
         self.infos[name] = info
         try:
-            self.pm.register(plugin, name=name)
+            tracer = self._trace if self._tracing else None
+            self.pm.register(IsolatedPlugin(plugin, name, self._on_hook_error, tracer), name=name)
         except Exception as exc:
             self._record_error(info, f"could not be registered: {exc}", exc)
 
-    def _collect_registrations(self, plugin_name: str) -> None:
-        info = self.infos[plugin_name]
-        plugin = self.pm.get_plugin(plugin_name)
-        if plugin is None:
+    def _collect_registrations(self, plugin_name: str | None) -> None:
+        """Call the four registration hooks through pluggy: for every plugin, or for one added late."""
+        if plugin_name is not None and self.pm.get_plugin(plugin_name) is None:
             return
+        others = [
+            plugin
+            for name, plugin in self.pm.list_name_plugin()
+            if plugin_name is not None and name != plugin_name
+        ]
         for kind in KINDS:
-            hook = getattr(self.pm.hook, f"rlm_register_{kind}")
-            for impl in hook.get_hookimpls():
-                if impl.plugin_name != plugin_name:
-                    continue
-                register = self._make_register(kind, plugin_name, info)
-                self._trace(plugin_name, f"rlm_register_{kind}")
-                try:
-                    impl.function(register=register)
-                except PluginError as exc:
-                    self._record_error(info, str(exc), exc)
-                except Exception as exc:
-                    self._record_error(info, f"rlm_register_{kind} raised {exc!r}", exc)
+            hook_name = f"rlm_register_{kind}"
+            hook = (
+                self.pm.subset_hook_caller(hook_name, others) if others else getattr(self.pm.hook, hook_name)
+            )
+            hook(register=self._make_register(kind))
 
-    def _make_register(self, kind: str, plugin_name: str, info: PluginInfo) -> hookspecs.Register:
+    def _make_register(self, kind: str) -> hookspecs.Register:
         registry = self._registries[kind]
 
-        def register(name: str, factory: Any, *, replace: bool = False) -> None:
+        def register(name: str, factory: Any, *, replace: bool = False, hint: str | None = None) -> None:
+            # The isolating stand-in says which plugin is calling.
+            plugin_name = current_plugin.get() or "?"
+            info = self.infos.setdefault(plugin_name, PluginInfo(plugin_name, plugin_name))
             if not callable(factory):
                 raise PluginError(f"plugin {plugin_name!r} registered {kind} {name!r} with a non-callable")
             existing = registry.get(name)
-            if existing is not None and not replace:
+            # Whichever side passed replace=True wins, in whatever order pluggy called the plugins.
+            if existing is not None and existing.replace and not replace:
+                return
+            if existing is not None and replace == existing.replace:
                 raise PluginError(
                     f"{kind[:-1].replace('_', ' ')} name {name!r} is registered by both plugin "
                     f"{existing.plugin!r} and plugin {plugin_name!r}; rename one, disable one with "
                     f"RLM_DISABLE_PLUGINS, or pass replace=True from the one that should win"
                 )
-            registry[name] = Registration(name, factory, plugin_name)
+            registry[name] = Registration(name, factory, plugin_name, hint, replace)
             info.registered.setdefault(kind, []).append(name)
 
         return register
@@ -242,8 +268,11 @@ class PluginRegistry:
             noun = "routing policy"
         available = ", ".join(sorted(self._registries[kind])) or "none"
         message = f"unknown {noun} {name!r}; available: {available}."
-        if name in INSTALL_HINTS:
-            message += f" Install it with: pip install {INSTALL_HINTS[name]}"
+        if name not in self._registries[kind]:
+            message += (
+                f" If a plugin provides it, install that plugin (plugins are published as "
+                f"{DISTRIBUTION_PREFIX}<name>, e.g. pip install {DISTRIBUTION_PREFIX}{name}) and see `rlm plugins`."
+            )
         broken = [i for i in self.infos.values() if i.error]
         if broken:
             message += " Plugins that failed to load: " + "; ".join(f"{i.name}: {i.error}" for i in broken)
@@ -258,21 +287,33 @@ class PluginRegistry:
     def emit(self, event: Any) -> None:
         """Send a run event to every ``rlm_on_event`` observer; observers never break a run."""
         self.ensure_loaded()
-        for impl in self.pm.hook.rlm_on_event.get_hookimpls():
-            self._trace(
-                impl.plugin_name, "rlm_on_event", str(getattr(getattr(event, "kind", None), "value", ""))
+        self.pm.hook.rlm_on_event(event=event)
+
+    def default_backend(self) -> tuple[str, dict[str, Any], str] | None:
+        """The first plugin's offer to serve when no backend is named and no provider key is set:
+        ``(backend, backend_kwargs, reason)``, or None (the ``firstresult`` hook ``rlm_default_backend``)."""
+        self.ensure_loaded()
+        answer = self.pm.hook.rlm_default_backend()
+        if answer is None:
+            return None
+        if not (isinstance(answer, tuple) and len(answer) in (2, 3) and isinstance(answer[0], str)):
+            raise PluginError(
+                f"rlm_default_backend returned {answer!r}; expected (backend_name, backend_kwargs[, reason]) "
+                "or None"
             )
-            try:
-                impl.function(event=event)
-            except Exception:
-                if impl.plugin_name not in self._failed_observers:
-                    self._failed_observers.add(impl.plugin_name)
-                    warnings.warn(
-                        f"rlm plugin {impl.plugin_name!r} raised in rlm_on_event (reported once, run "
-                        f"continues):\n{traceback.format_exc()}",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
+        registration = self._registries["clients"].get(answer[0])
+        plugin = registration.plugin if registration is not None else "a plugin"
+        reason = str(answer[2]) if len(answer) == 3 else f"offered by {plugin} as the no-key default"
+        return answer[0], dict(answer[1] or {}), reason
+
+    def hints(self, kind: str) -> list[str]:
+        """The registered names of ``kind`` that carry a hint, as ``"name: hint"`` lines."""
+        self.ensure_loaded()
+        return [
+            f"{r.name}: {r.hint}"
+            for r in sorted(self._registries[kind].values(), key=lambda r: r.name)
+            if r.hint
+        ]
 
     def call_each(self, hook: str, **kwargs: Any) -> list[HookAnswer]:
         """Call every implementation of ``hook`` one at a time, so one plugin's failure never hides
@@ -282,7 +323,9 @@ class PluginRegistry:
         for impl in getattr(self.pm.hook, hook).get_hookimpls():
             self._trace(impl.plugin_name, hook)
             try:
-                answers.append(HookAnswer(impl.plugin_name, impl.function(**kwargs)))
+                # The plugin's own function (this loop isolates each call itself, and keeps the error).
+                function = getattr(impl.function, "__wrapped__", impl.function)
+                answers.append(HookAnswer(impl.plugin_name, function(**kwargs)))
             except Exception as exc:
                 answers.append(HookAnswer(impl.plugin_name, None, exc))
         return answers

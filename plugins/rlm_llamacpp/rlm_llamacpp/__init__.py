@@ -1,6 +1,7 @@
 """rlm-llamacpp: an embedded local model served in-process by llama.cpp, the no-API-key backend.
 
-Registers the ``llamacpp`` client; everything heavy is imported by the factory, on first use.
+Registers the ``llamacpp`` client and offers it as the no-key default when a model is installed;
+everything heavy is imported by the factory, on first use.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 from rlm_core import hookimpl
 from rlm_core.plugins.hookspecs import Register
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def _llamacpp(**backend_kwargs: Any) -> Any:
@@ -21,4 +22,13 @@ def _llamacpp(**backend_kwargs: Any) -> Any:
 
 @hookimpl
 def rlm_register_clients(register: Register) -> None:
-    register("llamacpp", _llamacpp)
+    from rlm_llamacpp.offer import HINT
+
+    register("llamacpp", _llamacpp, hint=HINT)
+
+
+@hookimpl
+def rlm_default_backend() -> tuple[str, dict[str, Any], str] | None:
+    from rlm_llamacpp.offer import default_backend
+
+    return default_backend()

@@ -17,8 +17,9 @@ from typing import IO, Any
 
 import attrs
 
-from rlm_core.defaults import QWEN_PART_DISTRIBUTIONS, cache_dir
+from rlm_core.defaults import cache_dir
 from rlm_core.errors import ConfigurationError
+from rlm_llamacpp.offer import QWEN_PART_DISTRIBUTIONS
 
 __all__ = [
     "BUNDLED_MODELS",
