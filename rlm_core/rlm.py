@@ -15,6 +15,8 @@ from rlm_core.config import RLMConfig, check_no_limit_keys
 from rlm_core.engine.broker import Broker
 from rlm_core.engine.budget import RunBudget
 from rlm_core.engine.emitter import Emitter
+from rlm_core.engine.loop_thread import LoopThread
+from rlm_core.engine.preparing import PreparingEnvironment
 from rlm_core.engine.run import Run
 from rlm_core.engine.tokens import TokenEstimator
 from rlm_core.environments.base import Environment
@@ -22,7 +24,7 @@ from rlm_core.errors import ConfigurationError, RLMError
 from rlm_core.loggers.base import RunLogger
 from rlm_core.plugins.registry import get_registry
 from rlm_core.routing import ClientSet, RoutingPolicy
-from rlm_core.types import RLMChatCompletion
+from rlm_core.types import RLMChatCompletion, StopReason
 
 T = TypeVar("T")
 
@@ -148,6 +150,7 @@ class RLM:
         self._histories: list[list[dict[str, str]]] = []
         self._busy = threading.Lock()
         self._closed = False
+        self._loop = LoopThread("rlm-persistent")
 
     def _check_prices(self) -> None:
         """``max_cost`` needs a price for every model it may be charged for."""
@@ -234,6 +237,8 @@ class RLM:
 
     def completion(self, prompt: Any, root_prompt: str | None = None) -> RLMChatCompletion:
         """Run one RLM completion over ``prompt`` (the context: str, list or dict)."""
+        if self.persistent:  # the REPL lives across turns, so every turn runs on the same loop
+            return self._loop.run(self.acompletion(prompt, root_prompt))
         return _run_sync(self.acompletion(prompt, root_prompt))
 
     async def acompletion(self, prompt: Any, root_prompt: str | None = None) -> RLMChatCompletion:
@@ -261,8 +266,15 @@ class RLM:
         )
         deadline = time.monotonic() + self.settings.max_timeout if self.settings.max_timeout else None
         host = self._host if self.persistent else _HostForwarder()
-        environment, fresh = await self._environment_for_run(host)
         turn = self._turn if self.persistent else 0
+        preparing: PreparingEnvironment | None = None
+        if self.persistent:
+            environment, fresh = await self._environment_for_run(host)
+        else:
+            # Start the REPL (and load the context) while the root model thinks about its first turn.
+            fresh_env = await self._new_environment()
+            preparing = PreparingEnvironment(fresh_env, self._prepare(fresh_env, host, turn, prompt))
+            environment, fresh = preparing, True
         run = Run(
             broker=broker,
             emitter=emitter,
@@ -276,12 +288,15 @@ class RLM:
         )
         host.run = run
         try:
-            await environment.load_context(turn, prompt)
+            if preparing is None:
+                await environment.load_context(turn, prompt)
             result = await run.run()
         finally:
             host.run = None
             if fresh and not self.persistent:
                 await environment.close()
+        if preparing is not None and preparing.failure is not None and result.stop_reason is StopReason.ERROR:
+            raise preparing.failure  # the REPL could not start: as before, the caller gets that error
         result.log_path = self._log_path(result.run_id)
         if self.persistent:
             history = [{"role": m.role, "content": m.content} for m in run.messages]
@@ -289,6 +304,10 @@ class RLM:
             self._histories.append(history)
             self._turn += 1
         return result
+
+    async def _prepare(self, environment: Environment, host: _HostForwarder, turn: int, prompt: Any) -> None:
+        await environment.start(host, self.settings.custom_tools)
+        await environment.load_context(turn, prompt)
 
     async def _environment_for_run(self, host: _HostForwarder) -> tuple[Environment, bool]:
         if self.persistent and self._persistent_env is not None:
@@ -329,6 +348,12 @@ class RLM:
                 close()
 
     def close(self) -> None:
+        if self._loop.running:
+            try:
+                self._loop.run(self.aclose())
+            finally:
+                self._loop.stop()
+            return
         _run_sync(self.aclose())
 
     def __enter__(self) -> RLM:

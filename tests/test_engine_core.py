@@ -358,3 +358,54 @@ def test_the_log_carries_the_span_ids_and_model_calls(tmp_path: Path) -> None:
     assert purposes == ["llm_query", "llm_query", "root"]
     sub_calls = [c for c in first.calls if c.purpose == "llm_query"]
     assert {c.parent_span_id for c in sub_calls} == {s.span_id for s in slots}
+
+
+def test_a_persistent_subprocess_repl_keeps_its_variables_across_sync_completions() -> None:
+    completions = 0
+
+    def script(request: LMRequest) -> str:
+        nonlocal completions
+        turn = sum(1 for m in request.messages if m.role == "assistant")
+        if turn == 0:
+            completions += 1
+        replies = (
+            [repl("kept = 41"), "FINAL('set')"]
+            if completions == 1
+            else [
+                repl("out = str(kept + 1)"),
+                "FINAL_VAR(out)",
+            ]
+        )
+        return replies[min(turn, 1)]
+
+    root = ScriptedClient(script)
+    with RLM(backend=root, environment="subprocess", persistent=True, small_model_guards=False) as rlm:
+        assert rlm.completion("first").response == "set"
+        second = rlm.completion("second")  # a new sync call: the same loop, the same child process
+    assert second.response == "42", second.error
+
+
+async def test_the_sandbox_starts_while_the_first_root_call_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import time
+
+    from rlm_core.environments.sandbox import SandboxEnvironment
+
+    moments: dict[str, float] = {}
+    original_start = SandboxEnvironment.start
+
+    async def slow_start(self: SandboxEnvironment, host: Any, tools: dict[str, Any]) -> None:
+        await asyncio.sleep(0.3)  # a sandbox that takes a while to come up
+        await original_start(self, host, tools)
+        moments["ready"] = time.monotonic()
+
+    def reply(request: LMRequest) -> str:
+        turn = sum(1 for m in request.messages if m.role == "assistant")
+        moments.setdefault("first_call", time.monotonic())
+        return [repl("print('ran')"), "FINAL('done')"][min(turn, 1)]
+
+    monkeypatch.setattr(SandboxEnvironment, "start", slow_start)
+    rlm = RLM(backend=ScriptedClient(reply), environment="subprocess", small_model_guards=False)
+    result = await rlm.acompletion("ctx")
+    assert result.response == "done"
+    assert moments["first_call"] < moments["ready"]  # the model was asked before the REPL was up
