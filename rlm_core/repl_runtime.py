@@ -597,13 +597,128 @@ class SandboxServer:
 
 
 def _read_context_file(path: str, fmt: str) -> Any:
+    if fmt == "json-lines":
+        return _read_json_lines(path)
     if fmt == "json":
         import json
 
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
+    return _read_text_file(path)
+
+
+# -- reading large contexts with a peak near the final value's own size --------------------------
+#
+# Reading a file and decoding it holds the bytes and the str at once (2x the context). Instead the
+# text is decoded twice in chunks: once to learn its length and widest character, once to copy each
+# chunk into a str allocated at its final size (PyUnicode_New, the way C extensions build strings).
+
+_CONTEXT_READ_BYTES = 8 << 20
+# How a chunk is written into a str of each storage width (1, 2 or 4 bytes per character).
+_WIDTH_CODECS = {1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}
+_STR_LAYOUT: dict[int, bool] = {}
+
+
+def _decoded_chunks(path: str) -> Any:
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with open(path, "rb") as handle:
+        while True:
+            data = handle.read(_CONTEXT_READ_BYTES)
+            text = decoder.decode(data, final=not data)
+            if text:
+                yield text
+            if not data:
+                return
+
+
+def _widest_possible(text: str) -> int:
+    """The largest character ``text``'s storage width can hold: it picks the width of the whole str.
+
+    Read from the str's size, because max(text) walks every character in Python (seconds per GB).
+    """
+    width = (sys.getsizeof(text) - _data_offset(255)) // (len(text) + 1)
+    return {1: 0xFF, 2: 0xFFFF, 4: 0x10FFFF}.get(width) or ord(max(text))
+
+
+def _str_width(widest: int) -> int:
+    return 1 if widest < 256 else 2 if widest < 65536 else 4
+
+
+def _new_str(length: int, widest: int) -> Any:
+    """A fresh, unshared str of ``length`` characters (contents undefined) and where its data starts."""
+    new = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_ssize_t, ctypes.c_uint32)(
+        ("PyUnicode_New", ctypes.pythonapi)
+    )
+    value = new(length, widest)
+    return value, id(value) + _data_offset(widest)
+
+
+def _data_offset(widest: int) -> int:
+    # Compact ASCII strings keep their characters right after a smaller header than the others.
+    return sys.getsizeof("") - 1 if widest < 128 else sys.getsizeof("\xe9" * 2) - 3
+
+
+def _fill_str_works(widest: int) -> bool:
+    """Check once per layout, on a small str, that writing at the computed address gives that text."""
+    key = 0 if widest < 128 else _str_width(widest)
+    if key not in _STR_LAYOUT:
+        sample = "".join(chr(c) for c in (65, 66, max(widest, 67), 68))
+        try:
+            value, address = _new_str(len(sample), max(map(ord, sample)))
+            data = sample.encode(_WIDTH_CODECS[_str_width(widest)])
+            ctypes.memmove(address, data, len(data))
+            _STR_LAYOUT[key] = value == sample
+        except Exception:
+            _STR_LAYOUT[key] = False
+    return _STR_LAYOUT[key]
+
+
+def _read_text_file(path: str) -> str:
+    length, widest = 0, 0
+    for text in _decoded_chunks(path):
+        length += len(text)
+        if not text.isascii():
+            widest = max(widest, _widest_possible(text))
+    if length >= 1024 and sys.implementation.name == "cpython" and _fill_str_works(widest):
+        value, address = _new_str(length, widest)
+        width = _str_width(widest)
+        codec = "ascii" if widest < 128 else _WIDTH_CODECS[width]
+        filled = 0
+        try:
+            for text in _decoded_chunks(path):
+                data = text.encode(codec)
+                if len(data) != len(text) * width or filled + len(text) > length:
+                    break  # the file changed since the first pass
+                ctypes.memmove(address + filled * width, data, len(data))
+                filled += len(text)
+        except UnicodeEncodeError:
+            pass  # wider characters than the first pass saw: the file changed
+        if filled == length:
+            return value
+        del value
     with open(path, encoding="utf-8", newline="") as handle:
         return handle.read()
+
+
+def _read_json_lines(path: str) -> Any:
+    """The host's streamed JSON: a first line naming the shape, then one JSON value per line."""
+    import json
+
+    with open(path, "rb") as handle:
+        shape = handle.readline().strip()
+        lines = (line for line in handle if line.strip())
+        if shape == b"list":
+            return [json.loads(line) for line in lines]
+        if shape == b"dict":
+            value: dict[str, Any] = {}
+            for line in lines:
+                value.update(json.loads(line))  # each line is a one-entry object
+            return value
+        if shape == b"value":
+            return json.loads(b"".join(lines))
+    raise ValueError(f"context file {path} has an unknown shape {shape!r}; expected list, dict or value")
 
 
 _FORK_STATE = {"child": False, "forked": False}

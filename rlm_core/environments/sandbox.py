@@ -20,6 +20,7 @@ from typing import Any
 
 from rlm_core import repl_runtime
 from rlm_core.environments.base import ExecResult, HostCall
+from rlm_core.environments.context_files import ContextFile
 from rlm_core.environments.transport import ByteStream, Transport
 from rlm_core.errors import ConfigurationError, SandboxError
 from rlm_core.repl_runtime import (
@@ -312,7 +313,7 @@ class SandboxEnvironment:
         try:
             try:
                 hello = await asyncio.wait_for(asyncio.shield(conn.ready), timeout=self.start_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise SandboxError(
                     f"the runtime in {self.transport.describe()} did not report ready within "
                     f"{self.start_timeout:g}s; check that {self.transport.python!r} runs there "
@@ -380,7 +381,7 @@ class SandboxEnvironment:
     async def _ack(self, conn: _Connection, message: dict[str, Any], what: str) -> None:
         try:
             reply = await asyncio.wait_for(conn.request(message), timeout=self.start_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise SandboxError(f"the sandbox runtime did not answer while {what}") from None
         if reply.get("error"):
             raise SandboxError(f"the sandbox runtime failed while {what}: {reply['error']}")
@@ -391,6 +392,7 @@ class SandboxEnvironment:
         self._check_open()
         async with self._lock:
             conn = await self._live_connection()
+            self._uploaded.pop(index, None)  # a new value for this index: its old file is stale
             await self._send_context(conn, index, value)
             if index not in self._contexts:
                 self._context_order.append(index)
@@ -400,34 +402,31 @@ class SandboxEnvironment:
             self._contexts[index] = value
 
     async def _send_context(self, conn: _Connection, index: int, value: Any) -> None:
-        if isinstance(value, str):
-            fmt, text = "text", value
-        else:
-            try:
-                text = json.dumps(value, ensure_ascii=False)
-            except (TypeError, ValueError) as exc:
-                raise ConfigurationError(
-                    f"context of type {type(value).__name__} cannot be sent into a sandbox ({exc}); pass a "
-                    "str, or a list/dict of JSON values"
-                ) from exc
-            fmt = "json"
-        if len(text) < self.inline_context_chars:
-            await self._ack(conn, {"type": "context", "index": index, "value": value}, "loading the context")
-            return
         uploaded = self._uploaded.get(index)
         if uploaded is None:
-            path = posixpath.join(
-                self.transport.workdir, f"context_{index}.{'txt' if fmt == 'text' else 'json'}"
-            )
-            data = text.encode("utf-8")
-            del text  # for JSON contexts the dumped text is ours alone: free it before the upload
-            await self.transport.put_file(path, data)
-            del data
-            uploaded = self._uploaded[index] = (path, fmt)
+            contents = ContextFile(value)
+            if not contents.at_least_chars(self.inline_context_chars):
+                await self._ack(
+                    conn, {"type": "context", "index": index, "value": value}, "loading the context"
+                )
+                return
+            suffix = "txt" if contents.is_text else "jsonl"
+            path = posixpath.join(self.transport.workdir, f"context_{index}.{suffix}")
+            await self._upload(path, contents)
+            uploaded = self._uploaded[index] = (path, contents.fmt)
         path, fmt = uploaded
         await self._ack(
             conn, {"type": "context", "index": index, "path": path, "format": fmt}, "loading the context file"
         )
+
+    async def _upload(self, path: str, contents: ContextFile) -> None:
+        """Stream the file to a transport that takes chunks; join it only for one that does not."""
+        put_chunks = getattr(self.transport, "put_file_chunks", None)
+        if callable(put_chunks):
+            await put_chunks(path, contents, size=contents.size)
+            return
+        data = await asyncio.to_thread(b"".join, contents)
+        await self.transport.put_file(path, data)
 
     async def load_history(self, index: int, messages: list[dict[str, str]]) -> None:
         self._check_open()
@@ -465,7 +464,7 @@ class SandboxEnvironment:
                 raw = await asyncio.wait_for(
                     conn.request({"type": "exec", "code": code, "timeout": limit}), timeout=deadline
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await self._restart()
                 return ExecResult(
                     error=(
