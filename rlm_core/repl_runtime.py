@@ -676,30 +676,36 @@ def _fill_str_works(widest: int) -> bool:
 
 
 def _read_text_file(path: str) -> str:
+    text = _read_text_in_place(path)
+    if text is not None:
+        return text
+    with open(path, encoding="utf-8", newline="") as handle:
+        return handle.read()
+
+
+def _read_text_in_place(path: str) -> str | None:
+    """The file's text built in one str of its final size; None where that cannot be done."""
     length, widest = 0, 0
     for text in _decoded_chunks(path):
         length += len(text)
         if not text.isascii():
             widest = max(widest, _widest_possible(text))
-    if length >= 1024 and sys.implementation.name == "cpython" and _fill_str_works(widest):
-        value, address = _new_str(length, widest)
-        width = _str_width(widest)
-        codec = "ascii" if widest < 128 else _WIDTH_CODECS[width]
-        filled = 0
-        try:
-            for text in _decoded_chunks(path):
-                data = text.encode(codec)
-                if len(data) != len(text) * width or filled + len(text) > length:
-                    break  # the file changed since the first pass
-                ctypes.memmove(address + filled * width, data, len(data))
-                filled += len(text)
-        except UnicodeEncodeError:
-            pass  # wider characters than the first pass saw: the file changed
-        if filled == length:
-            return value
-        del value
-    with open(path, encoding="utf-8", newline="") as handle:
-        return handle.read()
+    if length < 1024 or sys.implementation.name != "cpython" or not _fill_str_works(widest):
+        return None  # small: the plain read costs nothing worth saving
+    value, address = _new_str(length, widest)
+    width = _str_width(widest)
+    codec = "ascii" if widest < 128 else _WIDTH_CODECS[width]
+    filled = 0
+    try:
+        for text in _decoded_chunks(path):
+            data = text.encode(codec)
+            if len(data) != len(text) * width or filled + len(text) > length:
+                return None  # the file changed since the first pass
+            ctypes.memmove(address + filled * width, data, len(data))
+            filled += len(text)
+    except UnicodeEncodeError:
+        return None  # wider characters than the first pass saw: the file changed
+    return value if filled == length else None
 
 
 def _read_json_lines(path: str) -> Any:

@@ -23,9 +23,9 @@ class ContextFile:
     :class:`ConfigurationError` for a value JSON cannot hold.
     """
 
-    def __init__(self, value: Any, chunk_chars: int = CHUNK_CHARS) -> None:
+    def __init__(self, value: Any, chunk_chars: int | None = None) -> None:
         self.value = value
-        self.chunk_chars = chunk_chars
+        self.chunk_chars = chunk_chars or CHUNK_CHARS
         self.is_text = isinstance(value, str)
         self.fmt = "text" if self.is_text else "json-lines"
         self.size: int | None = len(value) if self.is_text and value.isascii() else None
