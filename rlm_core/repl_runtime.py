@@ -485,7 +485,8 @@ class SandboxServer:
     def _on_context(self, message: dict[str, Any]) -> None:
         runtime = self._ensure_runtime()
         if message.get("path"):
-            value = _read_context_file(str(message["path"]), str(message.get("format", "text")))
+            shape: dict[str, Any] = {key: int(message[key]) for key in ("chars", "widest") if key in message}
+            value = _read_context_file(str(message["path"]), str(message.get("format", "text")), shape)
         else:
             value = message.get("value")
         index = int(message.get("index", 0))
@@ -596,7 +597,7 @@ class SandboxServer:
                 self.channel.send({"type": "log", "level": "warning", "message": f"unknown message {kind!r}"})
 
 
-def _read_context_file(path: str, fmt: str) -> Any:
+def _read_context_file(path: str, fmt: str, shape: dict[str, Any] | None = None) -> Any:
     if fmt == "json-lines":
         return _read_json_lines(path)
     if fmt == "json":
@@ -604,7 +605,7 @@ def _read_context_file(path: str, fmt: str) -> Any:
 
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
-    return _read_text_file(path)
+    return _read_text_file(path, shape or {})
 
 
 # -- reading large contexts with a peak near the final value's own size --------------------------
@@ -675,37 +676,46 @@ def _fill_str_works(widest: int) -> bool:
     return _STR_LAYOUT[key]
 
 
-def _read_text_file(path: str) -> str:
-    text = _read_text_in_place(path)
+def _read_text_file(path: str, shape: dict[str, Any]) -> str:
+    text = _read_text_in_place(path, shape.get("chars"), shape.get("widest"))
     if text is not None:
         return text
     with open(path, encoding="utf-8", newline="") as handle:
         return handle.read()
 
 
-def _read_text_in_place(path: str) -> str | None:
-    """The file's text built in one str of its final size; None where that cannot be done."""
-    length, widest = 0, 0
-    for text in _decoded_chunks(path):
-        length += len(text)
-        if not text.isascii():
-            widest = max(widest, _widest_possible(text))
+def _read_text_in_place(path: str, length: int | None = None, widest: int | None = None) -> str | None:
+    """The file's text built in one str of its final size; None where that cannot be done.
+
+    ``length`` and ``widest`` come from the host, which knows them; without them a first pass over
+    the file finds them. Either way the file is checked against them while it is copied.
+    """
+    if length is None or widest is None:
+        length, widest = 0, 0
+        for text in _decoded_chunks(path):
+            length += len(text)
+            if not text.isascii():
+                widest = max(widest, _widest_possible(text))
     if length < 1024 or sys.implementation.name != "cpython" or not _fill_str_works(widest):
         return None  # small: the plain read costs nothing worth saving
     value, address = _new_str(length, widest)
     width = _str_width(widest)
     codec = "ascii" if widest < 128 else _WIDTH_CODECS[width]
-    filled = 0
+    filled, seen = 0, 0
     try:
         for text in _decoded_chunks(path):
             data = text.encode(codec)
             if len(data) != len(text) * width or filled + len(text) > length:
-                return None  # the file changed since the first pass
+                return None  # the file does not match the expected length and width
             ctypes.memmove(address + filled * width, data, len(data))
             filled += len(text)
+            if not text.isascii():
+                seen = max(seen, _widest_possible(text))
     except UnicodeEncodeError:
-        return None  # wider characters than the first pass saw: the file changed
-    return value if filled == length else None
+        return None  # wider characters than expected
+    # CPython compares strs by storage width first: the str must be exactly as wide as its contents.
+    canonical = (seen < 128) == (widest < 128) and (seen < 128 or _str_width(seen) == width)
+    return value if filled == length and canonical else None
 
 
 def _read_json_lines(path: str) -> Any:
@@ -716,12 +726,15 @@ def _read_json_lines(path: str) -> Any:
         shape = handle.readline().strip()
         lines = (line for line in handle if line.strip())
         if shape == b"list":
-            return [json.loads(line) for line in lines]
-        if shape == b"dict":
-            value: dict[str, Any] = {}
+            items: list[Any] = []
             for line in lines:
-                value.update(json.loads(line))  # each line is a one-entry object
-            return value
+                items.extend(json.loads(line))  # each line is an array of the next items
+            return items
+        if shape == b"dict":
+            entries: dict[str, Any] = {}
+            for line in lines:
+                entries.update(json.loads(line))  # each line is an object of the next entries
+            return entries
         if shape == b"value":
             return json.loads(b"".join(lines))
     raise ValueError(f"context file {path} has an unknown shape {shape!r}; expected list, dict or value")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -44,11 +45,29 @@ def test_the_runtime_rebuilds_text_in_place_across_read_boundaries(
     monkeypatch.setattr(repl_runtime, "_CONTEXT_READ_BYTES", read_bytes)
     path = tmp_path / "context.txt"
     path.write_bytes(TEXTS[name].encode("utf-8"))
-    text = repl_runtime._read_text_in_place(str(path))
-    assert text is not None, "the in-place path declined a valid UTF-8 file"
-    assert text == TEXTS[name]
-    assert len(text) == len(TEXTS[name]) and hash(text) == hash(TEXTS[name])
-    assert text + "!" == TEXTS[name] + "!"  # behaves as an ordinary str afterwards
+    shape = ContextFile(TEXTS[name]).text_shape()  # what the host tells the runtime
+    for hints in ({}, shape):
+        text = repl_runtime._read_text_in_place(str(path), hints.get("chars"), hints.get("widest"))
+        assert text is not None, "the in-place path declined a valid UTF-8 file"
+        assert text == TEXTS[name]
+        assert len(text) == len(TEXTS[name]) and hash(text) == hash(TEXTS[name])
+        assert sys.getsizeof(text) == sys.getsizeof(TEXTS[name]), "not stored at its canonical width"
+        assert text + "!" == TEXTS[name] + "!"  # behaves as an ordinary str afterwards
+
+
+@pytest.mark.parametrize(
+    ("written", "hinted"), [("ascii", "latin-1"), ("latin-1", "two-byte"), ("astral", "two-byte")]
+)
+def test_a_file_that_does_not_match_the_hosts_shape_is_read_plainly(
+    written: str, hinted: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "context.txt"  # e.g. code in the sandbox rewrote the file before a restart
+    path.write_bytes(TEXTS[written].encode("utf-8"))
+    shape = ContextFile(TEXTS[hinted]).text_shape()
+    shape["chars"] = len(TEXTS[written])
+    assert repl_runtime._read_text_in_place(str(path), shape["chars"], shape["widest"]) is None
+    text = repl_runtime._read_context_file(str(path), "text", shape)
+    assert text == TEXTS[written] and sys.getsizeof(text) == sys.getsizeof(TEXTS[written])
 
 
 def test_a_file_that_changes_between_passes_falls_back_to_a_plain_read(
@@ -99,7 +118,8 @@ def test_host_chunks_never_split_a_character() -> None:
     ],
     ids=["list", "dict", "tuple", "empty-list", "empty-dict"],
 )
-def test_json_lines_round_trip_like_json(value: Any, tmp_path: Path) -> None:
+def test_json_lines_round_trip_like_json(value: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(context_files, "ITEMS_PER_LINE", 3)
     path = tmp_path / "context.jsonl"
     path.write_bytes(b"".join(ContextFile(value, chunk_chars=16)))
     assert repl_runtime._read_context_file(str(path), "json-lines") == json.loads(json.dumps(value))
@@ -189,6 +209,7 @@ async def test_str_list_and_dict_contexts_stream_into_a_subprocess_sandbox(
     transport_class: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(context_files, "CHUNK_CHARS", 97)  # many chunks, odd boundaries
+    monkeypatch.setattr(context_files, "ITEMS_PER_LINE", 7)
     transport = transport_class()
     env = SandboxEnvironment(transport, timeout=30, inline_context_chars=100)
     await env.start(_host, {})

@@ -231,7 +231,7 @@ class SandboxEnvironment:
         self._contexts: dict[int, Any] = {}
         self._context_order: list[int] = []
         self._histories: dict[int, list[dict[str, str]]] = {}
-        self._uploaded: dict[int, tuple[str, str]] = {}
+        self._uploaded: dict[int, tuple[dict[str, Any], int]] = {}  # index -> (context message, bytes)
         self._runtime_uploaded = False
         self._conn: _Connection | None = None
         self._lock = asyncio.Lock()
@@ -378,9 +378,11 @@ class SandboxEnvironment:
                 "in this environment; check the sandbox engine, then start a new run"
             ) from exc
 
-    async def _ack(self, conn: _Connection, message: dict[str, Any], what: str) -> None:
+    async def _ack(
+        self, conn: _Connection, message: dict[str, Any], what: str, timeout: float | None = None
+    ) -> None:
         try:
-            reply = await asyncio.wait_for(conn.request(message), timeout=self.start_timeout)
+            reply = await asyncio.wait_for(conn.request(message), timeout=timeout or self.start_timeout)
         except TimeoutError:
             raise SandboxError(f"the sandbox runtime did not answer while {what}") from None
         if reply.get("error"):
@@ -413,10 +415,19 @@ class SandboxEnvironment:
             suffix = "txt" if contents.is_text else "jsonl"
             path = posixpath.join(self.transport.workdir, f"context_{index}.{suffix}")
             await self._upload(path, contents)
-            uploaded = self._uploaded[index] = (path, contents.fmt)
-        path, fmt = uploaded
+            message = {
+                "path": path,
+                "format": contents.fmt,
+                **(contents.text_shape() if contents.is_text else {}),
+            }
+            uploaded = self._uploaded[index] = (message, contents.bytes_produced)
+        message, size = uploaded
+        # Reading a large file takes time in the sandbox: allow for a slow 20 MB/s on top.
         await self._ack(
-            conn, {"type": "context", "index": index, "path": path, "format": fmt}, "loading the context file"
+            conn,
+            {"type": "context", "index": index, **message},
+            "loading the context file",
+            timeout=self.start_timeout + size / (20 << 20),
         )
 
     async def _upload(self, path: str, contents: ContextFile) -> None:
