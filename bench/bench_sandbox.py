@@ -163,6 +163,8 @@ async def _measure_context(name: str, image: str, kind: str, size: int) -> dict[
         "host_growth_x": (host_peak - host_before) / size,
         "sandbox_growth_x": (after["VmHWM"] - before["VmRSS"]) / size,
         "sandbox_peak_x": after["VmHWM"] / size,
+        # What the loaded value itself occupies: the floor for the sandbox's growth.
+        "sandbox_settled_x": (after["VmRSS"] - before["VmRSS"]) / size,
     }
 
 
@@ -212,8 +214,9 @@ def main() -> None:
             print(
                 f"{name}: {megabytes} MB {kind} context (median of {args.context_runs} fresh processes): "
                 f"load {figures['load_s']:.2f} s; host peak growth {figures['host_growth_x']:.3f}x "
-                f"(target < 0.1x); sandbox growth {figures['sandbox_growth_x']:.3f}x, "
-                f"sandbox peak {figures['sandbox_peak_x']:.3f}x (target < 1.2x)"
+                f"(target < 0.1x); sandbox peak growth {figures['sandbox_growth_x']:.3f}x "
+                f"(target < 1.2x; the loaded value itself: {figures['sandbox_settled_x']:.3f}x), "
+                f"sandbox peak RSS {figures['sandbox_peak_x']:.3f}x"
             )
 
 

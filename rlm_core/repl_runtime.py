@@ -614,7 +614,7 @@ def _read_context_file(path: str, fmt: str, shape: dict[str, Any] | None = None)
 # text is decoded twice in chunks: once to learn its length and widest character, once to copy each
 # chunk into a str allocated at its final size (PyUnicode_New, the way C extensions build strings).
 
-_CONTEXT_READ_BYTES = 8 << 20
+_CONTEXT_READ_BYTES = 1 << 20
 # How a chunk is written into a str of each storage width (1, 2 or 4 bytes per character).
 _WIDTH_CODECS = {1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}
 _STR_LAYOUT: dict[int, bool] = {}

@@ -15,7 +15,7 @@ from typing import Any
 
 from rlm_core.errors import ConfigurationError
 
-CHUNK_CHARS = 8 << 20  # characters encoded at a time: a few tens of MB of transient memory at most
+CHUNK_CHARS = 1 << 20  # characters encoded at a time: a few MB of transient memory at most
 ITEMS_PER_LINE = 1024  # list items or dict entries per JSON line
 
 
