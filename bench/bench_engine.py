@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from rlm_core import RLM
 from rlm_core.testing import ScriptedClient
+from rlm_core.types import LMRequest
 
 REPEATS = 7
 
@@ -43,8 +44,8 @@ def fixed_cost() -> float:
 
 
 def per_iteration(turns: int = 30) -> float:
-    def script(request: object) -> str:
-        count = sum(1 for m in request.messages if m.role == "assistant")  # type: ignore[attr-defined]
+    def script(request: LMRequest) -> str:
+        count = sum(1 for m in request.messages if m.role == "assistant")
         return "```repl\nFINAL('done')\n```" if count >= turns - 1 else f"```repl\nprint({count})\n```"
 
     rlm = RLM(backend=ScriptedClient(script), max_iterations=turns + 5)
