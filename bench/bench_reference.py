@@ -190,24 +190,22 @@ def main() -> None:
     proc, base_url = start_server()
     try:
         for scenario, (title, unit, scale) in SCENARIOS.items():
-            medians: dict[str, float | str] = {}
-            for engine in ("ours", "reference"):
-                runs: list[float] = []
-                for _ in range(args.runs):  # alternate engines run by run would be fairer under load,
+            runs: dict[str, list[float]] = {"ours": [], "reference": []}
+            failures: dict[str, str] = {}
+            for _ in range(args.runs):  # engines alternate run by run, so both meet the same load
+                for engine in [e for e in runs if e not in failures]:
                     samples = _side(pythons[engine], engine, scenario, base_url, args.repeats)
-                    if isinstance(samples, str):  # but a failing side is reported once, not per run
-                        medians[engine] = samples
-                        break
-                    runs.append(statistics.median(samples))
-                else:
-                    medians[engine] = statistics.median(runs)
+                    if isinstance(samples, str):  # a side that cannot do it is reported once
+                        failures[engine] = samples
+                    else:
+                        runs[engine].append(statistics.median(samples))
             print(f"{title}:")
-            for engine, value in medians.items():
-                text = value if isinstance(value, str) else f"{value * scale:.3f} {unit}"
+            medians = {engine: statistics.median(values) for engine, values in runs.items() if values}
+            for engine in runs:
+                text = failures.get(engine) or f"{medians[engine] * scale:.3f} {unit}"
                 print(f"  {engine:10s} {text}")
-            ours, reference = medians["ours"], medians["reference"]
-            if isinstance(ours, float) and isinstance(reference, float):
-                print(f"  reference / ours = {reference / ours:.2f}x")
+            if "ours" in medians and "reference" in medians and not failures:
+                print(f"  reference / ours = {medians['reference'] / medians['ours']:.2f}x")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
