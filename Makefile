@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?= -rs
 
-.PHONY: install install-demo sandbox-engine check check-wheels lint types test demo quickstart bench bench-small clean
+.PHONY: install install-demo sandbox-engine check check-wheels lint types test demo quickstart bench bench-sandbox bench-batch bench-small clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,10 +65,20 @@ quickstart: install
 
 bench: install
 	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/bench_reference.py
+	$(BIN)/python bench/profile_engine.py
+
+# Context streaming into sandboxes: host and sandbox memory for 1 GB contexts (about 15 minutes).
+bench-sandbox: install
+	@if [ -S /run/rlm-podman.sock ]; then export DOCKER_HOST=unix:///run/rlm-podman.sock; fi; \
+	$(BIN)/python bench/bench_sandbox.py --image rlm-test-python:3.11
+
+bench-batch: install
+	$(BIN)/python bench/bench_batch.py
 
 # Accuracy of the embedded 1.5B model on generated long-context tasks (~2 min on 2 cores).
 bench-small: install-demo
 	$(BIN)/python bench/small_model_tasks.py
 
 clean:
-	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache bench/.venv-reference

@@ -1,11 +1,13 @@
-"""Engine overhead benchmarks: import time, fixed cost of a completion, per-iteration cost, and
-256 concurrent sub-calls against a loopback OpenAI-compatible server in its own process.
+"""Engine overhead benchmarks: import time, fixed cost of a completion, per-iteration cost,
+256 concurrent sub-calls and a 2,048-call fan-out at concurrency 128 against a loopback
+OpenAI-compatible server in its own process.
 
 Prints medians of several runs and ratios to the targets. Run: python bench/bench_engine.py
 """
 
 from __future__ import annotations
 
+import ast
 import statistics
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from collections.abc import Callable
 
 from rlm_core import RLM
 from rlm_core.testing import ScriptedClient
+from rlm_core.types import LMRequest
 
 REPEATS = 7
 
@@ -41,8 +44,8 @@ def fixed_cost() -> float:
 
 
 def per_iteration(turns: int = 30) -> float:
-    def script(request: object) -> str:
-        count = sum(1 for m in request.messages if m.role == "assistant")  # type: ignore[attr-defined]
+    def script(request: LMRequest) -> str:
+        count = sum(1 for m in request.messages if m.role == "assistant")
         return "```repl\nFINAL('done')\n```" if count >= turns - 1 else f"```repl\nprint({count})\n```"
 
     rlm = RLM(backend=ScriptedClient(script), max_iterations=turns + 5)
@@ -53,7 +56,7 @@ def per_iteration(turns: int = 30) -> float:
     return elapsed / turns
 
 
-def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
+def start_server(latency: float, reply: str | None = None) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -63,6 +66,7 @@ def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
             "0",
             "--latency",
             str(latency),
+            *(["--reply", reply] if reply is not None else []),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -86,6 +90,30 @@ def batched_subcalls(base_url: str, calls: int = 256, concurrency: int = 16) -> 
     assert result.response == str(calls), result
     rlm.close()
     return elapsed
+
+
+def fan_out(base_url: str, calls: int = 2048, concurrency: int = 128) -> tuple[float, int, str]:
+    """Many sub-calls at high concurrency: seconds, how many slots failed, and the first failure."""
+    code = (
+        f"out = llm_query_batched(['q%d' % i for i in range({calls})])\n"
+        "errors = [o for o in out if o.startswith('Error')]\n"
+        "FINAL(repr((len(out), len(errors), errors[0][:300] if errors else '')))"
+    )
+    rlm = RLM(
+        backend=ScriptedClient([f"```repl\n{code}\n```"] * 100),
+        other_backends=["openai"],
+        other_backend_kwargs=[{"model_name": "loopback", "base_url": base_url, "api_key": "bench"}],
+        max_concurrent_subcalls=concurrency,
+    )
+    started = time.perf_counter()
+    result = rlm.completion("context")
+    elapsed = time.perf_counter() - started
+    rlm.close()
+    if result.response is None:
+        raise SystemExit(f"the fan-out run gave no answer: {result}")
+    count, failed, first = ast.literal_eval(result.response)
+    assert count == calls, result.response
+    return elapsed, failed, first
 
 
 def in_process_subcalls(calls: int = 256, concurrency: int = 16) -> float:
@@ -147,6 +175,12 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+    proc, base_url = start_server(latency=0.1, reply="ok")
+    try:
+        fan_outs = [fan_out(base_url) for _ in range(3)]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
     batch = statistics.median(runs)
     ideal = 256 / 16 * 0.05
     print(
@@ -157,6 +191,17 @@ def main() -> None:
         f"  same calls straight through the client, no engine: median {direct:.3f} s "
         f"(engine / direct = {batch / direct:.3f}x)"
     )
+    fan_time = statistics.median(t for t, _, _ in fan_outs)
+    fan_failed = statistics.median(f for _, f, _ in fan_outs)
+    fan_ideal = 2048 / 128 * 0.1
+    print(
+        f"2048 sub-calls of 100 ms at concurrency 128: median {fan_time:.3f} s over {len(fan_outs)} runs "
+        f"(ideal {fan_ideal:.2f} s: {fan_time / fan_ideal:.3f}x; target within 1.25x); "
+        f"failed slots: median {fan_failed:g} of 2048 (target 0)"
+    )
+    first_failure = next((first for _, failed, first in fan_outs if failed), "")
+    if first_failure:
+        print(f"  first failure: {first_failure}")
     alone = median_of(in_process_subcalls, 5)
     print(
         f"  the engine alone (in-process 50 ms model, no HTTP): median {alone:.3f} s ({alone / ideal:.3f}x of ideal)"

@@ -1,16 +1,22 @@
-"""Sandbox benchmarks: start to first result, per-cell round trip, sub-call overhead, 100 MB context upload.
+"""Sandbox benchmarks: start to first result, per-cell round trip, sub-call overhead, 100 MB context upload,
+and the memory a large context costs the host and the sandbox.
 
 Run: ``DOCKER_HOST=... python bench/bench_sandbox.py [--runs 5] [--env subprocess docker]``. Prints medians.
-Targets (issue 3): round trip < 20 ms, sub-call overhead < 5 ms, 100 MB context < 2 s with peak host
-memory growth < 2x the context.
+Targets: round trip < 20 ms, sub-call overhead < 5 ms, 100 MB context < 2 s; a large context costs
+the host < 0.1x its size in peak memory growth and the sandbox's runtime process < 1.2x.
+``--context-mb 1024`` sets the large context's size (``--docker-context-mb`` for docker: its
+container needs memory for the whole context plus the page cache of the file).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -106,18 +112,112 @@ async def bench(name: str, make: Callable[[], SandboxEnvironment], runs: int) ->
     return report
 
 
+# -- memory of a large context: one fresh process per measurement, so peaks start clean ----------
+
+RUNTIME_MEMORY = (
+    "import json\n"
+    "status = dict(line.split(':', 1) for line in open('/proc/self/status'))\n"
+    "print(json.dumps({k: int(status[k].split()[0]) * 1024 for k in ('VmRSS', 'VmHWM')}))"
+)
+
+
+def _large_context(kind: str, size: int) -> object:
+    if kind == "text":
+        return "x" * size
+    if kind == "text-non-ascii":  # 2-byte characters: the str stores 2 bytes each, UTF-8 takes 3
+        return "\u4e2d" * (size // 2)
+    return [f"line {i:08d} " + "y" * 79 for i in range(size // 100)]  # about 100 bytes per item
+
+
+async def _measure_context(name: str, image: str, kind: str, size: int) -> dict[str, float]:
+    """Host and sandbox peak memory while one context of ``size`` bytes (in the host's str) loads."""
+    if name == "subprocess":
+        make = _factory(name, image)
+    else:
+        from rlm_core.environments.docker_env import DockerEnvironment
+
+        mem_limit = max(2 * size + (512 << 20), 1 << 30)  # the context, its file's page cache, Python
+
+        def make() -> SandboxEnvironment:
+            return DockerEnvironment(image=image, pull=False, timeout=600, mem_limit=mem_limit)
+
+    context = _large_context(kind, size)
+    env = make()
+    await env.start(_host, {})
+    try:
+        before = json.loads((await env.execute(RUNTIME_MEMORY)).stdout)
+        host_before = _rss_bytes("VmRSS")
+        if not _reset_peak():
+            raise SystemExit("cannot reset the peak RSS (/proc/self/clear_refs); no host measurement here")
+        began = time.perf_counter()
+        await env.load_context(0, context)
+        elapsed = time.perf_counter() - began
+        host_peak = _rss_bytes("VmHWM")
+        after = json.loads((await env.execute(RUNTIME_MEMORY)).stdout)
+        check = await env.execute("len(context)")
+        assert check.stdout.strip() == str(len(context)), check  # type: ignore[arg-type]
+    finally:
+        await env.close()
+    return {
+        "load_s": elapsed,
+        "host_growth_x": (host_peak - host_before) / size,
+        "sandbox_growth_x": (after["VmHWM"] - before["VmRSS"]) / size,
+        "sandbox_peak_x": after["VmHWM"] / size,
+        # What the loaded value itself occupies: the floor for the sandbox's growth.
+        "sandbox_settled_x": (after["VmRSS"] - before["VmRSS"]) / size,
+    }
+
+
+def _context_memory(name: str, image: str, kind: str, size: int, runs: int) -> dict[str, float]:
+    samples = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, __file__, "--measure-context", name, kind, str(size), "--image", image],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        samples.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {key: statistics.median(s[key] for s in samples) for key in samples[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--env", nargs="+", default=None, help="subprocess and/or docker")
     parser.add_argument("--image", default=os.environ.get("RLM_TEST_IMAGE", "python:3.11-slim"))
+    parser.add_argument("--context-mb", type=int, default=1024, help="large context size; 0 skips")
+    parser.add_argument("--docker-context-mb", type=int, default=1024)
+    parser.add_argument("--context-runs", type=int, default=3)
+    parser.add_argument("--context-kinds", nargs="+", default=["text", "text-non-ascii", "list"])
+    parser.add_argument("--skip-latency", action="store_true", help="only the large-context memory")
+    parser.add_argument(
+        "--measure-context", nargs=3, metavar=("ENV", "KIND", "BYTES"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
+    if args.measure_context:
+        name, kind, size = args.measure_context
+        print(json.dumps(asyncio.run(_measure_context(name, args.image, kind, int(size)))))
+        return
     names = args.env or (["subprocess", "docker"] if os.environ.get("DOCKER_HOST") else ["subprocess"])
     for name in names:
-        report = asyncio.run(bench(name, _factory(name, args.image), args.runs))
-        print(f"{name} (median of {args.runs} runs; context: median of {min(args.runs, 3)})")
-        for key, value in report.items():
-            print(f"  {key:36s} {value:10.3f}")
+        if not args.skip_latency:
+            report = asyncio.run(bench(name, _factory(name, args.image), args.runs))
+            print(f"{name} (median of {args.runs} runs; context: median of {min(args.runs, 3)})")
+            for key, value in report.items():
+                print(f"  {key:36s} {value:10.3f}")
+        megabytes = args.docker_context_mb if name == "docker" else args.context_mb
+        if not megabytes:
+            continue
+        for kind in args.context_kinds:
+            figures = _context_memory(name, args.image, kind, megabytes << 20, args.context_runs)
+            print(
+                f"{name}: {megabytes} MB {kind} context (median of {args.context_runs} fresh processes): "
+                f"load {figures['load_s']:.2f} s; host peak growth {figures['host_growth_x']:.3f}x "
+                f"(target < 0.1x); sandbox peak growth {figures['sandbox_growth_x']:.3f}x "
+                f"(target < 1.2x; the loaded value itself: {figures['sandbox_settled_x']:.3f}x), "
+                f"sandbox peak RSS {figures['sandbox_peak_x']:.3f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import socket
 import tarfile
 import threading
 import uuid
+from collections.abc import Iterable
 from types import FrameType
 from typing import Any
 
@@ -225,9 +226,12 @@ class DockerExecStream:
 
 
 class _TarStream(io.RawIOBase):
-    """A one-file tar archive read on the fly: header, the data itself (no copy), padding, end marker."""
+    """A one-file tar archive read on the fly: header, the data chunks as they come, padding, end marker.
 
-    def __init__(self, name: str, data: bytes, parents: list[str]) -> None:
+    The chunks are pulled only as the engine reads, so no part of the file is held beyond one chunk.
+    """
+
+    def __init__(self, name: str, chunks: Iterable[bytes], size: int, parents: list[str]) -> None:
         head = b""
         for parent in parents:
             info = tarfile.TarInfo(parent)
@@ -235,16 +239,17 @@ class _TarStream(io.RawIOBase):
             info.mode = 0o755
             head += info.tobuf(format=tarfile.PAX_FORMAT)
         info = tarfile.TarInfo(name)
-        info.size = len(data)
+        info.size = size
         info.mode = 0o644
         head += info.tobuf(format=tarfile.PAX_FORMAT)
-        padding = (-len(data)) % tarfile.BLOCKSIZE
-        self._parts = [
-            memoryview(head),
-            memoryview(data),
-            memoryview(b"\0" * (padding + 2 * tarfile.BLOCKSIZE)),
-        ]
-        self._length = sum(len(p) for p in self._parts)
+        padding = (-size) % tarfile.BLOCKSIZE
+        self._name = name
+        self._size = size
+        self._chunks = iter(chunks)
+        self._data_left = size
+        self._current = memoryview(head)
+        self._tail: memoryview | None = memoryview(b"\0" * (padding + 2 * tarfile.BLOCKSIZE))
+        self._length = len(head) + size + len(self._tail)
 
     def __len__(self) -> int:
         return self._length
@@ -252,14 +257,30 @@ class _TarStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def _next_part(self) -> bool:
+        """Move on to the next chunk of data (or the tail); False at the end of the archive."""
+        if self._data_left:
+            chunk = next(self._chunks, None)
+            if chunk is None or len(chunk) > self._data_left:
+                raise SandboxError(
+                    f"the data for {self._name} changed while it was sent (expected {self._size} bytes); "
+                    "a transport must be given the same chunks on every pass"
+                )
+            self._data_left -= len(chunk)
+            self._current = memoryview(chunk)
+            return True
+        if self._tail is not None:
+            self._current, self._tail = self._tail, None
+            return True
+        return False
+
     def read(self, size: int = -1) -> bytes:
-        while self._parts and not len(self._parts[0]):
-            self._parts.pop(0)
-        if not self._parts:
-            return b""
-        part = self._parts[0]
+        while not len(self._current):
+            if not self._next_part():
+                return b""
+        part = self._current
         take = len(part) if size is None or size < 0 else min(size, len(part), 1 << 20)
-        self._parts[0] = part[take:]
+        self._current = part[take:]
         return bytes(part[:take])
 
 
@@ -361,6 +382,9 @@ class DockerTransport:
             _live[container.id] = self
 
     async def put_file(self, path: str, data: bytes) -> None:
+        await self.put_file_chunks(path, (data,), len(data))
+
+    async def put_file_chunks(self, path: str, chunks: Iterable[bytes], size: int | None = None) -> None:
         if self.client is None or self.container_id is None:
             raise SandboxError("the docker sandbox was not started; call start() first")
         relative = posixpath.normpath(path).lstrip("/")
@@ -369,9 +393,17 @@ class DockerTransport:
         while parent:
             parents.insert(0, parent)
             parent = posixpath.dirname(parent)
-        archive = _TarStream(relative, data, parents)
+
+        def upload() -> None:
+            # A tar header states the size, so an unknown size costs a counting pass over the chunks.
+            total = size if size is not None else sum(len(chunk) for chunk in chunks)
+            archive = _TarStream(relative, chunks, total, parents)
+            self.client.api.put_archive(self.container_id, "/", archive)
+
         try:
-            await asyncio.to_thread(self.client.api.put_archive, self.container_id, "/", archive)
+            await asyncio.to_thread(upload)
+        except (ConfigurationError, SandboxError):
+            raise
         except Exception as exc:
             raise SandboxError(f"could not copy {path} into {self.describe()}: {exc}") from exc
 

@@ -485,7 +485,8 @@ class SandboxServer:
     def _on_context(self, message: dict[str, Any]) -> None:
         runtime = self._ensure_runtime()
         if message.get("path"):
-            value = _read_context_file(str(message["path"]), str(message.get("format", "text")))
+            shape: dict[str, Any] = {key: int(message[key]) for key in ("chars", "widest") if key in message}
+            value = _read_context_file(str(message["path"]), str(message.get("format", "text")), shape)
         else:
             value = message.get("value")
         index = int(message.get("index", 0))
@@ -596,14 +597,147 @@ class SandboxServer:
                 self.channel.send({"type": "log", "level": "warning", "message": f"unknown message {kind!r}"})
 
 
-def _read_context_file(path: str, fmt: str) -> Any:
+def _read_context_file(path: str, fmt: str, shape: dict[str, Any] | None = None) -> Any:
+    if fmt == "json-lines":
+        return _read_json_lines(path)
     if fmt == "json":
         import json
 
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
+    return _read_text_file(path, shape or {})
+
+
+# -- reading large contexts with a peak near the final value's own size --------------------------
+#
+# Reading a file and decoding it holds the bytes and the str at once (2x the context). Instead the
+# text is decoded twice in chunks: once to learn its length and widest character, once to copy each
+# chunk into a str allocated at its final size (PyUnicode_New, the way C extensions build strings).
+
+_CONTEXT_READ_BYTES = 1 << 20
+# How a chunk is written into a str of each storage width (1, 2 or 4 bytes per character).
+_WIDTH_CODECS = {1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}
+_STR_LAYOUT: dict[int, bool] = {}
+
+
+def _decoded_chunks(path: str) -> Any:
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with open(path, "rb") as handle:
+        while True:
+            data = handle.read(_CONTEXT_READ_BYTES)
+            text = decoder.decode(data, final=not data)
+            if text:
+                yield text
+            if not data:
+                return
+
+
+def _widest_possible(text: str) -> int:
+    """The largest character ``text``'s storage width can hold: it picks the width of the whole str.
+
+    Read from the str's size, because max(text) walks every character in Python (seconds per GB).
+    """
+    width = (sys.getsizeof(text) - _data_offset(255)) // (len(text) + 1)
+    return {1: 0xFF, 2: 0xFFFF, 4: 0x10FFFF}.get(width) or ord(max(text))
+
+
+def _str_width(widest: int) -> int:
+    return 1 if widest < 256 else 2 if widest < 65536 else 4
+
+
+def _new_str(length: int, widest: int) -> Any:
+    """A fresh, unshared str of ``length`` characters (contents undefined) and where its data starts."""
+    new = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_ssize_t, ctypes.c_uint32)(
+        ("PyUnicode_New", ctypes.pythonapi)
+    )
+    value = new(length, widest)
+    return value, id(value) + _data_offset(widest)
+
+
+def _data_offset(widest: int) -> int:
+    # Compact ASCII strings keep their characters right after a smaller header than the others.
+    return sys.getsizeof("") - 1 if widest < 128 else sys.getsizeof("\xe9" * 2) - 3
+
+
+def _fill_str_works(widest: int) -> bool:
+    """Check once per layout, on a small str, that writing at the computed address gives that text."""
+    key = 0 if widest < 128 else _str_width(widest)
+    if key not in _STR_LAYOUT:
+        sample = "".join(chr(c) for c in (65, 66, max(widest, 67), 68))
+        try:
+            value, address = _new_str(len(sample), max(map(ord, sample)))
+            data = sample.encode(_WIDTH_CODECS[_str_width(widest)])
+            ctypes.memmove(address, data, len(data))
+            _STR_LAYOUT[key] = value == sample
+        except Exception:
+            _STR_LAYOUT[key] = False
+    return _STR_LAYOUT[key]
+
+
+def _read_text_file(path: str, shape: dict[str, Any]) -> str:
+    text = _read_text_in_place(path, shape.get("chars"), shape.get("widest"))
+    if text is not None:
+        return text
     with open(path, encoding="utf-8", newline="") as handle:
         return handle.read()
+
+
+def _read_text_in_place(path: str, length: int | None = None, widest: int | None = None) -> str | None:
+    """The file's text built in one str of its final size; None where that cannot be done.
+
+    ``length`` and ``widest`` come from the host, which knows them; without them a first pass over
+    the file finds them. Either way the file is checked against them while it is copied.
+    """
+    if length is None or widest is None:
+        length, widest = 0, 0
+        for text in _decoded_chunks(path):
+            length += len(text)
+            if not text.isascii():
+                widest = max(widest, _widest_possible(text))
+    if length < 1024 or sys.implementation.name != "cpython" or not _fill_str_works(widest):
+        return None  # small: the plain read costs nothing worth saving
+    value, address = _new_str(length, widest)
+    width = _str_width(widest)
+    codec = "ascii" if widest < 128 else _WIDTH_CODECS[width]
+    filled, seen = 0, 0
+    try:
+        for text in _decoded_chunks(path):
+            data = text.encode(codec)
+            if len(data) != len(text) * width or filled + len(text) > length:
+                return None  # the file does not match the expected length and width
+            ctypes.memmove(address + filled * width, data, len(data))
+            filled += len(text)
+            if not text.isascii():
+                seen = max(seen, _widest_possible(text))
+    except UnicodeEncodeError:
+        return None  # wider characters than expected
+    # CPython compares strs by storage width first: the str must be exactly as wide as its contents.
+    canonical = (seen < 128) == (widest < 128) and (seen < 128 or _str_width(seen) == width)
+    return value if filled == length and canonical else None
+
+
+def _read_json_lines(path: str) -> Any:
+    """The host's streamed JSON: a first line naming the shape, then one JSON value per line."""
+    import json
+
+    with open(path, "rb") as handle:
+        shape = handle.readline().strip()
+        lines = (line for line in handle if line.strip())
+        if shape == b"list":
+            items: list[Any] = []
+            for line in lines:
+                items.extend(json.loads(line))  # each line is an array of the next items
+            return items
+        if shape == b"dict":
+            entries: dict[str, Any] = {}
+            for line in lines:
+                entries.update(json.loads(line))  # each line is an object of the next entries
+            return entries
+        if shape == b"value":
+            return json.loads(b"".join(lines))
+    raise ValueError(f"context file {path} has an unknown shape {shape!r}; expected list, dict or value")
 
 
 _FORK_STATE = {"child": False, "forked": False}

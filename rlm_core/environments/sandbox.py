@@ -20,6 +20,7 @@ from typing import Any
 
 from rlm_core.environments import runtime as repl_runtime
 from rlm_core.environments.base import ExecResult, HostCall
+from rlm_core.environments.context_files import ContextFile
 from rlm_core.environments.runtime import (
     DEFAULT_MAX_OUTPUT_CHARS,
     FRAME_HEADER_BYTES,
@@ -230,7 +231,7 @@ class SandboxEnvironment:
         self._contexts: dict[int, Any] = {}
         self._context_order: list[int] = []
         self._histories: dict[int, list[dict[str, str]]] = {}
-        self._uploaded: dict[int, tuple[str, str]] = {}
+        self._uploaded: dict[int, tuple[dict[str, Any], int]] = {}  # index -> (context message, bytes)
         self._runtime_uploaded = False
         self._conn: _Connection | None = None
         self._lock = asyncio.Lock()
@@ -377,9 +378,11 @@ class SandboxEnvironment:
                 "in this environment; check the sandbox engine, then start a new run"
             ) from exc
 
-    async def _ack(self, conn: _Connection, message: dict[str, Any], what: str) -> None:
+    async def _ack(
+        self, conn: _Connection, message: dict[str, Any], what: str, timeout: float | None = None
+    ) -> None:
         try:
-            reply = await asyncio.wait_for(conn.request(message), timeout=self.start_timeout)
+            reply = await asyncio.wait_for(conn.request(message), timeout=timeout or self.start_timeout)
         except TimeoutError:
             raise SandboxError(f"the sandbox runtime did not answer while {what}") from None
         if reply.get("error"):
@@ -391,6 +394,7 @@ class SandboxEnvironment:
         self._check_open()
         async with self._lock:
             conn = await self._live_connection()
+            self._uploaded.pop(index, None)  # a new value for this index: its old file is stale
             await self._send_context(conn, index, value)
             if index not in self._contexts:
                 self._context_order.append(index)
@@ -400,34 +404,40 @@ class SandboxEnvironment:
             self._contexts[index] = value
 
     async def _send_context(self, conn: _Connection, index: int, value: Any) -> None:
-        if isinstance(value, str):
-            fmt, text = "text", value
-        else:
-            try:
-                text = json.dumps(value, ensure_ascii=False)
-            except (TypeError, ValueError) as exc:
-                raise ConfigurationError(
-                    f"context of type {type(value).__name__} cannot be sent into a sandbox ({exc}); pass a "
-                    "str, or a list/dict of JSON values"
-                ) from exc
-            fmt = "json"
-        if len(text) < self.inline_context_chars:
-            await self._ack(conn, {"type": "context", "index": index, "value": value}, "loading the context")
-            return
         uploaded = self._uploaded.get(index)
         if uploaded is None:
-            path = posixpath.join(
-                self.transport.workdir, f"context_{index}.{'txt' if fmt == 'text' else 'json'}"
-            )
-            data = text.encode("utf-8")
-            del text  # for JSON contexts the dumped text is ours alone: free it before the upload
-            await self.transport.put_file(path, data)
-            del data
-            uploaded = self._uploaded[index] = (path, fmt)
-        path, fmt = uploaded
+            contents = ContextFile(value)
+            if not contents.at_least_chars(self.inline_context_chars):
+                await self._ack(
+                    conn, {"type": "context", "index": index, "value": value}, "loading the context"
+                )
+                return
+            suffix = "txt" if contents.is_text else "jsonl"
+            path = posixpath.join(self.transport.workdir, f"context_{index}.{suffix}")
+            await self._upload(path, contents)
+            message = {
+                "path": path,
+                "format": contents.fmt,
+                **(contents.text_shape() if contents.is_text else {}),
+            }
+            uploaded = self._uploaded[index] = (message, contents.bytes_produced)
+        message, size = uploaded
+        # Reading a large file takes time in the sandbox: allow for a slow 20 MB/s on top.
         await self._ack(
-            conn, {"type": "context", "index": index, "path": path, "format": fmt}, "loading the context file"
+            conn,
+            {"type": "context", "index": index, **message},
+            "loading the context file",
+            timeout=self.start_timeout + size / (20 << 20),
         )
+
+    async def _upload(self, path: str, contents: ContextFile) -> None:
+        """Stream the file to a transport that takes chunks; join it only for one that does not."""
+        put_chunks = getattr(self.transport, "put_file_chunks", None)
+        if callable(put_chunks):
+            await put_chunks(path, contents, size=contents.size)
+            return
+        data = await asyncio.to_thread(b"".join, contents)
+        await self.transport.put_file(path, data)
 
     async def load_history(self, index: int, messages: list[dict[str, str]]) -> None:
         self._check_open()

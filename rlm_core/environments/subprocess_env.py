@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rlm_core.environments.runtime import DEFAULT_MAX_OUTPUT_CHARS
@@ -180,11 +180,15 @@ class SubprocessTransport:
         return real
 
     async def put_file(self, path: str, data: bytes) -> None:
+        await self.put_file_chunks(path, (data,), len(data))
+
+    async def put_file_chunks(self, path: str, chunks: Iterable[bytes], size: int | None = None) -> None:
         target = self._inside(path)
 
         def write() -> None:
             with open(target, "wb") as handle:
-                handle.write(data)
+                for chunk in chunks:
+                    handle.write(chunk)
             if self.uid is not None:
                 os.chown(target, self.uid, self.gid if self.gid is not None else -1)
 

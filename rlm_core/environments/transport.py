@@ -7,6 +7,7 @@ once by :class:`rlm_core.environments.sandbox.SandboxEnvironment`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
 
@@ -54,6 +55,9 @@ class Transport(Protocol):
     - ``python``: the Python interpreter (>= 3.8) to run inside the sandbox, as argv[0]
       (for example ``"python3"``).
 
+    A transport may also implement :class:`ChunkedUpload` (``put_file_chunks``); the core then streams
+    large contexts through it instead of building them in memory for ``put_file``.
+
     Lifecycle: ``start()`` once, then any number of ``put_file``/``open_stream``; ``close()`` at the
     end. If the sandbox itself died (``open_stream`` fails), the core calls ``close()`` and then
     ``start()`` again to provision a fresh one, so ``start`` must work after ``close``.
@@ -90,4 +94,25 @@ class Transport(Protocol):
 
     def describe(self) -> str:
         """A short human description for messages, e.g. ``"docker container 3f2a... (python:3.11-slim)"``."""
+        ...
+
+
+@runtime_checkable
+class ChunkedUpload(Protocol):
+    """Optional addition to :class:`Transport`: write a file from chunks, so a 1 GB context costs the
+    host a few chunks of memory instead of a 1 GB ``bytes``. Transports without it keep working; the
+    core then joins the chunks and calls ``put_file``.
+    """
+
+    async def put_file_chunks(self, path: str, chunks: Iterable[bytes], size: int | None = None) -> None:
+        """Create or replace the file at absolute ``path`` (inside ``workdir``) with the concatenated chunks.
+
+        ``chunks`` is a synchronous iterable whose items are produced on demand (encoding them is CPU
+        work: consume it in a worker thread, e.g. ``asyncio.to_thread``, not on the event loop). It can
+        be iterated more than once, each pass yielding the same bytes, so a transport that must know
+        the total first (a tar header, a Content-Length) may count in a first pass. ``size``, when not
+        None, is that total already. Exceptions raised while iterating (for example
+        ``rlm_core.errors.ConfigurationError`` for a context that cannot be encoded) must propagate
+        unchanged; the partial file may be left behind.
+        """
         ...
