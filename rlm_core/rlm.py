@@ -129,6 +129,9 @@ class RLM:
         self.backend = backend
         self.backend_kwargs = backend_kwargs
         self.clients = self._build_clients(backend, backend_kwargs, other_backends, other_kwargs)
+        from rlm_core.clients.pricing import warm_up
+
+        warm_up()  # the price database loads while the first model call runs
         if max_cost is not None:
             self._check_prices()
         self.policy = self._build_policy(routing)

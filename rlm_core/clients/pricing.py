@@ -1,77 +1,80 @@
-"""Indicative prices of well-known OpenAI, Anthropic and Gemini models, for cost accounting.
+"""Model prices for cost accounting and ``max_cost``, from ``genai-prices``.
 
-The table is indicative only: list prices from the providers' public price pages (standard tier,
-no batch/cache discounts, Gemini's prompt-size tier at or below 200k tokens) at the time of writing.
-Prices change; pass ``backend_kwargs={"price": Price(input_per_mtok, output_per_mtok)}`` to override.
+``genai-prices`` is a price database kept current by its maintainers (standard tier, the prompt-size
+tier of a short prompt). It is imported on first use only, since loading it takes a moment:
+``warm_up()`` starts that in a background thread while the first model call runs. A client plugin
+or the user can always pass a price (``backend_kwargs={"price": (input_usd_per_mtok,
+output_usd_per_mtok)}``), which wins.
 """
 
 from __future__ import annotations
 
-import re
+import functools
+import threading
+from decimal import Decimal
 
 from rlm_core.clients.base import Price
 
-__all__ = ["PRICES", "price_for"]
+__all__ = ["price_for", "warm_up"]
 
-# USD per million tokens: (input, output).
-_TABLE: dict[str, tuple[float, float]] = {
-    # OpenAI
-    "gpt-5": (1.25, 10.00),
-    "gpt-5-mini": (0.25, 2.00),
-    "gpt-5-nano": (0.05, 0.40),
-    "gpt-4.1": (2.00, 8.00),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1-nano": (0.10, 0.40),
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4-turbo": (10.00, 30.00),
-    "gpt-3.5-turbo": (0.50, 1.50),
-    "o1": (15.00, 60.00),
-    "o3": (2.00, 8.00),
-    "o3-pro": (20.00, 80.00),
-    "o3-mini": (1.10, 4.40),
-    "o4-mini": (1.10, 4.40),
-    # Anthropic
-    "claude-opus-4-5": (5.00, 25.00),
-    "claude-opus-4-1": (15.00, 75.00),
-    "claude-opus-4": (15.00, 75.00),
-    "claude-opus-4-0": (15.00, 75.00),
-    "claude-sonnet-4-5": (3.00, 15.00),
-    "claude-sonnet-4": (3.00, 15.00),
-    "claude-sonnet-4-0": (3.00, 15.00),
-    "claude-haiku-4-5": (1.00, 5.00),
-    "claude-3-7-sonnet": (3.00, 15.00),
-    "claude-3-5-sonnet": (3.00, 15.00),
-    "claude-3-5-haiku": (0.80, 4.00),
-    "claude-3-opus": (15.00, 75.00),
-    "claude-3-haiku": (0.25, 1.25),
-    # Google Gemini
-    "gemini-2.5-pro": (1.25, 10.00),
-    "gemini-2.5-flash": (0.30, 2.50),
-    "gemini-2.5-flash-lite": (0.10, 0.40),
-    "gemini-2.0-flash": (0.10, 0.40),
-    "gemini-2.0-flash-lite": (0.075, 0.30),
-}
-
-PRICES: dict[str, Price] = {name: Price(inp, out) for name, (inp, out) in _TABLE.items()}
-
-# What may follow a known name in a dated or aliased model id: "-2024-08-06", "-20250514", "-latest",
-# "-preview-05-20". A word such as "-pro" or a version such as "-6" names another model, so no match.
-_SUFFIX = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2}|latest|preview[\w-]*|exp[\w-]*)")
+# Prices are read at a short prompt: providers with a long-context tier charge more above it.
+_PROBE_TOKENS = 1000
+# Routing prefixes that name the provider ("openai/gpt-5-mini" through OpenRouter or LiteLLM).
+_PROVIDER_ALIASES = {"google": "google", "gemini": "google", "models": None, "anthropic": "anthropic"}
 
 
-def price_for(model_name: str) -> Price | None:
-    """The indicative price of ``model_name``, or ``None`` when unknown.
+def _per_mtok(price: Decimal) -> float:
+    return float(price) * 1_000_000 / _PROBE_TOKENS
 
-    Matched case-insensitively by exact name, then by the longest known name followed by a date or
-    ``-latest`` suffix. A routing prefix such as ``openai/`` or ``models/`` is ignored.
+
+@functools.lru_cache(maxsize=1024)
+def price_for(model_name: str, provider: str | None = None) -> Price | None:
+    """The price of ``model_name`` (USD per million input and output tokens), or None when unknown.
+
+    A routing prefix such as ``openai/`` or ``models/`` is understood; ``provider`` narrows the
+    search when a name is ambiguous (``openai``, ``anthropic``, ``google``, ...).
     """
-    name = model_name.strip().lower().rsplit("/", 1)[-1]
-    if name in PRICES:
-        return PRICES[name]
-    best: str | None = None
-    for known in PRICES:
-        matches = name.startswith(known) and _SUFFIX.fullmatch(name[len(known) :])
-        if matches and (best is None or len(known) > len(best)):
-            best = known
-    return PRICES[best] if best is not None else None
+    name = model_name.strip()
+    if not name:
+        return None
+    try:
+        from genai_prices import Usage, calc_price
+    except ImportError:  # an install without it: no prices, and max_cost asks for one
+        return None
+    prefix, _, base = name.rpartition("/")
+    candidates: list[tuple[str, str | None]] = [(name, provider)]
+    if prefix:
+        hinted = _PROVIDER_ALIASES.get(prefix.lower(), prefix.lower())
+        candidates += [(base, hinted), (base, provider), (base, None)]
+    for ref, provider_id in dict.fromkeys(candidates):
+        try:
+            result = calc_price(
+                Usage(input_tokens=_PROBE_TOKENS, output_tokens=_PROBE_TOKENS),
+                model_ref=ref,
+                provider_id=provider_id,
+            )
+        except (LookupError, ValueError):
+            continue
+        return Price(_per_mtok(result.input_price), _per_mtok(result.output_price))
+    return None
+
+
+def warm_up() -> None:
+    """Load the price database in a background thread (once), so the first lookup is quick."""
+    global _warming
+    with _warm_lock:
+        if _warming:
+            return
+        _warming = True
+    threading.Thread(target=_import_quietly, name="rlm-prices", daemon=True).start()
+
+
+def _import_quietly() -> None:
+    try:
+        import genai_prices  # noqa: F401
+    except ImportError:
+        return
+
+
+_warming = False
+_warm_lock = threading.Lock()

@@ -99,7 +99,10 @@ class SDKChatClient(BaseClient):
         self.max_tokens = _positive(cls, "max_tokens", max_tokens, int)
         self.context_window = _positive(cls, "context_window", context_window, int)
         self.temperature = temperature
-        self.price = _as_price(cls, price) if price is not None else _lookup_price(model_name)
+        # A given price is used as is; otherwise it is looked up on first use (the price database
+        # takes a moment to load, and most runs never set max_cost).
+        self._price: Price | None = _as_price(cls, price) if price is not None else None
+        self._price_known = price is not None
         self.stream = bool(stream)
         self.default_headers = dict(default_headers or {})
         self.client_kwargs = dict(client_kwargs or {})
@@ -129,6 +132,18 @@ class SDKChatClient(BaseClient):
 
     def _key_hint(self) -> str:
         return " or ".join(self.api_key_envs) or "provider's API key"
+
+    @property
+    def price(self) -> Price | None:
+        """USD per million tokens: the one given, else the model's entry in the price database."""
+        if not self._price_known:
+            self._price = _lookup_price(self.model_name)
+            self._price_known = True
+        return self._price
+
+    @price.setter
+    def price(self, value: Price | None) -> None:
+        self._price, self._price_known = value, True
 
     def __repr__(self) -> str:
         base = f", base_url={self.base_url!r}" if self.base_url else ""
