@@ -7,7 +7,6 @@ One table owns every move; a meta-path finder hands out the moved module itself 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import sys
 import warnings
@@ -31,7 +30,7 @@ MOVED = {
 }
 
 
-class _MovedModuleLoader(importlib.abc.Loader):
+class _MovedModuleLoader:  # a loader by protocol: importlib.abc would cost an import of its own
     def __init__(self, new_name: str) -> None:
         self.new_name = new_name
 
@@ -47,14 +46,14 @@ class _MovedModuleLoader(importlib.abc.Loader):
         return None  # the moved module is already executed
 
 
-class _MovedModuleFinder(importlib.abc.MetaPathFinder):
+class _MovedModuleFinder:  # a meta-path finder by protocol (find_spec)
     def find_spec(
         self, fullname: str, path: object, target: object = None
     ) -> importlib.machinery.ModuleSpec | None:
         new_name = MOVED.get(fullname)
         if new_name is None:
             return None
-        return importlib.machinery.ModuleSpec(fullname, _MovedModuleLoader(new_name))
+        return importlib.machinery.ModuleSpec(fullname, _MovedModuleLoader(new_name))  # type: ignore[arg-type]
 
 
 def install() -> None:
