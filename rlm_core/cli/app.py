@@ -29,6 +29,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("run", "rlm_core.cli.app:add_run_parser"),
     ("plugins", "rlm_core.cli.app:add_plugins_parser"),
     ("cleanup", "rlm_core.cli.cleanup:add_cleanup_parser"),
+    ("view", "rlm_core.cli.view:add_view_parser"),
 ]
 
 
