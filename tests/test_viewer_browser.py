@@ -20,7 +20,7 @@ from rlm_core.cli.app import main
 from rlm_core.loggers.jsonl import RLMLogger
 from rlm_core.testing import ScriptedClient
 from rlm_core.viewer import ViewerServer, serve
-from rlm_core.viewer.samples import repl, write_budget_stop_run, write_rich_run
+from rlm_core.viewer.samples import repl, write_budget_stop_run, write_large_run, write_rich_run
 
 CHROMIUM = os.environ.get("RLM_VIEWER_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -372,3 +372,23 @@ def test_the_export_opens_standalone(page: Any, log_dir: Path, tmp_path: Path) -
     iteration(page, 3).locator("details.subcall.has-child > summary").click()
     assert "Answer: 4 letters" in iteration(page, 3).inner_text()
     assert [url for url in requests if not url.startswith(("file:", "data:"))] == []
+
+
+def test_long_texts_are_shortened_in_memory_and_read_again_on_request(
+    page: Any, tmp_path: Path, server_for: Any
+) -> None:
+    write_large_run(tmp_path, subcalls=4, iterations=2, response_chars=9_000)
+    page.goto(server_for(tmp_path).url)
+    open_run(page, "A big run")
+    iteration(page, 1).locator("summary").first.click()
+    iteration(page, 1).locator("details.batch > summary").click()
+    slot = iteration(page, 1).locator("details.subcall").first
+    slot.locator("summary").click()
+    assert "Shortened: 5,000 more characters" in slot.inner_text()
+    shown = len(slot.locator("pre").nth(1).inner_text())
+    iteration(page, 1).get_by_role("button", name="Show the full texts").click()
+    page.wait_for_function("!document.querySelector('#timeline details.iteration .shortened')")
+    iteration(page, 1).locator("details.batch > summary").click()
+    slot = iteration(page, 1).locator("details.subcall").first
+    slot.locator("summary").click()
+    assert len(slot.locator("pre").nth(1).inner_text()) > shown >= 4_000

@@ -76,23 +76,30 @@ def write_budget_stop_run(log_dir: Path) -> Path:
 
 
 def write_large_run(
-    log_dir: Path, *, subcalls: int = 2000, output_chars: int = 20_000, cells: int = 40
+    log_dir: Path, *, subcalls: int = 2000, response_chars: int = 24_000, iterations: int = 40
 ) -> Path:
-    """A big run: ``subcalls`` batched sub-calls spread over ``cells`` iterations with long outputs."""
-    per_cell = max(1, subcalls // cells)
-    code = (
-        f"parts = llm_query_batched([f'part {{i}}' for i in range({per_cell})])\n"
-        f"print(('x' * 79 + chr(10)) * ({output_chars} // 80))\nprint(len(parts))"
-    )
-    root = ScriptedClient(
-        [repl(code)] * cells + ["FINAL(big done)"], model_name="root-model", price=ROOT_PRICE
-    )
-    sub = ScriptedClient(_echo_upper, model_name="sub-model", price=SUB_PRICE)
+    """A big run: ``subcalls`` batched sub-calls over ``iterations`` turns, each answering ``response_chars``.
+
+    With the defaults the log is about 50 MB, most of it sub-call responses (as with long summaries).
+    """
+    per_turn = max(1, subcalls // iterations)
+    # Each turn's code differs: the engine's guards refuse a block identical to the last one.
+    turns = [
+        repl(
+            f"parts = llm_query_batched([f'part {turn}.{{i}}' for i in range({per_turn})])\nprint(len(parts))"
+        )
+        for turn in range(iterations)
+    ]
+    root = ScriptedClient([*turns, "FINAL(big done)"], model_name="root-model", price=ROOT_PRICE)
+    line = "A long summary line of a part of the context, as a sub-model might write it.\n"
+    long_reply = (line * (response_chars // len(line) + 1))[:response_chars]
+    sub = ScriptedClient(lambda request: long_reply, model_name="sub-model", price=SUB_PRICE)
     with RLMLogger(log_dir=log_dir) as logger:
         rlm = RLM(
             backend=root,
             other_backends=[sub],
-            max_iterations=cells + 2,
+            max_iterations=iterations + 2,
+            max_sub_tokens=100_000_000,
             max_concurrent_subcalls=16,
             logger=logger,
         )

@@ -8,6 +8,7 @@ until the file grows past ``offset``, so a run being written shows up within a f
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -80,6 +81,12 @@ class ViewerServer(ThreadingHTTPServer):
             "runs": runs,
             "help": EMPTY_HELP,
         }
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A page closed or reloaded mid-request is normal here, not an error worth a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def start_in_background(self) -> threading.Thread:
         """Serve from a daemon thread (tests, ``rlm view``); stop with ``shutdown()`` then ``server_close()``."""

@@ -5,8 +5,11 @@
 
 const SCHEMA_VERSION = 2;
 const FIRST_PAGE_BYTES = 256 * 1024; // small, so the first iterations show at once
-const PAGE_BYTES = 4 * 1024 * 1024;
-const TRIM_CHARS = 20000; // longer texts are kept cut in memory; "show all" reads the line again
+const PAGE_BYTES = 2 * 1024 * 1024; // about 50 ms of parsing: the page stays responsive while it loads
+// Longer texts are kept cut in memory, so a huge log's heap stays a fraction of its size; "Show the
+// full texts" reads the line again. Sub-call texts are cut shorter: there are thousands of them.
+const TRIM_CHARS = 20000;
+const SUBCALL_TRIM_CHARS = 4000;
 const MAX_AUTO_OPEN = 20;
 const TAIL_WAIT_SECONDS = 10;
 const BUDGET_STOPS = {
@@ -355,15 +358,20 @@ function handleLine(state, text, at, length) {
 function trimRecord(rec, at, length) {
   if (embedded) return; // an exported file holds everything anyway
   let trimmed = false;
-  const cut = (obj, key) => {
+  const cut = (obj, key, limit = TRIM_CHARS) => {
     const value = obj[key];
-    if (typeof value === "string" && value.length > TRIM_CHARS) {
-      obj[key] = value.slice(0, TRIM_CHARS);
+    if (typeof value === "string" && value.length > limit) {
+      // A plain slice would keep the whole original string alive (V8 slices share it): copy it.
+      obj[key] = JSON.parse(JSON.stringify(value.slice(0, limit)));
       obj["_" + key + "_full"] = value.length;
       trimmed = true;
     }
   };
-  const cutCalls = (calls) => (calls || []).forEach((c) => { cut(c, "prompt"); cut(c, "response"); cutCalls(c.children); });
+  const cutCalls = (calls) => (calls || []).forEach((c) => {
+    cut(c, "prompt", SUBCALL_TRIM_CHARS);
+    cut(c, "response", SUBCALL_TRIM_CHARS);
+    cutCalls(c.children);
+  });
   cut(rec, "response");
   (rec.new_messages || []).forEach((m) => cut(m, "content"));
   (rec.code_blocks || []).forEach((b) => { cut(b, "code"); cut(b, "stdout"); cut(b, "stderr"); cut(b, "error"); cutCalls(b.subcalls); });
@@ -427,7 +435,8 @@ async function showRun(main, file) {
       if (mine !== generation) return;
       view.add(added);
       view.refresh(false);
-      maxBytes = PAGE_BYTES;
+      // Small pages until the first iteration shows (a page holds at least one whole line), then big ones.
+      if (state.root && state.root.iterations.length) maxBytes = PAGE_BYTES;
       if (state.offset >= state.size || (!added.length && state.partial && state.offset + new TextEncoder().encode(state.partial).length >= state.size)) break;
       await new Promise((r) => setTimeout(r, 0)); // let the page paint between pages
     }
@@ -473,7 +482,9 @@ function buildRunView(state) {
 
   function add(added) {
     for (const { run, record } of added) {
-      if (run === state.root) timeline.append(iterationItem(state, run, record, () => query));
+      if (run !== state.root) continue;
+      timeline.append(iterationItem(state, run, record, () => query));
+      if (timeline.children.length === 1) performance.mark("rlm-first-iteration"); // read by the benchmark
     }
     if (query && added.length) applySearch();
   }
@@ -684,9 +695,10 @@ function countSubcalls(rec) {
   return n;
 }
 
-function pre(label, text, q, cls) {
+function pre(label, text, q, cls, fullLength) {
   if (text == null || text === "") return null;
-  return h("div", { class: "block " + (cls || "") }, h("h4", {}, label), h("pre", { tabindex: "0" }, marked(text, q)));
+  const cut = fullLength ? h("p", { class: "muted small shortened" }, "Shortened: " + fmtInt(fullLength - text.length) + " more characters (Show the full texts, above).") : null;
+  return h("div", { class: "block " + (cls || "") }, h("h4", {}, label), h("pre", { tabindex: "0" }, marked(text, q)), cut);
 }
 
 function iterationBody(state, rec, q) {
@@ -699,14 +711,14 @@ function iterationBody(state, rec, q) {
         e.target.closest(".body").replaceChildren(iterationBody(state, full, q));
       } }, "Show the full texts")));
   }
-  parts.push(pre("Model reply", rec.response, q, "reply"));
+  parts.push(pre("Model reply", rec.response, q, "reply", rec._response_full));
   (rec.code_blocks || []).forEach((b, i) => {
     parts.push(h("section", { class: "cell" + (b.error || b.timed_out ? " has-error" : "") },
       h("h3", {}, "Code cell " + (i + 1), h("span", { class: "chip" }, fmtDuration(b.duration)), b.timed_out ? h("span", { class: "badge badge-bad" }, "timed out") : null),
-      pre("Code", b.code, q, "code"),
-      pre("Output", b.stdout, q, "stdout"),
-      pre("Standard error", b.stderr, q, "stderr"),
-      pre("Error", b.error, q, "error"),
+      pre("Code", b.code, q, "code", b._code_full),
+      pre("Output", b.stdout, q, "stdout", b._stdout_full),
+      pre("Standard error", b.stderr, q, "stderr", b._stderr_full),
+      pre("Error", b.error, q, "error", b._error_full),
       b.final_answer != null ? pre("Final answer", b.final_answer, q) : null,
       (b.subcalls || []).length ? h("div", { class: "block" }, h("h4", {}, "Sub-calls"), subcallTree(state, b.subcalls, callsBySpan, q)) : null));
   });
@@ -770,7 +782,7 @@ function subcallItem(state, sc, callsBySpan, q) {
     sc.error ? h("span", { class: "badge badge-bad" }, "error") : null,
   ];
   return lazyDetails({ class: "subcall" + (sc.error ? " has-error" : "") + (child ? " has-child" : "") }, label, () => h("div", { class: "body" },
-    pre("Prompt", sc.prompt, q), pre("Response", sc.response, q), pre("Error", sc.error, q, "error"),
+    pre("Prompt", sc.prompt, q, null, sc._prompt_full), pre("Response", sc.response, q, null, sc._response_full), pre("Error", sc.error, q, "error"),
     (sc.children || []).length && !child ? h("div", { class: "block" }, h("h4", {}, "Nested calls"), subcallTree(state, sc.children, callsBySpan, q)) : null,
     child ? childRunSection(state, child, q) : null));
 }
