@@ -188,6 +188,13 @@ def test_one_run_timeline_batch_child_rlm_waterfall_and_usage(
     iteration(page, 4).locator("summary").first.click()
     assert "ValueError: a deliberate bad cell" in iteration(page, 4).inner_text()
     page.screenshot(path=str(screenshots / "run.png"), full_page=True)
+    readme_shot = os.environ.get("RLM_VIEWER_README_SCREENSHOT")  # how docs/images/viewer.png is made
+    if readme_shot:
+        iteration(page, 1).locator("summary").first.click()
+        iteration(page, 4).locator("summary").first.click()
+        page.set_viewport_size({"width": 1100, "height": 1400})
+        page.locator("#usage").scroll_into_view_if_needed()
+        page.screenshot(path=readme_shot, clip={"x": 0, "y": 0, "width": 1100, "height": 1400}, full_page=True)
 
 
 def test_a_budget_stop_is_highlighted(page: Any, log_dir: Path, server_for: Any) -> None:
