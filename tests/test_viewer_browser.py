@@ -194,7 +194,9 @@ def test_one_run_timeline_batch_child_rlm_waterfall_and_usage(
         iteration(page, 4).locator("summary").first.click()
         page.set_viewport_size({"width": 1100, "height": 1400})
         page.locator("#usage").scroll_into_view_if_needed()
-        page.screenshot(path=readme_shot, clip={"x": 0, "y": 0, "width": 1100, "height": 1400}, full_page=True)
+        page.screenshot(
+            path=readme_shot, clip={"x": 0, "y": 0, "width": 1100, "height": 1400}, full_page=True
+        )
 
 
 def test_a_budget_stop_is_highlighted(page: Any, log_dir: Path, server_for: Any) -> None:
@@ -299,6 +301,32 @@ def test_newer_schema_and_foreign_files(page: Any, tmp_path: Path, server_for: A
     page.wait_for_selector("#problems:not([hidden])")
     assert "Line 1 (foreign)" in page.inner_text("#problems")
     assert "Not an rlm-core log" in page.inner_text(".run-summary")
+
+
+def test_a_version_1_log_still_shows(page: Any, tmp_path: Path, server_for: Any) -> None:
+    # Version 1 logs had no span ids, no per-iteration model calls, no batch ids, no costs per call.
+    v2_only = {"span_id", "parent_span_id", "calls", "batch_id", "batch_index", "started_at", "cost"}
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in v2_only}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    lines = [json.loads(line) for line in write_rich_run(tmp_path / "src").read_text().splitlines()]
+    old = [strip(line) | ({"schema_version": 1} if line["type"] == "metadata" else {}) for line in lines]
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "v1.jsonl").write_text("".join(json.dumps(line) + "\n" for line in old))
+    page.goto(server_for(tmp_path / "logs").url)
+    open_run(page, "How many?")
+    assert page.locator("#timeline > li").count() == 5 and page.is_hidden("#problems")
+    assert "3,302 / 1,000,000" in page.inner_text("#usage")
+    iteration(page, 2).locator("summary").first.click()
+    assert iteration(page, 2).locator("details.subcall").count() == 4  # no batch ids: four plain calls
+    iteration(page, 3).locator("summary").first.click()
+    iteration(page, 3).locator("details.subcall.has-child > summary").click()
+    assert "Answer: 4 letters" in iteration(page, 3).inner_text()
 
 
 def test_an_empty_directory_says_how_to_make_logs(

@@ -203,6 +203,23 @@ def test_only_listed_logs_are_served(log_dir: Path, tmp_path: Path, server_for: 
     assert server.url.startswith("http://127.0.0.1:")
 
 
+def test_requests_for_another_host_name_are_refused(log_dir: Path, server_for: Any) -> None:
+    server = server_for(log_dir)
+    port = server.server_address[1]
+    for host, expected in (
+        (f"rebound.example:{port}", 403),
+        (f"localhost:{port}", 200),
+        (f"127.0.0.1:{port}", 200),
+    ):
+        request = urllib.request.Request(server.url + "api/runs", headers={"Host": host})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        assert status == expected, host
+
+
 def test_the_page_and_its_files_come_from_the_package(log_dir: Path, server_for: Any) -> None:
     server = server_for(log_dir)
     status, headers, body = get(server.url)

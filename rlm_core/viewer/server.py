@@ -103,6 +103,12 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # a request line per page load would drown the URL the user needs to see
 
     def do_GET(self) -> None:
+        if not self._host_allowed():
+            # A page on another site that renamed itself to 127.0.0.1 (DNS rebinding) must not read logs.
+            self._send_json(
+                {"error": "unexpected Host header; open the address rlm view printed"}, HTTPStatus.FORBIDDEN
+            )
+            return
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         try:
@@ -131,6 +137,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json({"error": f"bad request: {exc}"}, HTTPStatus.BAD_REQUEST)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the page went away mid-answer (reload, closed tab): nothing to tell it
+
+    def _host_allowed(self) -> bool:
+        port = self.server.server_address[1]
+        return self.headers.get("Host", "") in (f"{HOST}:{port}", f"localhost:{port}")
 
     def _send_page(self, page: Page) -> None:
         headers = {
