@@ -17,22 +17,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from rlm_core.viewer import serve
+from rlm_core.viewer.headless import CHROMIUM, launch
 from rlm_core.viewer.samples import write_large_run, write_rich_run
+from rlm_core.viewer.server import running
 
 REPEATS = 3
 USABLE_TARGET_S = 2.0
 LIVE_TARGET_S = 1.0
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--enable-precise-memory-info",
-]
 
 
 def median(values: list[float]) -> float:
@@ -76,32 +67,32 @@ def live_latency(browser: Any, work: Path) -> float:
     target = live_dir / "growing.jsonl"
     iteration_lines = [line for line in lines if b'"type": "iteration"' in line and b'"depth": 0' in line]
     target.write_bytes(lines[0])
-    server = serve(live_dir)
-    server.start_in_background()
-    context = browser.new_context()
-    page = context.new_page()
-    try:
-        page.goto(server.url + "#/run/growing.jsonl")
-        page.wait_for_selector("#live:not([hidden])")
-        latencies = []
-        for count, line in enumerate(iteration_lines[:REPEATS], start=1):
-            time.sleep(0.3)  # the page is waiting in its long poll, as it would be for a real run
-            with target.open("ab") as handle:
-                handle.write(line)
-            started = time.perf_counter()
-            page.wait_for_function(f"document.querySelectorAll('#timeline > li').length >= {count}")
-            latencies.append(time.perf_counter() - started)
-        return median(latencies)
-    finally:
-        context.close()
-        server.shutdown()
-        server.server_close()
+    with running(live_dir) as server:
+        context = browser.new_context()
+        try:
+            return _appended_line_latency(context.new_page(), server.url, target, iteration_lines)
+        finally:
+            context.close()
+
+
+def _appended_line_latency(page: Any, url: str, target: Path, iteration_lines: list[bytes]) -> float:
+    page.goto(url + "#/run/growing.jsonl")
+    page.wait_for_selector("#live:not([hidden])")
+    latencies = []
+    for count, line in enumerate(iteration_lines[:REPEATS], start=1):
+        time.sleep(0.3)  # the page is waiting in its long poll, as it would be for a real run
+        with target.open("ab") as handle:
+            handle.write(line)
+        started = time.perf_counter()
+        page.wait_for_function(f"document.querySelectorAll('#timeline > li').length >= {count}")
+        latencies.append(time.perf_counter() - started)
+    return median(latencies)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--log", type=Path, help="an existing big log (default: generate one)")
-    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--chromium", default=CHROMIUM)
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -116,15 +107,13 @@ def main() -> None:
             )
         else:
             big = args.log
-        server = serve(big)
-        server.start_in_background()
-        try:
+        with running(big) as server:
             lists = [list_time(server.url, big) for _ in range(REPEATS)]
             print(
                 f"run list for the {big.stat().st_size / 1e6:.1f} MB log: median {median(lists) * 1000:.1f} ms"
             )
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
+                browser = launch(playwright, args.chromium)
                 runs = [open_big_run(browser, server.url, big.name) for _ in range(REPEATS)]
                 usable = median([r["usable"] for r in runs])
                 mark = median([r["mark"] for r in runs])
@@ -148,9 +137,6 @@ def main() -> None:
                     f"(target < {LIVE_TARGET_S:.0f} s, ratio {live / LIVE_TARGET_S:.2f})"
                 )
                 browser.close()
-        finally:
-            server.shutdown()
-            server.server_close()
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ base temp directory (``--basetemp``), in ``viewer-screenshots``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +20,16 @@ from rlm_core import RLM
 from rlm_core.cli.app import main
 from rlm_core.loggers.jsonl import RLMLogger
 from rlm_core.testing import ScriptedClient
-from rlm_core.viewer import ViewerServer, serve
-from rlm_core.viewer.samples import repl, write_budget_stop_run, write_large_run, write_rich_run
-
-CHROMIUM = os.environ.get("RLM_VIEWER_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from rlm_core.viewer import ViewerServer
+from rlm_core.viewer.headless import CHROMIUM, launch
+from rlm_core.viewer.samples import (
+    repl,
+    write_budget_stop_run,
+    write_large_run,
+    write_rich_run,
+    write_sample_logs,
+)
+from rlm_core.viewer.server import running
 
 
 def _browser_missing() -> str | None:
@@ -54,7 +52,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = launch(playwright)
         yield chromium
         chromium.close()
 
@@ -80,26 +78,13 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("browser-logs")
-    write_rich_run(directory)
-    write_budget_stop_run(directory)
-    return directory
+    return write_sample_logs(tmp_path_factory.mktemp("browser-logs"))
 
 
 @pytest.fixture
-def server_for() -> Iterator[Any]:
-    started: list[ViewerServer] = []
-
-    def start(target: Path) -> ViewerServer:
-        server = serve(target)
-        server.start_in_background()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.shutdown()
-        server.server_close()
+def server_for() -> Iterator[Callable[[Path], ViewerServer]]:
+    with contextlib.ExitStack() as stack:
+        yield lambda target: stack.enter_context(running(target))
 
 
 def open_run(page: Any, question: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,40 +12,28 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rlm_core.cli.app import main
-from rlm_core.viewer import ViewerServer, serve
+from rlm_core.viewer import ViewerServer
 from rlm_core.viewer.logfiles import read_page, summarize
-from rlm_core.viewer.samples import write_budget_stop_run, write_rich_run
+from rlm_core.viewer.samples import write_rich_run, write_sample_logs
+from rlm_core.viewer.server import running
 
 
 @pytest.fixture(scope="module")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("viewer-logs")
-    write_rich_run(directory)
-    write_budget_stop_run(directory)
-    return directory
+    return write_sample_logs(tmp_path_factory.mktemp("viewer-logs"))
 
 
 @pytest.fixture
-def server_for() -> Iterator[Any]:
-    started: list[ViewerServer] = []
-
-    def start(target: Path) -> ViewerServer:
-        server = serve(target)
-        server.start_in_background()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.shutdown()
-        server.server_close()
+def server_for() -> Iterator[Callable[[Path], ViewerServer]]:
+    with contextlib.ExitStack() as stack:
+        yield lambda target: stack.enter_context(running(target))
 
 
 def get(url: str) -> tuple[int, dict[str, str], bytes]:

@@ -175,7 +175,10 @@ def wait_for_growth(path: Path, offset: int, timeout: float, interval: float = 0
 
     deadline = time.monotonic() + timeout
     while True:
-        size = os.stat(path).st_size
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            raise LogAccessError(f"{path.name} was removed while the page was following it") from None
         if size > offset or time.monotonic() >= deadline:
             return size
         time.sleep(interval)

@@ -75,6 +75,13 @@ def write_budget_stop_run(log_dir: Path) -> Path:
     return Path(result.log_path)
 
 
+def write_sample_logs(log_dir: Path) -> Path:
+    """A directory with two runs: the rich one ("How many?") and the budget stop ("Never ends?")."""
+    write_rich_run(log_dir)
+    write_budget_stop_run(log_dir)
+    return log_dir
+
+
 def write_large_run(
     log_dir: Path, *, subcalls: int = 2000, response_chars: int = 24_000, iterations: int = 40
 ) -> Path:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -135,8 +137,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json({"error": str(exc)}, HTTPStatus.NOT_FOUND)
         except ValueError as exc:
             self._send_json({"error": f"bad request: {exc}"}, HTTPStatus.BAD_REQUEST)
-        except (BrokenPipeError, ConnectionResetError):
+        except ConnectionError:
             pass  # the page went away mid-answer (reload, closed tab): nothing to tell it
+        except OSError as exc:  # a log removed or unreadable between listing and reading
+            self._send_json({"error": f"cannot read the log: {exc}"}, HTTPStatus.NOT_FOUND)
 
     def _host_allowed(self) -> bool:
         port = self.server.server_address[1]
@@ -185,3 +189,15 @@ def _int(query: dict[str, str], name: str, default: int) -> int:
 def serve(target: str | Path, port: int = 0) -> ViewerServer:
     """A server for ``target`` (a log directory or one log file), bound but not yet serving."""
     return ViewerServer(LogDirectory(Path(target)), port)
+
+
+@contextmanager
+def running(target: str | Path, port: int = 0) -> Iterator[ViewerServer]:
+    """A server for ``target`` serving from a background thread until the block ends."""
+    server = serve(target, port)
+    server.start_in_background()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
