@@ -322,6 +322,9 @@ def test_an_empty_directory_says_how_to_make_logs(
     text = page.inner_text(".empty")
     assert "No runs in this directory" in text and "RLMLogger(log_dir=" in text and "--log-dir" in text
     page.screenshot(path=str(screenshots / "empty.png"))
+    # The list refreshes itself: a run written now shows up without a reload.
+    write_budget_stop_run(tmp_path)
+    page.locator("#run-rows tr", has_text="Never ends?").wait_for()
 
 
 def test_keyboard_only(page: Any, log_dir: Path, server_for: Any) -> None:

@@ -264,3 +264,30 @@ def test_rlm_view_prints_its_address_serves_and_stops_on_ctrl_c(log_dir: Path) -
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "error"), ("", "skipped")])
+def test_browser_tests_fail_in_ci_and_skip_elsewhere_without_chromium(ci: str, outcome: str) -> None:
+    env = {**os.environ, "CI": ci, "RLM_VIEWER_CHROMIUM": "/nonexistent/chromium"}
+    browser_tests = str(Path(__file__).with_name("test_viewer_browser.py"))
+    ran = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            browser_tests,
+            "-q",
+            "-rfs",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "empty_directory",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert f"1 {outcome}" in ran.stdout, ran.stdout  # a fixture failure counts as an error, not a pass
+    assert (ran.returncode != 0) == (outcome == "error")
+    assert "no Chromium at /nonexistent/chromium" in ran.stdout
