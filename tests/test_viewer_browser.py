@@ -270,6 +270,15 @@ def test_a_truncated_damaged_and_foreign_log_is_shown_as_such(
     assert "unfinished" in page.inner_text("#run-rows")
 
 
+def test_a_last_line_without_its_newline_still_counts(page: Any, tmp_path: Path, server_for: Any) -> None:
+    log = write_rich_run(tmp_path)
+    log.write_text(log.read_text().rstrip("\n"))  # the writer stopped right before the final newline
+    page.goto(server_for(log).url + "#/run/" + log.name)
+    page.wait_for_selector("#run[data-loaded='true']")
+    assert "the answer is 42" in page.inner_text(".run-summary")
+    assert page.is_hidden("#live") and page.is_hidden("#partial-line") and page.is_hidden("#problems")
+
+
 def test_newer_schema_and_foreign_files(page: Any, tmp_path: Path, server_for: Any) -> None:
     real = write_budget_stop_run(tmp_path / "src").read_text().splitlines()
     (tmp_path / "logs").mkdir()

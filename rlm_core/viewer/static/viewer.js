@@ -390,7 +390,24 @@ function consumeBytes(state, bytes, completeBytes) {
   }
   state.offset += completeBytes;
   state.partial = decoder.decode(bytes.subarray(completeBytes));
+  // A whole JSON object without its newline: the writer stopped right before it. Read it as a line
+  // (a line still being written cannot parse: its closing brace comes last).
+  if (state.partial && isJsonObject(state.partial)) {
+    const got = handleLine(state, state.partial, state.offset, bytes.length - completeBytes);
+    if (got) added.push(got);
+    state.offset += bytes.length - completeBytes;
+    state.partial = "";
+  }
   return added;
+}
+
+function isJsonObject(text) {
+  try {
+    const value = JSON.parse(text);
+    return value !== null && typeof value === "object" && !Array.isArray(value);
+  } catch (err) {
+    return false;
+  }
 }
 
 async function fetchPage(state, endpoint, maxBytes) {
