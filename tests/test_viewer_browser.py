@@ -147,6 +147,11 @@ def test_one_run_timeline_batch_child_rlm_waterfall_and_usage(
         page.locator("#waterfall .bar-sub").count() == 8
     )  # 1 + 4 batched + the child's own 2 + its leaf call
     assert page.locator("#waterfall .bar-code").count() == 5
+    # A code cell in the waterfall opens its iteration.
+    page.locator("#waterfall .bar-code").nth(3).click()
+    assert iteration(page, 4).get_attribute("open") is not None
+    assert page.evaluate("document.activeElement.closest('li').innerText").startswith("Iteration 4")
+    iteration(page, 4).locator("summary").first.click()
     # The batched call: four slots grouped under one batch.
     iteration(page, 2).locator("summary").first.click()
     batch = iteration(page, 2).locator("details.batch")
@@ -169,7 +174,7 @@ def test_one_run_timeline_batch_child_rlm_waterfall_and_usage(
     child_first.locator("details.subcall > summary").click()
     assert "leaf-model" in child_first.inner_text() and "depth 2" in child_first.inner_text()
     # The failing cell is marked.
-    assert "error" in iteration(page, 4).locator("summary").inner_text()
+    assert "error" in iteration(page, 4).locator("summary").first.inner_text()
     iteration(page, 4).locator("summary").first.click()
     assert "ValueError: a deliberate bad cell" in iteration(page, 4).inner_text()
     page.screenshot(path=str(screenshots / "run.png"), full_page=True)

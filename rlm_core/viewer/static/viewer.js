@@ -478,7 +478,12 @@ function buildRunView(state) {
   const summary = h("section", { class: "run-summary", "aria-labelledby": "run-title" });
   const problems = h("section", { class: "problems", id: "problems", hidden: true, "aria-labelledby": "problems-title" });
   const usage = h("section", { class: "usage", id: "usage", "aria-labelledby": "usage-title" });
-  const waterfall = h("div", { class: "waterfall", id: "waterfall" });
+  // Mouse shortcut only: the iteration list below is the keyboard path to the same content.
+  const waterfall = h("div", { class: "waterfall", id: "waterfall", onclick: (event) => {
+    const at = event.target.dataset && event.target.dataset.iteration;
+    const li = at && [...timeline.children].find((item) => String(item._record.iteration) === at);
+    if (li) { li._open(); li.scrollIntoView({ block: "start" }); li.querySelector("summary").focus(); }
+  } });
   const searchBox = h("input", { type: "search", id: "search", placeholder: "words in replies, code, outputs, sub-calls", oninput: onSearch });
   const searchStatus = h("p", { id: "search-status", class: "muted", "aria-live": "polite" });
   const timeline = h("ol", { class: "timeline", id: "timeline", onkeydown: timelineKeys });
@@ -640,8 +645,10 @@ function renderWaterfall(container, state) {
   const lanes = { root: [], sub: [], code: [] };
   for (const run of state.runs.values()) {
     for (const it of run.iterations) {
-      for (const c of it.calls || []) lanes[c.tier === "root" ? "root" : "sub"].push({ start: c.started_at, dur: c.latency, label: c.purpose + " · " + c.model + " · " + fmtDuration(c.latency), error: c.error });
-      for (const b of it.code_blocks || []) lanes.code.push({ start: b.started_at, dur: b.duration, label: "code cell, iteration " + it.iteration + (run === state.root ? "" : " of a child run") + " · " + fmtDuration(b.duration), error: b.error });
+      // Spans of the top-level run know their iteration: clicking one opens it (child spans open the parent's).
+      const at = run === state.root ? it.iteration : null;
+      for (const c of it.calls || []) lanes[c.tier === "root" ? "root" : "sub"].push({ start: c.started_at, dur: c.latency, label: c.purpose + " · " + c.model + " · " + fmtDuration(c.latency), error: c.error, at });
+      for (const b of it.code_blocks || []) lanes.code.push({ start: b.started_at, dur: b.duration, label: "code cell, iteration " + it.iteration + (run === state.root ? "" : " of a child run") + " · " + fmtDuration(b.duration), error: b.error, at });
     }
   }
   const t0 = meta.started_at;
@@ -658,7 +665,7 @@ function renderWaterfall(container, state) {
       h("span", { class: "lane-label" }, names[lane] + " (" + spans.length + ")"),
       h("div", { class: "track", role: "img", "aria-label": names[lane] + ": " + spans.length + " spans, " + fmtDuration(sums[lane]) + " in total" },
         spans.map((s) => h("span", {
-          class: "bar bar-" + lane + (s.error ? " bar-error" : ""), title: s.label,
+          class: "bar bar-" + lane + (s.error ? " bar-error" : ""), title: s.label, "data-iteration": s.at,
           style: "left:" + (((s.start || t0) - t0) / total * 100).toFixed(3) + "%;width:" + Math.max((s.dur || 0) / total * 100, 0.15).toFixed(3) + "%",
         })))))));
 }
