@@ -267,13 +267,18 @@ function renderList(main, data) {
         h("td", { "data-label": "Stop reason" }, stopBadge(r.stop, r.error),
           problems.map((p) => h("div", { class: "problem small" }, p))),
         h("td", { "data-label": "Iterations", class: "num" }, fmtInt(r.iterations)),
-        h("td", { "data-label": "Root tokens", class: "num" }, fmtInt(r.rootTokens), " / ", fmtInt(r.rootBudget)),
-        h("td", { "data-label": "Sub tokens", class: "num" }, fmtInt(r.subTokens), " / ", fmtInt(r.subBudget)),
-        h("td", { "data-label": "Cost", class: "num" }, fmtCost(r.cost), " / ", r.costBudget == null ? "no limit" : fmtCost(r.costBudget)),
+        h("td", { "data-label": "Root tokens", class: "num" }, fmtInt(r.rootTokens), ofBudget(fmtInt(r.rootBudget))),
+        h("td", { "data-label": "Sub tokens", class: "num" }, fmtInt(r.subTokens), ofBudget(fmtInt(r.subBudget))),
+        h("td", { "data-label": "Cost", class: "num" }, fmtCost(r.cost), ofBudget(r.costBudget == null ? "no limit" : fmtCost(r.costBudget))),
         h("td", { "data-label": "Duration", class: "num" }, fmtDuration(r.duration)));
     }));
     count.textContent = rows.length + " of " + listState.runs.length + " runs";
   }
+}
+
+function ofBudget(text) {
+  // On its own line in a wide table, after a slash in a narrow one (see viewer.css).
+  return h("span", { class: "budget" + (text === "no limit" ? " unlimited" : "") }, h("span", { class: "slash" }, " / "), text);
 }
 
 function moveFocus(items, current, key) {
