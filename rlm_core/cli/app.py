@@ -30,6 +30,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("plugins", "rlm_core.cli.app:add_plugins_parser"),
     ("cleanup", "rlm_core.cli.cleanup:add_cleanup_parser"),
     ("batch", "rlm_core.cli.batch:add_batch_parser"),
+    ("view", "rlm_core.cli.view:add_view_parser"),
 ]
 
 

@@ -424,15 +424,16 @@ class Run:
         self.emit(EventKind.CODE_START, CodeStarted(code), span, parent)
         subcalls: list[SubCallRecord] = []
         self.cell_span_id, self.cell_subcalls = span, subcalls
-        started_at = time.time()
+        started_at, started = time.time(), time.perf_counter()
         try:
             result = await self.environment.execute(code, timeout=self.settings.cell_timeout)
         finally:
             self.cell_span_id, self.cell_subcalls = None, None
+        wall = time.perf_counter() - started  # includes the sub-calls and child runs the cell waited for
         self.all_subcalls.extend(subcalls)
-        self.emit(EventKind.CODE_END, CodeEnded(code, result, result.duration), span, parent)
+        self.emit(EventKind.CODE_END, CodeEnded(code, result, wall), span, parent)
         block = self._block_record(code, result, subcalls)
-        block.span_id, block.started_at = span, started_at
+        block.span_id, block.started_at, block.duration = span, started_at, wall
         return block
 
     def _block_record(self, code: str, result: ExecResult, subcalls: list[SubCallRecord]) -> CodeBlockRecord:
