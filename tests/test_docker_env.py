@@ -63,11 +63,11 @@ async def env() -> AsyncIterator[Any]:
     await environment.start(_host, {})
     yield environment
     await environment.close()
-    assert _containers(environment.docker_transport.run_id) == []
+    assert _containers(environment.transport.run_id) == []
 
 
 async def test_container_is_locked_down_and_labelled(env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    transport = env.docker_transport
+    transport = env.transport
     info = _client().api.inspect_container(transport.container_id)
     host_config = info["HostConfig"]
     assert host_config["NetworkMode"] == "none"
@@ -144,13 +144,13 @@ async def test_infinite_output_and_loops_are_bounded(env: Any) -> None:
 
 async def test_container_removed_mid_run_gets_a_fresh_one(env: Any) -> None:
     await env.execute("kept = 1")
-    old_id = env.docker_transport.container_id
+    old_id = env.transport.container_id
     cell = asyncio.create_task(env.execute("import time\ntime.sleep(30)"))
     await asyncio.sleep(1.0)
     await asyncio.to_thread(_client().api.remove_container, old_id, force=True)
     result = await cell
     assert result.state_lost and "SandboxCrash" in (result.error or "")
-    assert env.docker_transport.container_id not in (None, old_id)
+    assert env.transport.container_id not in (None, old_id)
     assert (await env.execute("'kept' in globals()")).stdout == "False\n"
 
 
@@ -158,7 +158,7 @@ async def test_missing_image_and_missing_engine_give_clear_errors() -> None:
     missing = _make(image="rlm-no-such-image:never")
     with pytest.raises(SandboxError, match="does not exist on the engine"):
         await missing.start(_host, {})
-    assert _containers(missing.docker_transport.run_id) == []
+    assert _containers(missing.transport.run_id) == []
     no_engine = _make(base_url="unix:///nonexistent/rlm-test.sock")
     with pytest.raises(SandboxError, match="no Docker-API engine reachable"):
         await no_engine.start(_host, {})
@@ -175,7 +175,7 @@ _OWNER_SCRIPT = textwrap.dedent(
     async def main():
         env = DockerEnvironment(image=sys.argv[1], pull=False, run_id=sys.argv[2])
         await env.start(host, {})
-        print(env.docker_transport.container_id, flush=True)
+        print(env.transport.container_id, flush=True)
         while True:
             await asyncio.sleep(1)
 
@@ -254,7 +254,7 @@ def test_cleanup_spares_live_owners_and_reports_a_missing_engine(
         await environment.start(_host, {})
         try:
             assert cleanup_main([]) == 0
-            assert len(_containers(environment.docker_transport.run_id)) == 1
+            assert len(_containers(environment.transport.run_id)) == 1
         finally:
             await environment.close()
 

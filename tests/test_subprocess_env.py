@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from rlm_core.environments.subprocess_env import SubprocessEnvironment, parse_size, scrubbed_environment
+from rlm_core.environments.sandbox import SandboxEnvironment
+from rlm_core.environments.subprocess_env import (
+    SubprocessEnvironment,
+    SubprocessTransport,
+    parse_size,
+    scrubbed_environment,
+)
 from rlm_core.errors import ConfigurationError
 from rlm_core.plugins.registry import PluginRegistry
 
@@ -19,7 +25,7 @@ async def _host(function: str, args: dict[str, Any]) -> Any:
     raise RuntimeError(function)
 
 
-async def started(**kwargs: Any) -> SubprocessEnvironment:
+async def started(**kwargs: Any) -> SandboxEnvironment:
     env = SubprocessEnvironment(**kwargs)
     await env.start(_host, {})
     return env
@@ -159,7 +165,7 @@ async def test_registered_as_a_builtin_plugin() -> None:
     registry = PluginRegistry(load_entry_points=False)
     assert {"local", "subprocess", "docker"} <= set(registry.names("environments"))
     env = registry.create("environments", "subprocess", timeout=5)
-    assert isinstance(env, SubprocessEnvironment)
+    assert isinstance(env, SandboxEnvironment) and isinstance(env.transport, SubprocessTransport)
 
 
 async def test_runtime_dying_between_cells_is_noticed_at_the_next_cell() -> None:

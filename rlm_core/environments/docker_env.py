@@ -23,8 +23,7 @@ from collections.abc import Iterable
 from types import FrameType
 from typing import Any
 
-from rlm_core.environments.runtime import DEFAULT_MAX_OUTPUT_CHARS
-from rlm_core.environments.sandbox import DEFAULT_CELL_TIMEOUT, SandboxEnvironment
+from rlm_core.environments.sandbox import SandboxEnvironment
 from rlm_core.errors import ConfigurationError, SandboxError
 
 DEFAULT_IMAGE = "python:3.11-slim"
@@ -297,12 +296,17 @@ class DockerTransport:
         network_mode: str = "none",
         mem_limit: str | int | None = "1g",
         nano_cpus: int | None = None,
+        cpus: float | None = None,
         pids_limit: int | None = 256,
         pull: bool = True,
         base_url: str | None = None,
         run_id: str | None = None,
         labels: dict[str, str] | None = None,
     ) -> None:
+        if cpus is not None:
+            if nano_cpus is not None:
+                raise ConfigurationError("pass cpus= or nano_cpus=, not both")
+            nano_cpus = int(cpus * 1e9)
         self.image = image
         self.python = python
         self.network_mode = network_mode
@@ -496,64 +500,15 @@ def cleanup_containers(
     return removed
 
 
-class DockerEnvironment(SandboxEnvironment):
-    """The ``docker`` environment. ``environment_kwargs``:
+def DockerEnvironment(**environment_kwargs: Any) -> SandboxEnvironment:
+    """The ``docker`` environment: ``SandboxEnvironment`` over a :class:`DockerTransport`.
 
-    - ``image`` (default ``python:3.11-slim``; any image with Python >= 3.8), ``python`` (``"python3"``)
-    - ``network_mode`` (``"none"``: sub-calls travel over the exec stream, no network needed)
-    - ``mem_limit`` (``"1g"``), ``nano_cpus`` (or ``cpus=1.5``), ``pids_limit`` (256)
-    - ``pull`` (True: pull a missing image), ``base_url`` (default: DOCKER_HOST), ``run_id``, ``labels``
-    - ``timeout`` (seconds per cell), ``kill_grace``, ``max_output_chars``, ``start_timeout``
+    ``environment_kwargs``: the transport's (``image``, default ``python:3.11-slim``, any image with
+    Python >= 3.8; ``python``; ``network_mode``, ``"none"``: sub-calls travel over the exec stream;
+    ``mem_limit`` ``"1g"``; ``nano_cpus`` or ``cpus=1.5``; ``pids_limit`` 256; ``pull``; ``base_url``,
+    default DOCKER_HOST; ``run_id``; ``labels``) and the sandbox settings (``timeout`` per cell,
+    ``kill_grace``, ``max_output_chars``, ``start_timeout``).
     """
-
-    name = "docker"
-
-    def __init__(
-        self,
-        *,
-        image: str = DEFAULT_IMAGE,
-        python: str = "python3",
-        network_mode: str = "none",
-        mem_limit: str | int | None = "1g",
-        nano_cpus: int | None = None,
-        cpus: float | None = None,
-        pids_limit: int | None = 256,
-        pull: bool = True,
-        base_url: str | None = None,
-        run_id: str | None = None,
-        labels: dict[str, str] | None = None,
-        timeout: float | None = DEFAULT_CELL_TIMEOUT,
-        max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
-        kill_grace: float = 3.0,
-        start_timeout: float = 60.0,
-        **unknown: Any,
-    ) -> None:
-        if unknown:
-            raise ConfigurationError(
-                f"docker environment got unknown environment_kwargs {sorted(unknown)}; it takes image, "
-                "python, network_mode, mem_limit, nano_cpus, cpus, pids_limit, pull, base_url, run_id, "
-                "labels, timeout, max_output_chars, kill_grace, start_timeout"
-            )
-        if cpus is not None:
-            if nano_cpus is not None:
-                raise ConfigurationError("pass cpus= or nano_cpus=, not both")
-            nano_cpus = int(cpus * 1e9)
-        self.docker_transport = DockerTransport(
-            image,
-            python=python,
-            network_mode=network_mode,
-            mem_limit=mem_limit,
-            nano_cpus=nano_cpus,
-            pids_limit=pids_limit,
-            pull=pull,
-            base_url=base_url,
-            run_id=run_id,
-            labels=labels,
-        )
-        super().__init__(
-            self.docker_transport,
-            timeout=timeout,
-            max_output_chars=max_output_chars,
-            kill_grace=kill_grace,
-            start_timeout=start_timeout,
-        )
+    return SandboxEnvironment.compose(
+        "docker", DockerTransport, environment_kwargs, kill_grace=3.0, start_timeout=60.0
+    )

@@ -199,6 +199,46 @@ class SandboxEnvironment:
 
     name = "sandbox"
 
+    @classmethod
+    def compose(
+        cls,
+        name: str,
+        transport_factory: Callable[..., Transport],
+        environment_kwargs: dict[str, Any],
+        **setting_defaults: Any,
+    ) -> SandboxEnvironment:
+        """The environment ``name``: ``SandboxEnvironment(transport_factory(...), **settings)``.
+
+        ``environment_kwargs`` are split by signature between this class's settings (``timeout``,
+        ``max_output_chars``, ``kill_grace``, ``start_timeout``, ...) and the transport's; a name
+        neither takes is a ``ConfigurationError`` listing what is accepted, with a suggestion.
+        ``setting_defaults`` overrides this class's defaults for this kind of sandbox.
+        """
+        import difflib
+
+        settings_names = [n for n in inspect.signature(cls).parameters if n != "transport"]
+        transport_names = [
+            n
+            for n, p in inspect.signature(transport_factory).parameters.items()
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+        accepted = [*transport_names, *settings_names]
+        unknown = sorted(set(environment_kwargs) - set(accepted))
+        if unknown:
+            guesses = {u: difflib.get_close_matches(u, accepted, n=1) for u in unknown}
+            hints = "; ".join(f"{u!r}: did you mean {g[0]!r}?" for u, g in guesses.items() if g)
+            raise ConfigurationError(
+                f"{name} environment got unknown environment_kwargs {unknown}"
+                + (f" ({hints})" if hints else "")
+                + f"; it takes {', '.join(accepted)}"
+            )
+        settings = {**setting_defaults}
+        settings.update({k: v for k, v in environment_kwargs.items() if k in settings_names})
+        transport_kwargs = {k: v for k, v in environment_kwargs.items() if k not in settings_names}
+        environment = cls(transport_factory(**transport_kwargs), **settings)
+        environment.name = name
+        return environment
+
     def __init__(
         self,
         transport: Transport,

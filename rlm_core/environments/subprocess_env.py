@@ -20,8 +20,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from rlm_core.environments.runtime import DEFAULT_MAX_OUTPUT_CHARS
-from rlm_core.environments.sandbox import DEFAULT_CELL_TIMEOUT, SandboxEnvironment
+from rlm_core.environments.sandbox import SandboxEnvironment
 from rlm_core.errors import ConfigurationError, SandboxError
 
 # Environment variable names containing any of these never reach a sandbox.
@@ -262,46 +261,16 @@ def _resolve_user(user: str | int | None) -> tuple[int | None, int | None]:
     return entry.pw_uid, entry.pw_gid
 
 
-class SubprocessEnvironment(SandboxEnvironment):
-    """The ``subprocess`` environment. ``environment_kwargs``:
+def SubprocessEnvironment(**environment_kwargs: Any) -> SandboxEnvironment:
+    """The ``subprocess`` environment: ``SandboxEnvironment`` over a :class:`SubprocessTransport`.
 
-    - ``timeout`` (seconds per cell, default 300), ``kill_grace``, ``max_output_chars``
-    - ``python``: the interpreter for the child (default: this one)
-    - ``memory_limit``: address-space limit of the child, bytes or ``"4g"`` (default); None for none
-    - ``max_processes``: ``RLIMIT_NPROC`` for the child's user (only enforced for non-root users:
-      combine with ``user=`` when the host runs as root)
-    - ``user``: run the child as this user (needs root)
-    - ``env``: extra environment variables for the child (the host's are scrubbed of secrets)
+    ``environment_kwargs``: the transport's (``python``: the interpreter for the child, default
+    this one; ``memory_limit``: address-space limit, bytes or ``"4g"`` (default), None for none;
+    ``max_processes``: ``RLIMIT_NPROC`` for the child's user, only enforced for non-root users, so
+    combine it with ``user=`` as root; ``user``: run the child as this user; ``env``: extra variables
+    for the child, whose environment is scrubbed of secrets) and the sandbox settings (``timeout``
+    per cell, default 300 s, ``kill_grace``, ``max_output_chars``, ``start_timeout``).
     """
-
-    name = "subprocess"
-
-    def __init__(
-        self,
-        *,
-        timeout: float | None = DEFAULT_CELL_TIMEOUT,
-        max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
-        kill_grace: float = 3.0,
-        start_timeout: float = 30.0,
-        python: str | None = None,
-        memory_limit: int | str | None = "4g",
-        max_processes: int | None = None,
-        user: str | int | None = None,
-        env: Mapping[str, str] | None = None,
-        **unknown: Any,
-    ) -> None:
-        if unknown:
-            raise ConfigurationError(
-                f"subprocess environment got unknown environment_kwargs {sorted(unknown)}; it takes timeout, "
-                "max_output_chars, kill_grace, start_timeout, python, memory_limit, max_processes, user, env"
-            )
-        transport = SubprocessTransport(
-            python=python, memory_limit=memory_limit, max_processes=max_processes, user=user, env=env
-        )
-        super().__init__(
-            transport,
-            timeout=timeout,
-            max_output_chars=max_output_chars,
-            kill_grace=kill_grace,
-            start_timeout=start_timeout,
-        )
+    return SandboxEnvironment.compose(
+        "subprocess", SubprocessTransport, environment_kwargs, kill_grace=3.0, start_timeout=30.0
+    )
