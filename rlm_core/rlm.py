@@ -3,19 +3,17 @@ runs ``completion()`` / ``acompletion()``."""
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import threading
 import time
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from rlm_core.config import RLMConfig, check_no_limit_keys
 from rlm_core.engine.broker import Broker
 from rlm_core.engine.budget import RunBudget
 from rlm_core.engine.emitter import Emitter
-from rlm_core.engine.loop_thread import LoopThread
+from rlm_core.engine.loop_thread import LoopThread, run_sync
 from rlm_core.engine.preparing import PreparingEnvironment
 from rlm_core.engine.run import Run
 from rlm_core.engine.tokens import TokenEstimator
@@ -29,15 +27,7 @@ from rlm_core.types import RLMChatCompletion, StopReason
 T = TypeVar("T")
 
 
-def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from sync code, even when this thread already runs a loop
-    (Jupyter, an async app): then it runs on a loop of its own in a helper thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlm-sync") as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+_run_sync = run_sync  # the name other modules imported before it moved to engine/loop_thread.py
 
 
 class _HostForwarder:

@@ -288,6 +288,6 @@ def run_batch(
     items: Iterable[Any] | str | Path, output: str | Path | None = None, **options: Any
 ) -> BatchReport:
     """``arun_batch`` from sync code (also inside a running loop, e.g. Jupyter)."""
-    from rlm_core.rlm import _run_sync  # the core's one sync-over-async helper
+    from rlm_core.engine.loop_thread import run_sync  # the core's one sync-over-async helper
 
-    return _run_sync(arun_batch(items, output, **options))
+    return run_sync(arun_batch(items, output, **options))

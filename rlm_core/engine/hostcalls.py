@@ -7,16 +7,29 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from rlm_core.engine.broker import Broker
 from rlm_core.engine.emitter import new_span_id
 from rlm_core.errors import RLMError
 from rlm_core.events import BatchEnded, BatchStarted, EventKind, SubcallEnded, SubcallStarted
 from rlm_core.records import SubCallRecord
 from rlm_core.types import LMRequest, Message, TokenUsage
 
-if TYPE_CHECKING:
-    from rlm_core.engine.run import Run
+
+class RunContext(Protocol):
+    """What host calls need of the run they serve (``rlm_core.engine.run.Run`` provides it)."""
+
+    broker: Broker
+    settings: Any
+    depth: int
+    run_id: str
+    span_id: str
+    cell_span_id: str | None
+    cell_subcalls: list[SubCallRecord] | None
+
+    def emit(self, kind: EventKind, payload: Any, span_id: str, parent_span_id: str | None) -> None: ...
+
 
 # Starts a child RLM on ``prompt`` under the sub-call span ``span_id``; fills in ``record``.
 ChildStarter = Callable[[Any, SubCallRecord], Awaitable[str]]
@@ -34,7 +47,7 @@ def prompt_messages(prompt: Any) -> list[Message]:
 class HostCalls:
     """The host side of one run's REPL: the environment calls ``await host_calls(function, args)``."""
 
-    def __init__(self, run: Run, start_child: ChildStarter) -> None:
+    def __init__(self, run: RunContext, start_child: ChildStarter) -> None:
         self.run = run
         self.start_child = start_child
 

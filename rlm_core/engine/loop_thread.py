@@ -1,17 +1,31 @@
-"""An event loop of its own, in a daemon thread, for sync callers that must reuse one loop.
+"""Running coroutines from sync code: ``run_sync`` (also inside a running loop, e.g. Jupyter), and
+``LoopThread``, an event loop of its own in a daemon thread for sync callers that must reuse one loop.
 
 A persistent RLM keeps its REPL between ``completion()`` calls; a sandbox's stream belongs to the
-loop that opened it, so every sync turn of that RLM runs here rather than in a fresh ``asyncio.run``.
+loop that opened it, so every sync turn of that RLM runs on a LoopThread rather than in a fresh
+``asyncio.run``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even when this thread already runs a loop
+    (Jupyter, an async app): then it runs on a loop of its own in a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlm-sync") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 class LoopThread:
