@@ -6,6 +6,8 @@ import os
 import socket
 import uuid
 
+from rlm_core.environments.ownership import is_orphan, parse_pid, pid_alive
+
 TAG_MARK = "rlm-core"
 TAG_RUN_ID = "rlm-core-run-id"
 TAG_OWNER_PID = "rlm-core-owner-pid"
@@ -26,23 +28,15 @@ def owner_tags(run_id: str) -> dict[str, str]:
     }
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, owned by another user
-    return True
-
-
-def is_orphan(owner_host: str, owner_pid: int) -> bool:
-    """True when the owner ran on this machine and is gone; owners on other hosts cannot be checked."""
-    return owner_host == socket.gethostname() and (owner_pid <= 0 or not pid_alive(owner_pid))
-
-
-def parse_pid(text: str | None) -> int:
-    try:
-        return int(text or "0")
-    except ValueError:
-        return 0
+# Whether an owner is gone is decided once, in the core, for every sandbox plugin.
+__all__ = [
+    "TAG_MARK",
+    "TAG_OWNER_HOST",
+    "TAG_OWNER_PID",
+    "TAG_RUN_ID",
+    "is_orphan",
+    "new_run_id",
+    "owner_tags",
+    "parse_pid",
+    "pid_alive",
+]

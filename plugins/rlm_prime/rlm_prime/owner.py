@@ -11,6 +11,8 @@ import socket
 import uuid
 from collections.abc import Iterable
 
+from rlm_core.environments.ownership import parse_pid, pid_alive
+
 LABEL_MARK = "rlm-core"
 PREFIX_RUN_ID = "rlm-core-run-"
 PREFIX_OWNER_PID = "rlm-core-pid-"
@@ -49,17 +51,6 @@ def read_owner(labels: Iterable[str]) -> dict[str, str]:
     return found
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, owned by another user
-    return True
-
-
 def is_orphan(owner_host: str, owner_pid: str) -> bool:
-    """True when the owner ran on this machine and is gone; owners on other hosts cannot be checked."""
-    pid = int(owner_pid) if owner_pid.isdigit() else 0
-    return owner_host == host_label() and (pid <= 0 or not pid_alive(pid))
+    """True when the owner ran on this machine and is gone (the core decides, for every plugin)."""
+    return owner_host == host_label() and not pid_alive(parse_pid(owner_pid))
