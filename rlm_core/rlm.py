@@ -79,6 +79,11 @@ class RLM:
         max_cost: float | None = None,
         max_llm_calls: int | None = None,
     ) -> None:
+        # The arguments as given, so a batch can build the same RLM elsewhere (per-item settings,
+        # Ray workers): rlm.batch(items, executor="ray") needs nothing more.
+        self.init_kwargs: dict[str, Any] = {
+            name: value for name, value in locals().items() if name not in ("self", "__class__")
+        }
         self.config = RLMConfig(
             max_root_tokens=max_root_tokens,
             max_sub_tokens=max_sub_tokens,
@@ -376,9 +381,10 @@ class RLM:
         return _run_sync(self.abatch(items, **options))
 
     async def abatch(self, items: Any, **options: Any) -> list[Any]:
-        """``batch()``, natively async. Items run on this RLM; per-item settings and
-        ``executor="ray"`` need ``rlm_kwargs=`` (the RLM(...) arguments), which an RLM does not keep."""
+        """``batch()``, natively async. Items run on this RLM; items with their own settings and
+        ``executor="ray"`` get an RLM built from this one's arguments (``init_kwargs``)."""
         from rlm_core.batch import arun_batch
 
+        options.setdefault("rlm_kwargs", self.init_kwargs)
         report = await arun_batch(items, options.pop("output", None), rlm=self, **options)
         return list(report.results)

@@ -228,7 +228,8 @@ def test_rlm_batch_in_input_or_completion_order(server: ServerProcess, tmp_path:
         ordered = rlm.batch(items, max_concurrent=4)
         assert [r.id for r in ordered] == [f"a{n}" for n in range(8)] + ["tuned"]
         assert [r.response for r in ordered[:8]] == [f"answer-a{n}" for n in range(8)]
-        assert "rlm_kwargs" in (ordered[-1].error or "")  # item settings need the RLM's arguments
+        # An item's own settings get an RLM built from this RLM's arguments (RLM.init_kwargs).
+        assert ordered[-1].iterations == 1 and ordered[-1].stop_reason == "max_iterations"
         unordered = rlm.batch(items[:8], max_concurrent=4, ordered=False)
         assert sorted(r.id for r in unordered) == [f"a{n}" for n in range(8)]
         tuned = rlm.batch(items[-1:], rlm_kwargs=server.rlm_kwargs())
