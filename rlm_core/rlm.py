@@ -11,7 +11,7 @@ import time
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-from rlm_core.config import RLMConfig, check_no_limit_keys
+from rlm_core.config import RLMConfig, check_no_limit_keys, logger_settings
 from rlm_core.engine.broker import Broker
 from rlm_core.engine.budget import RunBudget
 from rlm_core.engine.emitter import Emitter
@@ -132,7 +132,10 @@ class RLM:
         self.policy = self._build_policy(routing)
         self.environment_name = environment
         self.environment_kwargs = dict(environment_kwargs or {})
-        self._registry.get("environments", environment)  # unknown names fail now, not mid-run
+        # Unknown names and misspelt settings fail now, with a suggestion, not at the first run.
+        self._registry.check_kwargs(
+            "environments", environment, self.environment_kwargs, f"environment_kwargs of {environment!r}"
+        )
         self.loggers = self._build_loggers(logger, verbose)
         self.persistent = persistent
         self.settings = self.config.run_settings(
@@ -210,8 +213,9 @@ class RLM:
 
     def _build_loggers(self, logger: RunLogger | str | None, verbose: bool) -> list[RunLogger]:
         loggers: list[RunLogger] = []
-        if isinstance(logger, str):
-            loggers.append(self._registry.create("loggers", logger))
+        if isinstance(logger, str):  # "jsonl:./logs": a name and its main setting
+            name, settings = logger_settings(logger, self._registry)
+            loggers.append(self._registry.create("loggers", name, **settings))
         elif logger is not None:
             if not callable(getattr(logger, "on_event", None)):
                 raise ConfigurationError(f"logger {logger!r} has no on_event(event) method")

@@ -36,6 +36,7 @@ from rlm_core.guidance import prompts
 from rlm_core.guidance.guards import ReplyGuards, Verdict
 from rlm_core.guidance.parsing import parse_reply
 from rlm_core.records import CodeBlockRecord, IterationRecord, RunMetadata, SubCallRecord
+from rlm_core.redact import redact_text
 from rlm_core.types import LMRequest, Message, RLMChatCompletion, StopReason, TokenUsage
 
 logger = logging.getLogger("rlm_core.engine.run")
@@ -295,7 +296,7 @@ class Run:
             usage_summary=self.ledger.summary(self.run_id),
             execution_time=duration,
             stop_reason=stop,
-            error=error,
+            error=redact_text(error) if error else error,
             iterations=self.iterations,
             run_id=self.run_id,
         )

@@ -19,6 +19,7 @@ from rlm_core.environments.runtime import (
     reserved_name_problem,
 )
 from rlm_core.errors import ConfigurationError, EnvironmentError_
+from rlm_core.redact import safe_repr
 
 DEFAULT_CELL_TIMEOUT = 300.0
 # After the timeout fires, how long the cell gets to unwind before we give up on its thread.
@@ -41,8 +42,12 @@ class LocalEnvironment:
                 f"local environment got unknown environment_kwargs {sorted(unknown)}; "
                 "it takes timeout and max_output_chars"
             )
-        if timeout is not None and timeout <= 0:
-            raise ConfigurationError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+        ):
+            raise ConfigurationError(
+                f"timeout must be a positive number of seconds or None, got {safe_repr(timeout)}"
+            )
         self.timeout = timeout
         self.max_output_chars = max_output_chars
         self._runtime: ReplRuntime | None = None

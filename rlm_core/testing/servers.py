@@ -467,7 +467,6 @@ class LoopbackLLMServer:
                     200, _anthropic_message(ident, model, text, stop, input_tokens, output_tokens)
                 )
 
-
     def _reply_without_usage(
         self, handler: _Handler, api: str, ident: int, model: str, text: str, truncated: bool, stream: bool
     ) -> None:
