@@ -53,7 +53,9 @@ class LocalEnvironment:
         self._runtime: ReplRuntime | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._host: HostCall | None = None
-        self._stuck: asyncio.Future[dict[str, Any]] | None = None
+        # The worker thread of a cell that ran past its limit while blocked outside Python. The
+        # thread itself is watched, not a future: a future is cancelled by the wait that gave up.
+        self._stuck: threading.Thread | None = None
 
     async def start(self, host: HostCall, tools: dict[str, Any]) -> None:
         self._loop = asyncio.get_running_loop()
@@ -98,7 +100,7 @@ class LocalEnvironment:
 
     async def execute(self, code: str, timeout: float | None = None) -> ExecResult:
         if self._stuck is not None:
-            if not self._stuck.done():
+            if self._stuck.is_alive():
                 return ExecResult(
                     error="an earlier cell ran past its time limit and is still blocked outside Python "
                     "(a long sleep or read), so this REPL cannot run code yet. Try again later, or use "
@@ -115,7 +117,8 @@ class LocalEnvironment:
             try:
                 done.set_result(runtime.execute(code))
             except BaseException as exc:  # pragma: no cover - execute() catches what the cell raises
-                done.set_exception(exc)
+                if not done.done():
+                    done.set_exception(exc)
 
         # A fresh daemon thread per cell: a runaway cell that ignores the timeout cannot block the
         # next cell or interpreter exit.
@@ -128,10 +131,10 @@ class LocalEnvironment:
             if thread_id:
                 raise_in_thread(thread_id[0])
             try:
-                raw = await asyncio.wait_for(wrapped, timeout=_UNWIND_GRACE)
+                raw = await asyncio.wait_for(asyncio.shield(wrapped), timeout=_UNWIND_GRACE)
             except TimeoutError:
                 # Blocked in C code (a long sleep, a read): the exception lands when it returns.
-                self._stuck = wrapped
+                self._stuck = worker
                 return ExecResult(
                     error=f"TimeoutError: the cell ran past its {limit:g}s limit and is blocked outside "
                     "Python; it will be interrupted when that call returns",
@@ -142,4 +145,12 @@ class LocalEnvironment:
         return ExecResult.from_runtime(raw)
 
     async def close(self) -> None:
-        self._runtime = None
+        runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            # The scaffold functions and any function a cell defined refer back to the namespace
+            # (closures, __globals__): cycles that would hold every variable, however large, until
+            # the next cyclic collection. Emptying the namespace frees them now.
+            runtime.namespace.clear()
+            runtime.protected.clear()
+        self._host = None
+        self._loop = None
