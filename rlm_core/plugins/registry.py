@@ -89,7 +89,9 @@ def factory_parameters(factory: Callable[..., Any], follow_bases: bool = False) 
         for part in qualname.split("."):
             target = getattr(target, part)
     callables = (
-        [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if inspect.isclass(target) else [target]
+        [vars(c)["__init__"] for c in target.__mro__ if "__init__" in vars(c)]
+        if inspect.isclass(target)
+        else [target]
     )
     names: list[str] = []
     required: list[str] = []
