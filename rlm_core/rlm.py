@@ -38,6 +38,17 @@ def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
+async def _close_even_if_cancelled(environment: Environment) -> None:
+    """Close a run's environment to the end even when the completion is cancelled again meanwhile
+    (a second Ctrl-C): a half-closed sandbox would leave its container or process behind."""
+    closing = asyncio.ensure_future(environment.close())
+    try:
+        await asyncio.shield(closing)
+    except asyncio.CancelledError:
+        await asyncio.wait({closing})
+        raise
+
+
 class _HostForwarder:
     """The environment's host callable; points at whichever run is current (persistent mode)."""
 
@@ -285,7 +296,7 @@ class RLM:
         finally:
             host.run = None
             if fresh and not self.persistent:
-                await environment.close()
+                await _close_even_if_cancelled(environment)
         result.log_path = self._log_path(result.run_id)
         if self.persistent:
             history = [{"role": m.role, "content": m.content} for m in run.messages]

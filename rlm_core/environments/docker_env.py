@@ -109,16 +109,30 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 def _install_exit_hooks() -> None:
     global _hooks_installed
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    atexit.register(_remove_live_containers)
-    if threading.current_thread() is not threading.main_thread():
+    if not _hooks_installed:
+        _hooks_installed = True
+        atexit.register(_remove_live_containers)
+    if _previous_handlers or threading.current_thread() is not threading.main_thread():
         return  # signal handlers can only be set from the main thread; atexit still covers exit
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError, OSError):
             _previous_handlers[signum] = signal.getsignal(signum)
             signal.signal(signum, _on_signal)
+
+
+def _restore_signal_handlers_when_idle() -> None:
+    """Once no container is live, give SIGINT/SIGTERM back to whoever had them (an app's own
+    Ctrl-C handling must not stay routed through a closed sandbox)."""
+    with _live_lock:
+        if _live:
+            return
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum, previous in list(_previous_handlers.items()):
+        with contextlib.suppress(ValueError, OSError, TypeError):
+            if signal.getsignal(signum) is _on_signal:
+                signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        del _previous_handlers[signum]
 
 
 # -- the stream ----------------------------------------------------------------------------------
@@ -408,6 +422,7 @@ class DockerTransport:
 
     async def close(self) -> None:
         await asyncio.to_thread(self._remove_container_sync)
+        _restore_signal_handlers_when_idle()  # here, on the loop's thread, like the install
 
     def _remove_container_sync(self) -> None:
         container_id, self.container_id = self.container_id, None

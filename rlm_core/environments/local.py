@@ -127,6 +127,12 @@ class LocalEnvironment:
         wrapped = asyncio.wrap_future(done)
         try:
             raw = await asyncio.wait_for(asyncio.shield(wrapped), timeout=limit)
+        except asyncio.CancelledError:
+            # The run was cancelled (Ctrl-C, task.cancel()): stop the cell too, so it neither
+            # outlives the run nor keeps making sub-calls; its pending ones are cancelled with it.
+            if thread_id:
+                raise_in_thread(thread_id[0])
+            raise
         except TimeoutError:
             if thread_id:
                 raise_in_thread(thread_id[0])
