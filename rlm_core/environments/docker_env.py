@@ -138,6 +138,20 @@ def _restore_signal_handlers_when_idle() -> None:
 # -- the stream ----------------------------------------------------------------------------------
 
 
+def _buffered_attach_bytes(raw: Any) -> bytes:
+    """What docker-py's HTTP response read past the upgrade headers into its buffer (the socket
+    must be non-blocking, so only bytes already received are taken)."""
+    response = getattr(raw, "_response", None)
+    reader = getattr(getattr(getattr(response, "raw", None), "_fp", None), "fp", None)
+    if reader is None or not hasattr(reader, "peek"):
+        return b""
+    try:
+        pending = reader.peek(1 << 16)
+        return bytes(reader.read1(len(pending))) if pending else b""
+    except (OSError, ValueError):
+        return b""
+
+
 class DockerExecStream:
     """A :class:`ByteStream` over a ``docker exec`` attach socket (Docker's 8-byte multiplexed frames)."""
 
@@ -153,6 +167,7 @@ class DockerExecStream:
         self._eof = False
         self._closed = False
         self._diagnostics = ""
+        self._attach: Any = None  # docker-py's file object over the socket, kept alive with it
 
     def _demultiplex(self) -> None:
         raw = self._raw
@@ -418,7 +433,16 @@ class DockerTransport:
                 f"the engine at {_engine_address(self.base_url)} gave a {type(sock).__name__} attach stream; "
                 "the docker environment supports unix:// and tcp:// engines without TLS"
             )
-        return DockerExecStream(self, exec_id, sock, pidfile)
+        stream = DockerExecStream(self, exec_id, sock, pidfile)  # makes the socket non-blocking
+        # Start-up race: output the runtime wrote before the HTTP layer finished reading the upgrade
+        # response sits in that layer's buffer, not in the socket; read past it and those bytes
+        # (its "ready" frame, or the first frame's header) would be lost.
+        stream._raw += _buffered_attach_bytes(raw)
+        stream._demultiplex()
+        # The attach stream's file object and HTTP response live as long as the stream: dropped,
+        # their finalisers may close the socket under a running cell (the runtime then sees EOF).
+        stream._attach = raw
+        return stream
 
     async def close(self) -> None:
         await asyncio.to_thread(self._remove_container_sync)

@@ -419,7 +419,7 @@ class SandboxEnvironment:
             path = posixpath.join(
                 self.transport.workdir, f"context_{index}.{'txt' if fmt == 'text' else 'json'}"
             )
-            data = text.encode("utf-8")
+            data = text.encode("utf-8", "surrogatepass")  # the runtime reads it back the same way
             del text  # for JSON contexts the dumped text is ours alone: free it before the upload
             await self.transport.put_file(path, data)
             del data
