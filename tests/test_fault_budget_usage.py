@@ -4,6 +4,10 @@ completions on one RLM names its own log. Real HTTP server, real OpenAI SDK."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
+import threading
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,17 +92,37 @@ def test_sub_calls_without_usage_hold_the_sub_limit(bare_server: LoopbackLLMServ
 
 def test_each_of_100_concurrent_completions_names_its_own_log(tmp_path: Path) -> None:
     # Each run answers with the marker in its own REPL's context: a run that saw another's shows.
-    reply = repl("FINAL(context.split('MARK-')[1].split()[0])")
+    # Each also leaves a 1 MB object in its namespace, watched by a weak reference, to show that
+    # every run's memory is released when it ends (no cyclic collection needed).
+    probe = types.ModuleType("rlm_load_probe")
+    probe.refs = []  # type: ignore[attr-defined]
+    sys.modules["rlm_load_probe"] = probe
+    reply = repl(
+        "import sys, weakref\n"
+        "class Blob:\n    data = None\n"
+        "blob = Blob()\nblob.data = bytearray(1_000_000)\n"
+        "sys.modules['rlm_load_probe'].refs.append(weakref.ref(blob))\n"
+        "FINAL(context.split('MARK-')[1].split()[0])"
+    )
 
     async def main(rlm: RLM) -> list[Any]:
         return await asyncio.gather(*(rlm.acompletion(f"context MARK-{i} end") for i in range(100)))
 
+    threads_before = threading.active_count()
     with LoopbackLLMServer([reply]) as server:
         rlm = RLM(backend="openai", backend_kwargs=connection(server, ROOT), logger=RLMLogger(tmp_path))
-        results = asyncio.run(main(rlm))
-        rlm.close()
+        gc.disable()
+        try:
+            results = asyncio.run(main(rlm))
+            rlm.close()
+            alive = sum(1 for ref in probe.refs if ref() is not None)  # type: ignore[attr-defined]
+        finally:
+            gc.enable()
+            del sys.modules["rlm_load_probe"]
         assert server.model_totals[ROOT].requests == 100
         counted = server.model_totals[ROOT]
+    assert len(probe.refs) == 100 and alive == 0  # type: ignore[attr-defined]
+    assert threading.active_count() <= threads_before + 1  # the SDK's pool may keep one
     paths = [result.log_path for result in results]
     assert len(set(paths)) == 100 and None not in paths
     for index, result in enumerate(results):
