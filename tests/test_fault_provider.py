@@ -25,7 +25,7 @@ FAULTS: dict[str, tuple[Fault, str]] = {
     "429-retry-after": (lambda s: s.rate_limit_next(1, retry_after=0.01), "429"),
     "500": (lambda s: s.fail_next(1, 500), "500"),
     "503": (lambda s: s.fail_next(1, 503), "503"),
-    "hang": (lambda s: s.slow_next(1, delay=3.0), "no reply within"),
+    "hang": (lambda s: s.slow_next(1, delay=30.0), "no reply within"),  # woken by stop()
     "reset": (lambda s: s.drop_next(1), "could not connect"),
     "malformed-json": (lambda s: s.malformed_next(1), "not the expected JSON"),
     "context-length": (lambda s: s.context_length_next(1), "context"),
