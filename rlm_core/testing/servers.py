@@ -619,8 +619,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds slept per request")
     parser.add_argument("--reply", action="append", default=None, help="a scripted reply (repeatable)")
     parser.add_argument("--api-key", default=None, help="reject requests carrying another key with 401")
+    parser.add_argument("--omit-usage", action="store_true", help="leave usage out of every reply")
     args = parser.parse_args(argv)
-    server = LoopbackLLMServer(args.reply, latency=args.latency, api_key=args.api_key, port=args.port)
+    server = LoopbackLLMServer(
+        args.reply, latency=args.latency, api_key=args.api_key, port=args.port, omit_usage=args.omit_usage
+    )
     server.start()
     print(server.base_url, flush=True)
     try:
