@@ -145,7 +145,11 @@ class RLM:
         self.environment_kwargs = dict(environment_kwargs or {})
         # Unknown names and misspelt settings fail now, with a suggestion, not at the first run.
         self._registry.check_kwargs(
-            "environments", environment, self.environment_kwargs, f"environment_kwargs of {environment!r}"
+            "environments",
+            environment,
+            self.environment_kwargs,
+            f"environment_kwargs of {environment!r}",
+            build=True,
         )
         self.loggers = self._build_loggers(logger, verbose)
         self.persistent = persistent

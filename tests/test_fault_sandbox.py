@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from rlm_core import RLM
+from rlm_core.errors import ConfigurationError
 from rlm_core.testing import ScriptedClient
 from rlm_core.types import StopReason
 
@@ -128,7 +129,6 @@ CONTEXTS: dict[str, Any] = {
     "empty dict": {},
     "nested unicode": {"ключ": ["値", "🦊", "e\u0301"]},
     "lone surrogates": ["ok", "bad \ud800 here", {"k\udfff": "v"}],
-    "large str with a surrogate": "x" * 300_000 + "\udc80",
     "large dict": {f"k{i}": "v" * 50 for i in range(20_000)},
 }
 
@@ -143,13 +143,28 @@ def test_every_context_type_loads_exactly(environment: str, kind: str) -> None:
     assert result.error is None and result.response == expected
 
 
-@pytest.mark.skipif(not HAVE_DOCKER, reason=DOCKER_SKIP)
-def test_surrogates_and_large_contexts_load_exactly_in_docker() -> None:
-    context = CONTEXTS["lone surrogates"] + [CONTEXTS["large str with a surrogate"]]
+def check_large_context_with_a_surrogate(environment: str) -> None:
+    """A context too large to travel inline goes as a file: a lone surrogate in it is either kept
+    exactly or rejected up front with a message that names its position and what to pass instead,
+    never a raw UnicodeEncodeError from inside the sandbox."""
+    context = ["ok", "bad \ud800 here", "x" * 300_000 + "\udc80"]
     cell = "FINAL(str((len(context), ascii(context[1]), len(context[-1]), ascii(context[-1][-3:]))))"
-    result, _ = run_cells("docker", [cell], context)
     expected = str((len(context), ascii(context[1]), len(context[-1]), ascii(context[-1][-3:])))
-    assert result.response == expected
+    try:
+        result, _ = run_cells(environment, [cell], context)
+    except ConfigurationError as exc:
+        assert "position" in str(exc) and "valid Unicode" in str(exc)
+    else:
+        assert result.response == expected
+
+
+def test_a_large_context_with_a_surrogate_in_the_subprocess_sandbox() -> None:
+    check_large_context_with_a_surrogate("subprocess")
+
+
+@pytest.mark.skipif(not HAVE_DOCKER, reason=DOCKER_SKIP)
+def test_a_large_context_with_a_surrogate_in_docker() -> None:
+    check_large_context_with_a_surrogate("docker")
 
 
 def test_a_context_that_cannot_travel_into_a_sandbox_gets_a_clear_error() -> None:

@@ -29,7 +29,7 @@ def test_a_misspelt_environment_setting_fails_at_construction(
 ) -> None:
     with pytest.raises(ConfigurationError) as caught:
         RLM(backend=root(), environment=environment, environment_kwargs=kwargs)
-    assert f"Did you mean {suggestion}?" in str(caught.value)
+    assert f"did you mean {suggestion}?" in str(caught.value).lower()
 
 
 @pytest.mark.parametrize(
@@ -93,6 +93,34 @@ def test_a_string_logger_without_its_required_setting_says_how_to_give_it() -> N
 def test_a_misspelt_logger_name_gets_a_suggestion() -> None:
     with pytest.raises(UnknownNameError, match="Did you mean 'jsonl'"):
         RLM(backend=root(), logger="jsnol:./logs")
+
+
+def test_an_environment_plugin_that_only_forwards_kwargs_is_checked_by_building_it() -> None:
+    from rlm_core import hookimpl
+    from rlm_core.environments.local import LocalEnvironment
+    from rlm_core.plugins.registry import get_registry
+
+    built: list[dict[str, object]] = []
+
+    def make(**kwargs: object) -> LocalEnvironment:  # a bare forwarder: its settings cannot be read
+        built.append(kwargs)
+        return LocalEnvironment(**kwargs)  # type: ignore[arg-type]
+
+    class Plugin:
+        @hookimpl
+        def rlm_register_environments(self, register: object) -> None:
+            register("forwarding", make)  # type: ignore[operator]
+
+    registry = get_registry()
+    registry.register_plugin(Plugin(), name="test-forwarding-env")
+    try:
+        with pytest.raises(ConfigurationError, match="unknown environment_kwargs"):
+            RLM(backend=root(), environment="forwarding", environment_kwargs={"timeuot": 5})
+        rlm = RLM(backend=root(), environment="forwarding", environment_kwargs={"timeout": 5})
+        assert rlm.completion("ctx").response == "ok"
+        assert len(built) == 3  # two checks at RLM(), one for the run
+    finally:
+        registry.unregister_plugin("test-forwarding-env")
 
 
 def test_construction_starts_no_sandbox() -> None:

@@ -180,10 +180,9 @@ def test_a_key_in_a_client_setting_is_never_echoed(key: str, setting: str) -> No
 
 def test_a_key_as_environment_setting_is_never_echoed() -> None:
     key = "sk-" + "A1b2C3d4" * 4
-    # The value is checked when the environment is built for the first run (nothing starts at RLM()).
-    rlm = RLM(backend=ScriptedClient(["x"]), environment_kwargs={"timeout": key})
+    # RLM() builds the environment once to check its settings (nothing is started).
     with pytest.raises(ConfigurationError) as caught:
-        rlm.completion("ctx")
+        RLM(backend=ScriptedClient(["x"]), environment_kwargs={"timeout": key})
     assert key not in str(caught.value) and "timeout" in str(caught.value)
 
 

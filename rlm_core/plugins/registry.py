@@ -306,18 +306,27 @@ class PluginRegistry:
         self.check_kwargs(kind, name, kwargs)
         return registration.factory(**kwargs)
 
-    def check_kwargs(self, kind: str, name: str, kwargs: Any, where: str | None = None) -> None:
+    def check_kwargs(
+        self, kind: str, name: str, kwargs: Any, where: str | None = None, *, build: bool = False
+    ) -> None:
         """Check settings against what the factory of ``name`` takes, without calling it.
 
         Unknown names fail with a "did you mean" suggestion; a factory that forwards unknown
         settings (a client's provider parameters) only fails for a name that is a near miss of
-        one it knows, since a typo there would otherwise be sent to the provider.
+        one it knows, since a typo there would otherwise be sent to the provider. When the factory
+        only forwards ``**kwargs``, its settings cannot be read: ``build=True`` then calls it once
+        and drops the result (for environments building starts nothing, ``start()`` does), so the
+        factory's own checks of names and values run now instead of at the first run.
         """
         registration = self.get(kind, name)
         where = where or f"{_noun(kind)} {name!r}"
         parameters = factory_parameters(registration.factory, follow_bases=kind == "clients")
-        if parameters is None:
-            return
+        if parameters is not None:
+            self._check_names(kind, where, parameters, kwargs)
+        if build:
+            registration.factory(**kwargs)
+
+    def _check_names(self, kind: str, where: str, parameters: Parameters, kwargs: Any) -> None:
         known = set(parameters.names)
         for key in kwargs:
             if key in known:
