@@ -168,9 +168,8 @@ def test_a_large_context_with_a_surrogate_in_docker() -> None:
 
 
 def test_a_context_that_cannot_travel_into_a_sandbox_gets_a_clear_error() -> None:
-    rlm = RLM(
-        backend=ScriptedClient(["FINAL(x)"]), environment="subprocess", environment_kwargs={"timeout": 20}
-    )
+    root = ScriptedClient([repl("print(type(context))"), "FINAL(x)"])
+    rlm = RLM(backend=root, environment="subprocess", environment_kwargs={"timeout": 20})
     with pytest.raises(Exception, match="cannot be sent into a sandbox"):
         rlm.completion({"when": object()})
 
