@@ -15,6 +15,7 @@ from rlm_core.engine.budget import validate_budget
 from rlm_core.engine.run import RunSettings
 from rlm_core.environments.runtime import reserved_name_problem
 from rlm_core.errors import ConfigurationError
+from rlm_core.redact import safe_repr
 
 LIMIT_KEYS = ("max_root_tokens", "max_sub_tokens", "max_cost", "max_llm_calls")
 PROMPT_STYLES = ("auto", "default", "small")
@@ -23,12 +24,14 @@ PROMPT_STYLES = ("auto", "default", "small")
 def _int_at_least(minimum: int) -> Any:
     def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ConfigurationError(f"{attribute.name} must be an int >= {minimum}, got {value!r}")
+            raise ConfigurationError(f"{attribute.name} must be an int >= {minimum}, got {safe_repr(value)}")
 
     return check
 
 
 def _budget(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):  # never echo what may be a key
+        raise ConfigurationError(f"{attribute.name} must be an int >= 50, got {safe_repr(value)}")
     validate_budget(attribute.name, value)
 
 
@@ -36,12 +39,33 @@ def _positive_or_none(_: Any, attribute: attrs.Attribute[Any], value: Any) -> No
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigurationError(f"{attribute.name} must be a positive number or None, got {value!r}")
+        raise ConfigurationError(
+            f"{attribute.name} must be a positive number or None, got {safe_repr(value)}"
+        )
 
 
 def _optional_int_at_least_one(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ConfigurationError(f"{attribute.name} must be an int >= 1 or None, got {value!r}")
+        raise ConfigurationError(f"{attribute.name} must be an int >= 1 or None, got {safe_repr(value)}")
+
+
+def logger_settings(spec: str, registry: Any) -> tuple[str, dict[str, Any]]:
+    """``"jsonl:./logs"`` -> ``("jsonl", {"log_dir": "./logs"})``: a string logger takes its one
+    main setting after a colon (the first setting its factory requires, else its first setting);
+    ``"console"`` alone takes none."""
+    from rlm_core.plugins.registry import factory_parameters
+
+    name, colon, value = spec.partition(":")
+    if not colon:
+        return name, {}
+    parameters = factory_parameters(registry.get("loggers", name).factory)
+    if parameters is None or not parameters.names:
+        raise ConfigurationError(
+            f"logger {name!r} takes no setting after ':' (got logger={spec!r}); pass logger={name!r} "
+            "or a logger object"
+        )
+    first = parameters.required[0] if parameters.required else parameters.names[0]
+    return name, {first: value}
 
 
 def check_no_limit_keys(kwargs: Mapping[str, Any], where: str) -> None:
@@ -77,12 +101,14 @@ class RLMConfig:
     @prompt_style.validator
     def _check_prompt_style(self, _: attrs.Attribute[Any], value: str) -> None:
         if value not in PROMPT_STYLES:
-            raise ConfigurationError(f"prompt_style must be 'auto', 'default' or 'small', got {value!r}")
+            raise ConfigurationError(
+                f"prompt_style must be 'auto', 'default' or 'small', got {safe_repr(value)}"
+            )
 
     @compaction_threshold.validator
     def _check_compaction(self, _: attrs.Attribute[Any], value: float) -> None:
-        if not 0.1 <= value <= 1.0:
-            raise ConfigurationError(f"compaction_threshold must be within 0.1..1.0, got {value}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.1 <= value <= 1.0:
+            raise ConfigurationError(f"compaction_threshold must be within 0.1..1.0, got {safe_repr(value)}")
 
     @custom_tools.validator
     def _check_tools(self, _: attrs.Attribute[Any], tools: dict[str, Any]) -> None:

@@ -1,13 +1,16 @@
 """Secret redaction: masks API keys and credentials before anything reaches a log, an event or a sandbox.
 
-``redact(value)`` masks values under secret-named keys and known key shapes inside any string;
-``redact_env(mapping)`` drops secret variables from an environment handed to a sandbox.
+``redact(value)`` masks values under secret-named keys, known key shapes, URL credentials and the
+values of this process's secret-named environment variables inside any string; ``redact_env(mapping)``
+drops secret variables from an environment handed to a sandbox; ``safe_repr(value)`` describes a
+value for an error message without echoing anything that may be a secret.
 """
 
 from __future__ import annotations
 
 import enum
 import functools
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -62,9 +65,12 @@ _SHAPES: tuple[tuple[tuple[str, ...], str], ...] = (
     # Bearer headers keep the scheme word so a reader still sees what was there. The literals cover
     # "Bearer", "bearer" and "BEARER" (the spellings seen in practice).
     (("earer", "EARER"), r"(?P<bearer>[Bb][Ee][Aa][Rr][Ee][Rr]\s+)[A-Za-z0-9._~+/=\-]{8,}"),
-    # Passwords in URLs (scheme://user:password@host) keep the user and host.
-    (("://",), r"(?P<userinfo>://[^\s/:@]+:)[^\s/@]+(?=@)"),
+    # Passwords in URLs (scheme://user:password@host, also with an empty user) keep the user and host.
+    (("://",), r"(?P<userinfo>://[^\s/:@]*:)[^\s/@]+(?=@)"),
 )
+# A secret environment value shorter than this is not masked inside text: "1" or "true" under a
+# name such as USE_AUTH would otherwise blank every digit or word in a log.
+MIN_ENV_SECRET_CHARS = 8
 
 
 @functools.lru_cache(maxsize=64)
@@ -99,10 +105,49 @@ def _replace(match: re.Match[str]) -> str:
     return f"{prefix}{REDACTED}" if prefix else REDACTED
 
 
-def redact_text(text: str) -> str:
-    """Mask every known key shape in ``text`` (at most one regex pass)."""
+def secret_env_values(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The values of secret-named variables in ``environ`` (default: this process's environment),
+    longest first so a value containing another is masked whole."""
+    env = os.environ if environ is None else environ
+    return _secret_values(tuple(sorted((k, v) for k, v in env.items() if _is_secret_name(k))))
+
+
+@functools.lru_cache(maxsize=8)
+def _secret_values(items: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    values = {v for _, v in items if isinstance(v, str) and len(v) >= MIN_ENV_SECRET_CHARS}
+    return tuple(sorted(values, key=len, reverse=True))
+
+
+def _mask_env_values(text: str, values: tuple[str, ...]) -> str:
+    for value in values:
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return text
+
+
+def redact_text(text: str, env_values: tuple[str, ...] | None = None) -> str:
+    """Mask every known key shape, URL password and secret environment value in ``text``."""
+    text = _mask_env_values(text, secret_env_values() if env_values is None else env_values)
     pattern = _pattern_for(text)
     return text if pattern is None else pattern.sub(_replace, text)
+
+
+def safe_repr(value: Any, limit: int = 40) -> str:
+    """What a value is, fit for an error message: numbers, booleans, None and short plain words are
+    shown; any other string only by its type and length, since a key put in the wrong setting must
+    not come back in the error (and from there into logs and bug reports)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        if (
+            len(value) <= 12
+            and value.replace("_", "").replace("-", "").isalpha()
+            and not contains_secret(value)
+        ):
+            return repr(value)
+        return f"a str of {len(value)} characters (not shown: it may be a secret)"
+    size = f" of {len(value)} items" if isinstance(value, (list, tuple, dict, set)) else ""
+    return f"a {type(value).__name__}{size}"
 
 
 def contains_secret(text: str) -> bool:
@@ -118,45 +163,45 @@ def redact(value: Any) -> Any:
     replaced, while numbers, booleans and None survive (token counts such as ``max_tokens``). Known
     key shapes are masked in every string. Other objects are returned unchanged.
     """
-    return _redact(value, False)
+    return _redact(value, False, secret_env_values())
 
 
-def _redact(value: Any, secret: bool) -> Any:
+def _redact(value: Any, secret: bool, env: tuple[str, ...]) -> Any:
     # Order matters: str-valued enums are strings too, and must keep their type.
     if value is None or isinstance(value, (bool, int, float, enum.Enum)):
         return value
     if isinstance(value, str):
-        return REDACTED if secret else redact_text(value)
+        return REDACTED if secret else redact_text(value, env)
     if isinstance(value, (bytes, bytearray)):
         return REDACTED if secret else value
     if isinstance(value, Mapping):
         return {
-            key: _redact(item, secret or (isinstance(key, str) and _is_secret_name(key)))
+            key: _redact(item, secret or (isinstance(key, str) and _is_secret_name(key)), env)
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [_redact(item, secret) for item in value]
+        return [_redact(item, secret, env) for item in value]
     if isinstance(value, tuple):
-        items = [_redact(item, secret) for item in value]
+        items = [_redact(item, secret, env) for item in value]
         if hasattr(value, "_fields"):  # namedtuple
             return type(value)(*items)
         return tuple(items)
     if isinstance(value, (set, frozenset)):
-        return type(value)(_redact(item, secret) for item in value)
+        return type(value)(_redact(item, secret, env) for item in value)
     if attrs.has(type(value)):
-        return _redact_attrs(value, secret)
+        return _redact_attrs(value, secret, env)
     return value
 
 
-def _redact_attrs(value: Any, secret: bool) -> Any:
+def _redact_attrs(value: Any, secret: bool, env: tuple[str, ...]) -> Any:
     changes: dict[str, Any] = {}
     for field in attrs.fields(type(value)):
         current = getattr(value, field.name)
-        new = _redact(current, secret or _is_secret_name(field.name))
+        new = _redact(current, secret or _is_secret_name(field.name), env)
         if new is not current and new != current:
             if not field.init:
                 # evolve() cannot set it; fall back to the plain (unstructured) form.
-                return _redact(attrs.asdict(value, recurse=True), secret)
+                return _redact(attrs.asdict(value, recurse=True), secret, env)
             changes[field.alias or field.name] = new
     return attrs.evolve(value, **changes) if changes else value
 

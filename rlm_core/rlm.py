@@ -3,13 +3,14 @@ runs ``completion()`` / ``acompletion()``."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from rlm_core.config import RLMConfig, check_no_limit_keys
+from rlm_core.config import RLMConfig, check_no_limit_keys, logger_settings
 from rlm_core.engine.broker import Broker
 from rlm_core.engine.budget import RunBudget
 from rlm_core.engine.emitter import Emitter
@@ -28,6 +29,17 @@ T = TypeVar("T")
 
 
 _run_sync = run_sync  # the name other modules imported before it moved to engine/loop_thread.py
+
+
+async def _close_even_if_cancelled(environment: Environment) -> None:
+    """Close a run's environment to the end even when the completion is cancelled again meanwhile
+    (a second Ctrl-C): a half-closed sandbox would leave its container or process behind."""
+    closing = asyncio.ensure_future(environment.close())
+    try:
+        await asyncio.shield(closing)
+    except asyncio.CancelledError:
+        await asyncio.wait({closing})
+        raise
 
 
 class _HostForwarder:
@@ -132,7 +144,14 @@ class RLM:
         self.policy = self._build_policy(routing)
         self.environment_name = environment
         self.environment_kwargs = dict(environment_kwargs or {})
-        self._registry.get("environments", environment)  # unknown names fail now, not mid-run
+        # Unknown names and misspelt settings fail now, with a suggestion, not at the first run.
+        self._registry.check_kwargs(
+            "environments",
+            environment,
+            self.environment_kwargs,
+            f"environment_kwargs of {environment!r}",
+            build=True,
+        )
         self.loggers = self._build_loggers(logger, verbose)
         self.persistent = persistent
         self.settings = self.config.run_settings(
@@ -211,8 +230,9 @@ class RLM:
 
     def _build_loggers(self, logger: RunLogger | str | None, verbose: bool) -> list[RunLogger]:
         loggers: list[RunLogger] = []
-        if isinstance(logger, str):
-            loggers.append(self._registry.create("loggers", logger))
+        if isinstance(logger, str):  # "jsonl:./logs": a name and its main setting
+            name, settings = logger_settings(logger, self._registry)
+            loggers.append(self._registry.create("loggers", name, **settings))
         elif logger is not None:
             if not callable(getattr(logger, "on_event", None)):
                 raise ConfigurationError(f"logger {logger!r} has no on_event(event) method")
@@ -292,7 +312,7 @@ class RLM:
         finally:
             host.run = None
             if fresh and not self.persistent:
-                await environment.close()
+                await _close_even_if_cancelled(environment)
         if preparing is not None and preparing.failure is not None and result.stop_reason is StopReason.ERROR:
             raise preparing.failure  # the REPL could not start: as before, the caller gets that error
         result.log_path = self._log_path(result.run_id)

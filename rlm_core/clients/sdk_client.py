@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from rlm_core.clients.base import BaseClient, Price
 from rlm_core.errors import ConfigurationError, ProviderError, RLMError
+from rlm_core.redact import redact_text, safe_repr
 from rlm_core.types import LMRequest, LMResponse, TokenUsage
 
 __all__ = ["IncompleteReplyError", "SDKChatClient", "fit_signature"]
@@ -146,7 +147,7 @@ class SDKChatClient(BaseClient):
         self._price, self._price_known = value, True
 
     def __repr__(self) -> str:
-        base = f", base_url={self.base_url!r}" if self.base_url else ""
+        base = f", base_url={redact_text(self.base_url)!r}" if self.base_url else ""
         return f"{type(self).__name__}(model_name={self.model_name!r}{base}, stream={self.stream})"
 
     __str__ = __repr__
@@ -284,11 +285,11 @@ class SDKChatClient(BaseClient):
         for value in self.default_headers.values():
             if len(value) >= 8:
                 text = text.replace(value, "[redacted]")
-        text = _KEY_SHAPES.sub("[redacted]", text)
+        text = redact_text(_KEY_SHAPES.sub("[redacted]", text))
         return text if len(text) <= _MAX_PROVIDER_TEXT else text[:_MAX_PROVIDER_TEXT] + "..."
 
     def _where(self) -> str:
-        return self.base_url or "the provider's default endpoint"
+        return redact_text(self.base_url) if self.base_url else "the provider's default endpoint"
 
     def _retries(self, sdk: Any) -> int:
         return (
@@ -394,9 +395,9 @@ def _positive(cls: str, name: str, value: Any, kind: type) -> Any:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigurationError(f"{cls}: {name} must be a positive number, got {value!r}.")
+        raise ConfigurationError(f"{cls}: {name} must be a positive number, got {safe_repr(value)}.")
     if kind is int and not isinstance(value, int):
-        raise ConfigurationError(f"{cls}: {name} must be a positive integer, got {value!r}.")
+        raise ConfigurationError(f"{cls}: {name} must be a positive integer, got {safe_repr(value)}.")
     return kind(value)
 
 
@@ -404,7 +405,7 @@ def _non_negative_int(cls: str, name: str, value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigurationError(f"{cls}: {name} must be an integer >= 0, got {value!r}.")
+        raise ConfigurationError(f"{cls}: {name} must be an integer >= 0, got {safe_repr(value)}.")
     return value
 
 
@@ -415,7 +416,7 @@ def _as_price(cls: str, price: Any) -> Price:
         return Price(float(price[0]), float(price[1]))
     raise ConfigurationError(
         f"{cls}: price must be rlm_core.clients.base.Price(input_per_mtok, output_per_mtok) or a pair of "
-        f"USD-per-million-token numbers, got {price!r}."
+        f"USD-per-million-token numbers, got {safe_repr(price)}."
     )
 
 

@@ -22,6 +22,7 @@ from rlm_core.errors import ConfigurationError, ProviderError, RLMError
 from rlm_core.events import EventKind, ModelCallEnded, ModelCallStarted
 from rlm_core.routing import ClientSet, RoutingPolicy
 from rlm_core.types import LMRequest, LMResponse, TokenUsage
+from rlm_core.unicode_safety import without_lone_surrogates
 
 
 class Broker:
@@ -119,7 +120,9 @@ class Broker:
             if cost_hold is not None and self.budget.cost is not None:
                 self.budget.cost.settle(cost_hold, None)
             raise
-        capped = attrs.evolve(request, max_tokens=tokens.max_tokens)
+        # A lone surrogate in a prompt cannot be sent as UTF-8: it becomes U+FFFD rather than an error.
+        messages = [attrs.evolve(m, content=without_lone_surrogates(m.content)) for m in request.messages]
+        capped = attrs.evolve(request, max_tokens=tokens.max_tokens, messages=messages)
         span_id = new_span_id()
         model = str(getattr(client, "model_name", name))
         self._emit(

@@ -31,11 +31,13 @@ from rlm_core.events import (
     IterationStarted,
     RunEnded,
     RunStarted,
+    SubcallStarted,
 )
 from rlm_core.guidance import prompts
 from rlm_core.guidance.guards import ReplyGuards, Verdict
 from rlm_core.guidance.parsing import parse_reply
 from rlm_core.records import CodeBlockRecord, IterationRecord, RunMetadata, SubCallRecord
+from rlm_core.redact import redact_text
 from rlm_core.types import LMRequest, Message, RLMChatCompletion, StopReason, TokenUsage
 
 logger = logging.getLogger("rlm_core.engine.run")
@@ -119,6 +121,9 @@ class Run:
         self.cell_span_id: str | None = None  # the code cell running now: parent of its sub-calls
         self.cell_subcalls: list[SubCallRecord] | None = None
         self.all_subcalls: list[SubCallRecord] = []
+        # What an interruption must still log: the cell running now and its sub-calls not yet ended.
+        self._cell_in_flight: CodeBlockRecord | None = None
+        self._subcalls_in_flight: dict[str, SubCallRecord] = {}
         self._partial = ""
         self._iteration_span: str | None = None
         self.ledger = broker.ledger
@@ -151,6 +156,19 @@ class Run:
             return clients.clients[clients.for_depth(self.depth)]
 
     def emit(self, kind: EventKind, payload: Any, span_id: str, parent_span_id: str | None) -> None:
+        if isinstance(payload, SubcallStarted):
+            self._subcalls_in_flight[span_id] = SubCallRecord(
+                call_id=payload.call_id,
+                function=payload.function,
+                depth=self.depth + 1,
+                model=payload.model,
+                span_id=span_id,
+                parent_span_id=parent_span_id,
+                batch_index=payload.batch_index,
+                started_at=time.time(),
+            )
+        elif kind is EventKind.SUBCALL_END:
+            self._subcalls_in_flight.pop(span_id, None)
         if self.emitter.active:
             self.emitter.emit(
                 kind,
@@ -295,7 +313,7 @@ class Run:
             usage_summary=self.ledger.summary(self.run_id),
             execution_time=duration,
             stop_reason=stop,
-            error=error,
+            error=redact_text(error) if error else error,
             iterations=self.iterations,
             run_id=self.run_id,
         )
@@ -348,6 +366,9 @@ class Run:
         )
         try:
             final = await self._turn(number, record, new_from, route)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            self._record_interruption(record)
+            raise
         finally:
             own_tier = "root" if self.depth == 0 else "sub"
             record.root_usage = self.ledger.usage_since(mark, self.run_id, own_tier, own_run_only=True)
@@ -360,6 +381,19 @@ class Run:
             self._iteration_span = None
         return final
 
+    def _record_interruption(self, record: IterationRecord) -> None:
+        """The run was cancelled mid-iteration: the cell that was running and the sub-calls still in
+        flight go into the iteration's record, so the log shows where the run stopped."""
+        block = self._cell_in_flight
+        if block is not None:
+            block.error = "interrupted: the run was cancelled while this cell ran"
+            for call in self._subcalls_in_flight.values():
+                call.error = "interrupted: the run was cancelled while this call was in flight"
+                call.duration = time.time() - call.started_at
+                block.subcalls.append(call)
+            record.code_blocks.append(block)
+        record.notes.append("interrupted: the run was cancelled during this iteration")
+
     async def _turn(
         self, number: int, record: IterationRecord, new_from: int, route: list[str]
     ) -> str | None:
@@ -369,6 +403,8 @@ class Run:
         response = await self._ask_root(self.messages, "root", route)
         reply = parse_reply(response.text)
         record.response = response.text
+        if reply.prose:  # set before the code runs: an interrupted run returns it as its partial answer
+            self._partial = reply.prose
         feedback: list[str] = []
         final: str | None = None
         for index, code in enumerate(reply.code_blocks):
@@ -400,8 +436,6 @@ class Run:
         if final is None:
             for verdict in self.guards.after_blocks(record.code_blocks, self._sub_window):
                 self._apply(verdict, record, feedback)
-        if reply.prose:
-            self._partial = reply.prose
         self.messages.append(Message("assistant", response.text))
         if final is None:
             feedback.append(self.guards.turn_prompt())
@@ -425,11 +459,15 @@ class Run:
         subcalls: list[SubCallRecord] = []
         self.cell_span_id, self.cell_subcalls = span, subcalls
         started_at, started = time.time(), time.perf_counter()
+        self._cell_in_flight = CodeBlockRecord(
+            code=code, subcalls=subcalls, span_id=span, started_at=started_at
+        )
         try:
             result = await self.environment.execute(code, timeout=self.settings.cell_timeout)
         finally:
             self.cell_span_id, self.cell_subcalls = None, None
         wall = time.perf_counter() - started  # includes the sub-calls and child runs the cell waited for
+        self._cell_in_flight = None  # kept when execute() raised: an interruption logs it
         self.all_subcalls.extend(subcalls)
         self.emit(EventKind.CODE_END, CodeEnded(code, result, wall), span, parent)
         block = self._block_record(code, result, subcalls)

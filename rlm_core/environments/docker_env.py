@@ -109,11 +109,10 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 def _install_exit_hooks() -> None:
     global _hooks_installed
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    atexit.register(_remove_live_containers)
-    if threading.current_thread() is not threading.main_thread():
+    if not _hooks_installed:
+        _hooks_installed = True
+        atexit.register(_remove_live_containers)
+    if _previous_handlers or threading.current_thread() is not threading.main_thread():
         return  # signal handlers can only be set from the main thread; atexit still covers exit
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError, OSError):
@@ -121,7 +120,36 @@ def _install_exit_hooks() -> None:
             signal.signal(signum, _on_signal)
 
 
+def _restore_signal_handlers_when_idle() -> None:
+    """Once no container is live, give SIGINT/SIGTERM back to whoever had them (an app's own
+    Ctrl-C handling must not stay routed through a closed sandbox)."""
+    with _live_lock:
+        if _live:
+            return
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum, previous in list(_previous_handlers.items()):
+        with contextlib.suppress(ValueError, OSError, TypeError):
+            if signal.getsignal(signum) is _on_signal:
+                signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        del _previous_handlers[signum]
+
+
 # -- the stream ----------------------------------------------------------------------------------
+
+
+def _buffered_attach_bytes(raw: Any) -> bytes:
+    """What docker-py's HTTP response read past the upgrade headers into its buffer (the socket
+    must be non-blocking, so only bytes already received are taken)."""
+    response = getattr(raw, "_response", None)
+    reader = getattr(getattr(getattr(response, "raw", None), "_fp", None), "fp", None)
+    if reader is None or not hasattr(reader, "peek"):
+        return b""
+    try:
+        pending = reader.peek(1 << 16)
+        return bytes(reader.read1(len(pending))) if pending else b""
+    except (OSError, ValueError):
+        return b""
 
 
 class DockerExecStream:
@@ -139,6 +167,7 @@ class DockerExecStream:
         self._eof = False
         self._closed = False
         self._diagnostics = ""
+        self._attach: Any = None  # docker-py's file object over the socket, kept alive with it
 
     def _demultiplex(self) -> None:
         raw = self._raw
@@ -440,10 +469,20 @@ class DockerTransport:
                 f"the engine at {_engine_address(self.base_url)} gave a {type(sock).__name__} attach stream; "
                 "the docker environment supports unix:// and tcp:// engines without TLS"
             )
-        return DockerExecStream(self, exec_id, sock, pidfile)
+        stream = DockerExecStream(self, exec_id, sock, pidfile)  # makes the socket non-blocking
+        # Start-up race: output the runtime wrote before the HTTP layer finished reading the upgrade
+        # response sits in that layer's buffer, not in the socket; read past it and those bytes
+        # (its "ready" frame, or the first frame's header) would be lost.
+        stream._raw += _buffered_attach_bytes(raw)
+        stream._demultiplex()
+        # The attach stream's file object and HTTP response live as long as the stream: dropped,
+        # their finalisers may close the socket under a running cell (the runtime then sees EOF).
+        stream._attach = raw
+        return stream
 
     async def close(self) -> None:
         await asyncio.to_thread(self._remove_container_sync)
+        _restore_signal_handlers_when_idle()  # here, on the loop's thread, like the install
 
     def _remove_container_sync(self) -> None:
         container_id, self.container_id = self.container_id, None

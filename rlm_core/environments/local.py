@@ -19,6 +19,7 @@ from rlm_core.environments.runtime import (
     reserved_name_problem,
 )
 from rlm_core.errors import ConfigurationError, EnvironmentError_
+from rlm_core.redact import safe_repr
 
 DEFAULT_CELL_TIMEOUT = 300.0
 # After the timeout fires, how long the cell gets to unwind before we give up on its thread.
@@ -41,14 +42,20 @@ class LocalEnvironment:
                 f"local environment got unknown environment_kwargs {sorted(unknown)}; "
                 "it takes timeout and max_output_chars"
             )
-        if timeout is not None and timeout <= 0:
-            raise ConfigurationError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+        ):
+            raise ConfigurationError(
+                f"timeout must be a positive number of seconds or None, got {safe_repr(timeout)}"
+            )
         self.timeout = timeout
         self.max_output_chars = max_output_chars
         self._runtime: ReplRuntime | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._host: HostCall | None = None
-        self._stuck: asyncio.Future[dict[str, Any]] | None = None
+        # The worker thread of a cell that ran past its limit while blocked outside Python. The
+        # thread itself is watched, not a future: a future is cancelled by the wait that gave up.
+        self._stuck: threading.Thread | None = None
 
     async def start(self, host: HostCall, tools: dict[str, Any]) -> None:
         self._loop = asyncio.get_running_loop()
@@ -93,7 +100,7 @@ class LocalEnvironment:
 
     async def execute(self, code: str, timeout: float | None = None) -> ExecResult:
         if self._stuck is not None:
-            if not self._stuck.done():
+            if self._stuck.is_alive():
                 return ExecResult(
                     error="an earlier cell ran past its time limit and is still blocked outside Python "
                     "(a long sleep or read), so this REPL cannot run code yet. Try again later, or use "
@@ -110,7 +117,8 @@ class LocalEnvironment:
             try:
                 done.set_result(runtime.execute(code))
             except BaseException as exc:  # pragma: no cover - execute() catches what the cell raises
-                done.set_exception(exc)
+                if not done.done():
+                    done.set_exception(exc)
 
         # A fresh daemon thread per cell: a runaway cell that ignores the timeout cannot block the
         # next cell or interpreter exit.
@@ -119,14 +127,20 @@ class LocalEnvironment:
         wrapped = asyncio.wrap_future(done)
         try:
             raw = await asyncio.wait_for(asyncio.shield(wrapped), timeout=limit)
+        except asyncio.CancelledError:
+            # The run was cancelled (Ctrl-C, task.cancel()): stop the cell too, so it neither
+            # outlives the run nor keeps making sub-calls; its pending ones are cancelled with it.
+            if thread_id:
+                raise_in_thread(thread_id[0])
+            raise
         except TimeoutError:
             if thread_id:
                 raise_in_thread(thread_id[0])
             try:
-                raw = await asyncio.wait_for(wrapped, timeout=_UNWIND_GRACE)
+                raw = await asyncio.wait_for(asyncio.shield(wrapped), timeout=_UNWIND_GRACE)
             except TimeoutError:
                 # Blocked in C code (a long sleep, a read): the exception lands when it returns.
-                self._stuck = wrapped
+                self._stuck = worker
                 return ExecResult(
                     error=f"TimeoutError: the cell ran past its {limit:g}s limit and is blocked outside "
                     "Python; it will be interrupted when that call returns",
@@ -137,4 +151,12 @@ class LocalEnvironment:
         return ExecResult.from_runtime(raw)
 
     async def close(self) -> None:
-        self._runtime = None
+        runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            # The scaffold functions and any function a cell defined refer back to the namespace
+            # (closures, __globals__): cycles that would hold every variable, however large, until
+            # the next cyclic collection. Emptying the namespace frees them now.
+            runtime.namespace.clear()
+            runtime.protected.clear()
+        self._host = None
+        self._loop = None

@@ -352,7 +352,10 @@ def encode_frame(message: dict[str, Any]) -> bytes:
     """One protocol frame: 4-byte big-endian length, then UTF-8 JSON."""
     import json
 
-    body = json.dumps(message, ensure_ascii=False, default=_json_fallback).encode("utf-8")
+    try:
+        body = json.dumps(message, ensure_ascii=False, default=_json_fallback).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: JSON escapes (\udXXX) carry it exactly
+        body = json.dumps(message, ensure_ascii=True, default=_json_fallback).encode("ascii")
     return len(body).to_bytes(FRAME_HEADER_BYTES, "big") + body
 
 
@@ -603,7 +606,7 @@ def _read_context_file(path: str, fmt: str, shape: dict[str, Any] | None = None)
     if fmt == "json":
         import json
 
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8", errors="surrogatepass") as handle:
             return json.load(handle)
     return _read_text_file(path, shape or {})
 

@@ -1,4 +1,8 @@
-"""Reading the root model's replies: code blocks to run and final answers given outside code."""
+"""Reading the root model's replies: code blocks to run and final answers given outside code.
+
+A ``FINAL(...)`` line outside code finishes the run only when no code follows it in the same reply:
+"FINAL(x) once the code below has run" followed by a code block announces an answer, it is not one.
+"""
 
 from __future__ import annotations
 
@@ -36,11 +40,13 @@ def _looks_like_repl_code(code: str) -> bool:
 def parse_reply(text: str) -> ParsedReply:
     """Find the runnable code blocks and any final answer outside them. Never raises."""
     blocks: list[str] = []
-    prose_parts: list[str] = []
+    # Each prose segment with the number of runnable blocks before it: a FINAL line counts only in
+    # a segment after the last runnable block.
+    prose_parts: list[tuple[str, int]] = []
     position = 0
     for match in _FENCE.finditer(text):
         language, body = match.group(1).lower(), match.group(2)
-        prose_parts.append(text[position : match.start()])
+        prose_parts.append((text[position : match.start()], len(blocks)))
         position = match.end()
         runnable = language in CODE_LANGUAGES or (not language and _looks_like_repl_code(body))
         if runnable and body.strip():
@@ -51,15 +57,16 @@ def parse_reply(text: str) -> ParsedReply:
     open_match = _OPEN_FENCE.search(rest)
     if open_match and open_match.group(1).lower() in CODE_LANGUAGES | {""}:
         body = open_match.group(2)
+        prose_parts.append((rest[: open_match.start()], len(blocks)))
         # a reply cut off mid-block: run it only if what we have is complete Python
         if body.strip() and _looks_like_repl_code(body):
             blocks.append(body.rstrip() + "\n")
             truncated = True
-        prose_parts.append(rest[: open_match.start()])
     else:
-        prose_parts.append(rest)
-    prose = "".join(prose_parts)
-    final_text, final_var = _find_final(prose)
+        prose_parts.append((rest, len(blocks)))
+    prose = "".join(part for part, _ in prose_parts)
+    closing = "".join(part for part, before in prose_parts if before == len(blocks))
+    final_text, final_var = _find_final(closing)
     return ParsedReply(blocks, prose.strip(), final_text, final_var, truncated)
 
 

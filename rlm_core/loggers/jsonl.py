@@ -2,6 +2,9 @@
 
 Lines: a ``metadata`` line, one ``iteration`` line per root-loop turn, a ``result`` line; child runs
 add ``child_run_start``/``iteration``/``child_result`` lines with their own run id. Everything is redacted.
+A string longer than ``max_inline_chars`` (a sub-call's prompt holding the whole context, a huge
+output) is logged as a preview plus its size and sha256, listed under the line's ``elided`` key;
+with ``side_files=True`` the full (redacted) text goes to ``<log>.d/<sha256>.txt``, once per text.
 """
 
 from __future__ import annotations
@@ -17,9 +20,15 @@ import attrs
 
 from rlm_core.errors import RLMError
 from rlm_core.events import EventKind, RunEvent
-from rlm_core.loggers.serialization import converter
+from rlm_core.loggers.serialization import (
+    DEFAULT_MAX_INLINE_CHARS,
+    ELIDED_KEY,
+    ElidedValue,
+    converter,
+    elide_large_strings,
+)
 from rlm_core.records import SCHEMA_VERSION, IterationRecord, RunMetadata
-from rlm_core.redact import redact
+from rlm_core.redact import redact, redact_text
 from rlm_core.types import RLMChatCompletion
 
 LINE_METADATA = "metadata"
@@ -51,9 +60,24 @@ class RLMLogger:
     concurrent completions sharing one logger get separate files.
     """
 
-    def __init__(self, log_dir: str | Path, file_name: str | None = None) -> None:
+    def __init__(
+        self,
+        log_dir: str | Path,
+        file_name: str | None = None,
+        *,
+        max_inline_chars: int = DEFAULT_MAX_INLINE_CHARS,
+        side_files: bool = False,
+    ) -> None:
+        if (
+            isinstance(max_inline_chars, bool)
+            or not isinstance(max_inline_chars, int)
+            or max_inline_chars < 100
+        ):
+            raise RLMError("max_inline_chars must be an int >= 100 (characters kept whole in a log line)")
         self.log_dir = Path(log_dir)
         self.file_name = file_name
+        self.max_inline_chars = max_inline_chars
+        self.side_files = side_files
         self.paths: list[Path] = []
         self._lock = threading.Lock()
         self._open: dict[str, _OpenLog] = {}  # root run id -> its file
@@ -138,10 +162,28 @@ class RLMLogger:
         log = self._open.get(root)
         if log is None:
             return
+        # Large strings first (a 20 MB prompt is not walked by the redactor, nor written), then secrets.
+        line, elided = elide_large_strings(
+            line, self.max_inline_chars, self._store(log) if self.side_files else None
+        )
+        if elided:
+            line[ELIDED_KEY] = [converter.unstructure(e) for e in elided]
         # default=str: a stray non-JSON value in ``extra`` must not lose the line.
         text = json.dumps(redact(line), default=str)
         log.handle.write(text + "\n")
         log.handle.flush()
+
+    def _store(self, log: _OpenLog) -> Any:
+        folder = log.path.with_suffix(".d")
+
+        def store(text: str, digest: str) -> str | None:
+            path = folder / f"{digest}.txt"
+            if not path.exists():  # the same text (three refused calls on one context) once
+                folder.mkdir(exist_ok=True)
+                path.write_text(redact_text(text), encoding="utf-8", errors="surrogatepass")
+            return f"{folder.name}/{path.name}"
+
+        return store
 
     def _open_file(self, run_id: str, started_at: float) -> _OpenLog:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -198,6 +240,7 @@ class Trajectory:
     path: str | None = None
     truncated: bool = False
     problems: list[str] = attrs.field(factory=list)
+    elided: list[ElidedValue] = attrs.field(factory=list)  # strings logged as a preview (all runs)
 
     @property
     def run_id(self) -> str | None:
@@ -270,8 +313,19 @@ def _is_json_object(raw: str) -> bool:
         return False
 
 
+def read_elided(trajectory: Trajectory, value: ElidedValue) -> str:
+    """The full text of a value logged as a preview, from its side file (``side_files=True``)."""
+    if value.file is None or trajectory.path is None:
+        raise TrajectoryReadError(
+            f"the value at {value.path} ({value.chars:,} characters) was logged as a preview only; "
+            "log with RLMLogger(..., side_files=True) to keep the full text"
+        )
+    return (Path(trajectory.path).parent / value.file).read_text(encoding="utf-8", errors="surrogatepass")
+
+
 def _apply_line(root: Trajectory, runs: dict[str, Trajectory], line: dict[str, Any], number: int) -> None:
     kind = line.pop("type")
+    root.elided.extend(converter.structure(e, ElidedValue) for e in line.pop(ELIDED_KEY, []))
     if kind == LINE_METADATA:
         version = line.get("schema_version", SCHEMA_VERSION)
         if isinstance(version, int) and version > SCHEMA_VERSION:

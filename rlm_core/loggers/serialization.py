@@ -6,8 +6,11 @@ records in rlm_core.records, the types in rlm_core.types and ExecResult.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from typing import Any
 
+import attrs
 import cattrs
 
 from rlm_core.types import ModelUsage, RLMChatCompletion, UsageSummary
@@ -32,6 +35,57 @@ def prompt_preview(prompt: Any, limit: int = PROMPT_PREVIEW_CHARS) -> str | None
     if len(text) <= limit:
         return prefix + text
     return f"{prefix}{text[:limit]}... [{len(text) - limit} more chars]"
+
+
+# Strings longer than this go into a log line as a preview plus their size and hash.
+DEFAULT_MAX_INLINE_CHARS = 20_000
+ELIDED_PREVIEW_CHARS = 1_000
+ELIDED_KEY = "elided"
+
+
+@attrs.define(frozen=True)
+class ElidedValue:
+    """A string left out of a log line: where it was (``path``, dotted keys and list indexes), its
+    length, the sha256 of its UTF-8 bytes, and the side file holding it when side files are on."""
+
+    path: str
+    chars: int
+    sha256: str
+    file: str | None = None
+
+
+# store(text, sha256) -> the side file's name (relative to the log), or None when not stored.
+SideFileStore = Callable[[str, str], str | None]
+
+
+def text_sha256(text: str) -> str:
+    # surrogatepass: a lone surrogate (from a context or a model) must not make logging fail.
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def elide_large_strings(
+    value: Any, max_chars: int, store: SideFileStore | None = None
+) -> tuple[Any, list[ElidedValue]]:
+    """A copy of a JSON-ready ``value`` where every string longer than ``max_chars`` is replaced by
+    a preview that ends with its size and hash (so records still read back), plus what was left out."""
+    elided: list[ElidedValue] = []
+
+    def walk(item: Any, path: str) -> Any:
+        if isinstance(item, str):
+            if len(item) <= max_chars:
+                return item
+            digest = text_sha256(item)
+            file = store(item, digest) if store is not None else None
+            elided.append(ElidedValue(path, len(item), digest, file))
+            where = f"; full text in {file}" if file else ""
+            return f"{item[:ELIDED_PREVIEW_CHARS]}\n[... elided: {len(item):,} characters, sha256 {digest}{where}]"
+        if isinstance(item, dict):
+            return {key: walk(sub, f"{path}.{key}" if path else str(key)) for key, sub in item.items()}
+        if isinstance(item, list):
+            return [walk(sub, f"{path}.{index}") for index, sub in enumerate(item)]
+        return item
+
+    return walk(value, ""), elided
 
 
 def _unstructure_usage_summary(summary: UsageSummary) -> list[dict[str, Any]]:

@@ -6,14 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from rlm_core.plugins.hookspecs import Register, hookimpl
+from rlm_core.plugins.registry import kwargs_of
 
 
+@kwargs_of("rlm_core.clients.openai_client:OpenAIClient")
 def _openai(**kwargs: Any) -> Any:
     from rlm_core.clients.openai_client import OpenAIClient
 
     return OpenAIClient(**kwargs)
 
 
+@kwargs_of("rlm_core.clients.anthropic_client:AnthropicClient")
 def _anthropic(**kwargs: Any) -> Any:
     from rlm_core.clients.anthropic_client import AnthropicClient
 
@@ -41,18 +44,21 @@ def rlm_register_clients(register: Register) -> None:
         register(name, _preset(name))
 
 
+@kwargs_of("rlm_core.environments.local:LocalEnvironment")
 def _local(**kwargs: Any) -> Any:
     from rlm_core.environments.local import LocalEnvironment
 
     return LocalEnvironment(**kwargs)
 
 
+@kwargs_of("rlm_core.environments.subprocess_env:SubprocessEnvironment")
 def _subprocess(**kwargs: Any) -> Any:
     from rlm_core.environments.subprocess_env import SubprocessEnvironment
 
     return SubprocessEnvironment(**kwargs)
 
 
+@kwargs_of("rlm_core.environments.docker_env:DockerEnvironment")
 def _docker(**kwargs: Any) -> Any:
     from rlm_core.environments.docker_env import DockerEnvironment
 
@@ -84,12 +90,14 @@ def rlm_register_routing_policies(register: Register) -> None:
     register("fallback", _fallback)
 
 
+@kwargs_of("rlm_core.loggers.jsonl:RLMLogger")
 def _jsonl(**kwargs: Any) -> Any:
     from rlm_core.loggers.jsonl import RLMLogger
 
     return RLMLogger(**kwargs)
 
 
+@kwargs_of("rlm_core.loggers.console:ConsoleLogger")
 def _console(**kwargs: Any) -> Any:
     from rlm_core.loggers.console import ConsoleLogger
 

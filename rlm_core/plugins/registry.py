@@ -15,6 +15,9 @@ is pinned on its plugin and never stops the others.
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import inspect
 import os
 import sys
 import threading
@@ -27,7 +30,7 @@ from typing import Any
 import attrs
 import pluggy
 
-from rlm_core.errors import PluginError, UnknownNameError
+from rlm_core.errors import ConfigurationError, PluginError, UnknownNameError
 from rlm_core.plugins import hookspecs
 from rlm_core.plugins.isolation import IsolatedPlugin, current_plugin
 
@@ -37,6 +40,80 @@ KINDS = ("clients", "environments", "routing_policies", "loggers")
 
 # Plugins are published as ``rlm-<name>`` by convention: an unknown name suggests that distribution.
 DISTRIBUTION_PREFIX = "rlm-"
+
+
+# A factory that only forwards ``**kwargs`` (to import its class lazily) names the callable whose
+# signature its settings follow in this attribute, as "module:qualname" (see ``kwargs_of``).
+SIGNATURE_ATTRIBUTE = "rlm_kwargs_of"
+
+
+def kwargs_of(target: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a lazy factory as taking the settings of ``target`` ("module:Class"), so a misspelt
+    setting is caught, with a suggestion, when the RLM is built rather than at the first call.
+    The module is imported only when settings are checked."""
+
+    def mark(factory: Callable[..., Any]) -> Callable[..., Any]:
+        setattr(factory, SIGNATURE_ATTRIBUTE, target)
+        return factory
+
+    return mark
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`` Did you mean 'x'?`` for the closest candidate, or an empty string."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.7)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+@attrs.define(frozen=True)
+class Parameters:
+    """The settings a factory takes: named ones, the required among them, and whether it also
+    forwards unknown ones (``**kwargs``) somewhere."""
+
+    names: tuple[str, ...]
+    required: tuple[str, ...]
+    open: bool
+
+
+def factory_parameters(factory: Callable[..., Any], follow_bases: bool = False) -> Parameters | None:
+    """The settings ``factory`` takes, or None when they cannot be known without calling it.
+
+    With ``follow_bases``, for a class the ``__init__`` methods along its MRO are read while each
+    forwards ``**kwargs`` to the next (a client subclass adding one setting to its base's).
+    """
+    target: Any = factory
+    marked = getattr(factory, SIGNATURE_ATTRIBUTE, None)
+    if isinstance(marked, str):
+        module, _, qualname = marked.partition(":")
+        target = importlib.import_module(module)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    callables = (
+        [vars(c)["__init__"] for c in target.__mro__ if "__init__" in vars(c)]
+        if inspect.isclass(target)
+        else [target]
+    )
+    names: list[str] = []
+    required: list[str] = []
+    is_open = False
+    for function in callables:
+        try:
+            signature = inspect.signature(function)
+        except (TypeError, ValueError):
+            return None
+        is_open = False
+        for parameter in list(signature.parameters.values())[1 if inspect.isclass(target) else 0 :]:
+            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                is_open = True
+            elif parameter.kind is not inspect.Parameter.VAR_POSITIONAL and parameter.name not in names:
+                names.append(parameter.name)
+                if parameter.default is inspect.Parameter.empty:
+                    required.append(parameter.name)
+        if not is_open or not follow_bases:
+            break
+    if is_open and not names:
+        return None  # a bare **kwargs forwarder: nothing to check against
+    return Parameters(tuple(names), tuple(required), is_open)
 
 
 @attrs.define
@@ -260,14 +337,64 @@ class PluginRegistry:
         return registration
 
     def create(self, kind: str, name: str, **kwargs: Any) -> Any:
-        return self.get(kind, name).factory(**kwargs)
+        registration = self.get(kind, name)
+        self.check_kwargs(kind, name, kwargs)
+        return registration.factory(**kwargs)
+
+    def check_kwargs(
+        self, kind: str, name: str, kwargs: Any, where: str | None = None, *, build: bool = False
+    ) -> None:
+        """Check settings against what the factory of ``name`` takes, without calling it.
+
+        Unknown names fail with a "did you mean" suggestion; a factory that forwards unknown
+        settings (a client's provider parameters) only fails for a name that is a near miss of
+        one it knows, since a typo there would otherwise be sent to the provider. When the factory
+        only forwards ``**kwargs``, its settings cannot be read: ``build=True`` then calls it once
+        and drops the result (for environments building starts nothing, ``start()`` does), so the
+        factory's own checks of names and values run now instead of at the first run.
+        """
+        registration = self.get(kind, name)
+        where = where or f"{_noun(kind)} {name!r}"
+        parameters = factory_parameters(registration.factory, follow_bases=kind == "clients")
+        if parameters is not None:
+            self._check_names(kind, where, parameters, kwargs)
+        if build:
+            registration.factory(**kwargs)
+
+    def _check_names(self, kind: str, where: str, parameters: Parameters, kwargs: Any) -> None:
+        known = set(parameters.names)
+        for key in kwargs:
+            if key in known:
+                continue
+            hint = did_you_mean(str(key), parameters.names)
+            # Only clients pass unknown settings on (to the provider); environments and loggers
+            # that take **kwargs do so to reject them with a message of their own.
+            forwards = parameters.open and kind == "clients"
+            if forwards and not hint:
+                continue  # passed through as it is (e.g. a provider's own request parameter)
+            accepted = ", ".join(n for n in parameters.names if not n.startswith("_"))
+            raise ConfigurationError(
+                f"{where} got an unknown setting {str(key)!r}.{hint} It takes: {accepted}."
+                + (" Other names are sent to the provider as request parameters." if forwards else "")
+            )
+        missing = [n for n in parameters.required if n not in kwargs]
+        if missing:
+            raise ConfigurationError(
+                f"{where} needs {', '.join(missing)}; pass "
+                + ", ".join(f"{n}=..." for n in missing)
+                + (
+                    " (for a logger: logger='NAME:VALUE', e.g. logger='jsonl:./logs')"
+                    if kind == "loggers"
+                    else ""
+                )
+            )
 
     def _unknown_message(self, kind: str, name: str) -> str:
-        noun = kind[:-1].replace("_", " ")
-        if kind == "routing_policies":
-            noun = "routing policy"
+        noun = _noun(kind)
         available = ", ".join(sorted(self._registries[kind])) or "none"
-        message = f"unknown {noun} {name!r}; available: {available}."
+        message = (
+            f"unknown {noun} {name!r}; available: {available}.{did_you_mean(name, self._registries[kind])}"
+        )
         if name not in self._registries[kind]:
             message += (
                 f" If a plugin provides it, install that plugin (plugins are published as "
@@ -333,6 +460,10 @@ class PluginRegistry:
     def has_observers(self) -> bool:
         self.ensure_loaded()
         return bool(self.pm.hook.rlm_on_event.get_hookimpls())
+
+
+def _noun(kind: str) -> str:
+    return "routing policy" if kind == "routing_policies" else kind[:-1].replace("_", " ")
 
 
 def _module_name(plugin: object) -> str:

@@ -107,7 +107,10 @@ class LoopbackLLMServer:
     Replies are cut to ``max_tokens``/``max_completion_tokens`` (at most ``4 * max_tokens`` bytes)
     with finish reason ``length`` / stop reason ``max_tokens``. ``api_key`` makes requests fail
     with 401 unless ``Authorization: Bearer``, ``x-api-key`` or ``api-key`` carries it. ``latency``
-    seconds are slept per request. Injected failures carry ``retry-after-ms: retry_after_ms`` so
+    seconds are slept per request. ``omit_usage=True`` leaves ``usage`` out of every reply (plain
+    and streamed), as some providers and proxies do; the server still counts the tokens it served
+    (``model_totals``), so a test can compare a budget with what was really spent. Injected
+    failures carry ``retry-after-ms: retry_after_ms`` so
     the SDKs retry at once instead of backing off (set ``None`` to exercise their backoff).
 
     Use as a context manager or call ``start()``/``stop()``; every attribute above may be changed
@@ -122,6 +125,7 @@ class LoopbackLLMServer:
         api_key: str | None = None,
         when_exhausted: Literal["repeat", "error"] = "repeat",
         retry_after_ms: float | None = 1.0,
+        omit_usage: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -133,6 +137,7 @@ class LoopbackLLMServer:
         self.api_key = api_key
         self.when_exhausted = when_exhausted
         self.retry_after_ms = retry_after_ms
+        self.omit_usage = omit_usage
         self._host = host
         self._port = port
         self._lock = threading.Lock()
@@ -233,6 +238,17 @@ class LoopbackLLMServer:
         raw = json.dumps(body).encode() if isinstance(body, Mapping) else body
         raw = raw.encode("utf-8") if isinstance(raw, str) else raw
         self._add_faults(n, _Fault("status", status=status, body=raw))
+
+    def rate_limit_next(self, n: int = 1, retry_after: float = 0.01) -> None:
+        """Answer the next ``n`` chat requests with HTTP 429 and a ``Retry-After`` header (seconds)."""
+        body = _openai_error("loopback fault: rate limited, retry later", "rate_limit_error")
+        self._add_faults(n, _Fault("status", status=429, body=json.dumps(body).encode(), delay=retry_after))
+
+    def context_length_next(self, n: int = 1) -> None:
+        """Answer the next ``n`` chat requests with HTTP 400 ``context_length_exceeded``."""
+        body = _openai_error("This model's maximum context length is 8192 tokens.", "invalid_request_error")
+        body["error"]["code"] = "context_length_exceeded"
+        self.fail_next(n, 400, body)
 
     def malformed_next(self, n: int = 1) -> None:
         """Answer the next ``n`` chat requests with HTTP 200 and a body that is not valid JSON."""
@@ -368,6 +384,8 @@ class LoopbackLLMServer:
             handler.send_bytes(200, b'{"id": "broken", "choices": [', "application/json")
             return
         headers = {} if self.retry_after_ms is None else {"retry-after-ms": f"{self.retry_after_ms:g}"}
+        if fault.status == 429 and fault.delay:  # rate_limit_next: the standard header, in seconds
+            headers = {"retry-after": f"{fault.delay:g}"}
         if fault.body is not None:
             handler.send_bytes(fault.status, fault.body, "application/json", headers)
         else:
@@ -425,6 +443,9 @@ class LoopbackLLMServer:
             totals.output_tokens += output_tokens
         ident = next(self._ids)
         stream = bool(body.get("stream"))
+        if self.omit_usage:
+            self._reply_without_usage(handler, api, ident, model, text, truncated, stream)
+            return
         if api == "openai":
             finish = "length" if truncated else "stop"
             if stream:
@@ -445,6 +466,26 @@ class LoopbackLLMServer:
                 handler.send_json(
                     200, _anthropic_message(ident, model, text, stop, input_tokens, output_tokens)
                 )
+
+    def _reply_without_usage(
+        self, handler: _Handler, api: str, ident: int, model: str, text: str, truncated: bool, stream: bool
+    ) -> None:
+        if api == "openai":
+            finish = "length" if truncated else "stop"
+            if stream:
+                events = _openai_stream(ident, model, text, finish, 0, 0, False)
+                handler.send_bytes(200, events, "text/event-stream")
+                return
+            payload = _openai_completion(ident, model, text, finish, 0, 0)
+            del payload["usage"]
+        elif stream:  # the Anthropic stream format always carries usage fields: report zeros
+            stop = "max_tokens" if truncated else "end_turn"
+            handler.send_bytes(200, _anthropic_stream(ident, model, text, stop, 0, 0), "text/event-stream")
+            return
+        else:
+            payload = _anthropic_message(ident, model, text, "max_tokens" if truncated else "end_turn", 0, 0)
+            del payload["usage"]
+        handler.send_json(200, payload)
 
 
 class OpenAIServer(LoopbackLLMServer):
@@ -578,8 +619,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds slept per request")
     parser.add_argument("--reply", action="append", default=None, help="a scripted reply (repeatable)")
     parser.add_argument("--api-key", default=None, help="reject requests carrying another key with 401")
+    parser.add_argument("--omit-usage", action="store_true", help="leave usage out of every reply")
     args = parser.parse_args(argv)
-    server = LoopbackLLMServer(args.reply, latency=args.latency, api_key=args.api_key, port=args.port)
+    server = LoopbackLLMServer(
+        args.reply, latency=args.latency, api_key=args.api_key, port=args.port, omit_usage=args.omit_usage
+    )
     server.start()
     print(server.base_url, flush=True)
     try:
