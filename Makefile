@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?= -rs
 
-.PHONY: install install-demo sandbox-engine check check-wheels browser lint types test demo quickstart bench bench-sandbox bench-batch bench-viewer bench-small clean
+.PHONY: install install-demo sandbox-engine check check-wheels browser lint types test demo quickstart bench bench-sandbox bench-batch bench-viewer bench-small stress clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,11 @@ bench-batch: install
 
 bench-viewer: install
 	$(BIN)/python bench/bench_viewer.py
+
+# The docker first-cell path, 200 times, 4 at a time (not part of make check: several minutes).
+stress: install
+	DOCKER_HOST=unix:///run/rlm-podman.sock $(BIN)/python bench/stress_docker_first_cell.py \
+		--runs 200 --concurrency 4 --image rlm-test-python:3.11
 
 # Accuracy of the embedded 1.5B model on generated long-context tasks (~2 min on 2 cores).
 bench-small: install-demo
