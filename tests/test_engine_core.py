@@ -409,3 +409,15 @@ async def test_the_sandbox_starts_while_the_first_root_call_runs(monkeypatch: py
     result = await rlm.acompletion("ctx")
     assert result.response == "done"
     assert moments["first_call"] < moments["ready"]  # the model was asked before the REPL was up
+
+
+def test_a_prompt_that_cannot_fit_the_sub_models_window_is_refused_before_sending() -> None:
+    sub = ScriptedClient(["never"], model_name="small-window", context_window=1000)
+    root = ScriptedClient(
+        [repl("r = llm_query('x' * 100_000)\nprint(r)"), "FINAL('done')"], model_name="root"
+    )
+    result = RLM(backend=root, other_backends=[sub], small_model_guards=False).completion("ctx")
+    assert sub.calls == 0  # nothing was sent
+    second_turn = root.requests[1].messages[-1].content
+    assert "exceeds the context window of 1,000 tokens" in second_turn
+    assert "small-window" not in result.usage_summary.model_totals()  # no call made, nothing charged

@@ -17,7 +17,7 @@ import attrs
 from rlm_core.engine.budget import DEFAULT_OUTPUT_RESERVE, Reservation, RunBudget
 from rlm_core.engine.emitter import Emitter, new_span_id
 from rlm_core.engine.ledger import CallOutcome, Ledger
-from rlm_core.engine.tokens import TokenEstimator, estimate_output_tokens
+from rlm_core.engine.tokens import MAX_BYTES_PER_TOKEN, TokenEstimator, estimate_output_tokens, message_bytes
 from rlm_core.errors import ConfigurationError, ProviderError, RLMError
 from rlm_core.events import EventKind, ModelCallEnded, ModelCallStarted
 from rlm_core.routing import ClientSet, RoutingPolicy
@@ -111,6 +111,7 @@ class Broker:
         tier = self.budget.for_depth(request.depth)
         estimator = self.estimators.setdefault(name, TokenEstimator())
         prompt_estimate = estimator.estimate(request.messages)
+        self._check_window(name, client, request)
         wanted = request.max_tokens or getattr(client, "max_tokens", None) or DEFAULT_OUTPUT_RESERVE
         tokens, cost_hold = await self._reserve(name, client, prompt_estimate, wanted, tier)
         try:
@@ -179,6 +180,24 @@ class Broker:
         response.latency = response.latency or latency
         response.model = response.model or model
         return response
+
+    @staticmethod
+    def _check_window(name: str, client: Any, request: LMRequest) -> None:
+        """Refuse, before sending, a prompt that cannot fit the model's window even at a generous
+        bytes-per-token ratio: the provider would only refuse it after a round trip (and some bill
+        it). A ProviderError, so a fallback policy tries a client with a larger window."""
+        window = getattr(client, "context_window", None)
+        if not isinstance(window, int) or window <= 0:
+            return
+        size = message_bytes(request.messages)
+        if size / MAX_BYTES_PER_TOKEN > window:
+            raise ProviderError(
+                f"{name}: the prompt ({size:,} bytes, at least {int(size / MAX_BYTES_PER_TOKEN):,} tokens) "
+                f"exceeds the context window of {window:,} tokens; send smaller pieces (slice the text, "
+                "or use llm_query_batched over chunks)",
+                client=name,
+                model=str(getattr(client, "model_name", name)),
+            )
 
     def _outcome(
         self,

@@ -11,6 +11,9 @@ import threading
 
 from rlm_core.types import Message
 
+# More bytes than any common tokenizer packs into one token on real text: a prompt this ratio cannot
+# fit into a window surely does not fit (a lower bound on its tokens, for refusing before sending).
+MAX_BYTES_PER_TOKEN = 8
 PER_MESSAGE_OVERHEAD = 8  # role markers and separators of chat templates
 PER_REQUEST_OVERHEAD = 8
 SAFETY_MARGIN = 1.25
