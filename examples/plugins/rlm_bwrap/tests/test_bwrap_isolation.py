@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rlm_bwrap import BwrapTransport, make_environment
+from rlm_bwrap import HIDDEN_PATHS, BwrapTransport, make_environment
 
 from rlm_core.environments import SandboxEnvironment
 from rlm_core.testing.environment_contract import RecordingHost
@@ -95,8 +95,10 @@ def test_writes_outside_the_workdir_fail(tmp_path: Path) -> None:
     )
     *errors, workdir = output.splitlines()
     # Host paths are read-only; the host's temporary files are hidden behind an empty read-only tmpfs,
-    # so the test's own temporary directory does not even exist in there.
-    assert errors == ["EROFS", "EROFS", "ENOENT"]
+    # so the test's own temporary directory does not even exist in there (nor does a checkout that
+    # lives under one of the hidden paths).
+    under_hidden = any(repository_dir.resolve().is_relative_to(hidden) for hidden in HIDDEN_PATHS)
+    assert errors == ["ENOENT" if under_hidden else "EROFS", "EROFS", "ENOENT"]
     assert read_back == "kept"
     assert not any(target.exists() for target in targets)
     assert workdir.startswith("/") and not Path(workdir).exists()  # close() removed the workdir
