@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from rlm_core import _moved
+from rlm_core._version import __version__
 from rlm_core.errors import (
     BudgetExceededError,
     CodeTimeoutError,
@@ -27,7 +28,6 @@ from rlm_core.plugins.hookspecs import hookimpl, hookspec
 
 _moved.install()
 
-__version__ = "0.2.0"
 
 _LAZY = {
     "RLM": "rlm_core.rlm",

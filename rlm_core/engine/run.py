@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from rlm_core._version import __version__
 from rlm_core.engine.broker import Broker
 from rlm_core.engine.compaction import Compactor
 from rlm_core.engine.emitter import Emitter, new_span_id
@@ -200,8 +201,6 @@ class Run:
         return "small" if prompts.looks_like_small_model(self.root_model) else "default"
 
     def _metadata(self, system: str) -> RunMetadata:
-        from rlm_core import __version__
-
         clients = self.broker.clients
         context_chars = len(self.context) if isinstance(self.context, (str, list, dict)) else 0
         return RunMetadata(
