@@ -243,5 +243,19 @@ def test_the_docker_environment_gives_sigint_back_on_close(docker_kwargs: dict[s
 
     before, during, after = asyncio.run(main())
     assert during is not before  # containers are removed on Ctrl-C while one is live
-    assert after is before
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert after is before  # whatever was there before (another test's runner may have left its own)
+
+
+def test_a_finished_runners_ctrl_c_handler_is_never_given_back() -> None:
+    import functools
+
+    from rlm_core.environments.docker_env import _still_current
+
+    runner = asyncio.Runner()
+    runner.run(asyncio.sleep(0))
+    stale = functools.partial(runner._on_sigint, main_task=None)
+    live_app_handler = signal.default_int_handler
+    assert _still_current(live_app_handler) is live_app_handler
+    runner.close()
+    # Restoring it would route the next Ctrl-C to a dead run (and skip the next run's own handling).
+    assert _still_current(stale) is signal.default_int_handler

@@ -96,9 +96,21 @@ def _remove_live_containers() -> None:
         transport._remove_container_sync()
 
 
+def _still_current(handler: Any) -> Any:
+    """``handler``, unless it is the Ctrl-C handler of an ``asyncio.Runner`` that has finished since
+    (asyncio.run installs one per run and removes it only if it is still in place when the run
+    ends, which it is not while a container is live): then the interpreter's default."""
+    owner = getattr(getattr(handler, "func", None), "__self__", None)
+    if isinstance(owner, asyncio.Runner):
+        loop = getattr(owner, "_loop", None)
+        if loop is None or loop.is_closed():
+            return signal.default_int_handler
+    return handler
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     _remove_live_containers()
-    previous = _previous_handlers.get(signum)
+    previous = _still_current(_previous_handlers.get(signum))
     if callable(previous):
         previous(signum, frame)
     elif previous == signal.SIG_DFL or previous is None:
@@ -131,7 +143,7 @@ def _restore_signal_handlers_when_idle() -> None:
     for signum, previous in list(_previous_handlers.items()):
         with contextlib.suppress(ValueError, OSError, TypeError):
             if signal.getsignal(signum) is _on_signal:
-                signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+                signal.signal(signum, _still_current(previous) if previous is not None else signal.SIG_DFL)
         del _previous_handlers[signum]
 
 
