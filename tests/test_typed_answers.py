@@ -132,7 +132,9 @@ def test_anthropic_tool_input_becomes_the_answer_text() -> None:
             "type": "message",
             "role": "assistant",
             "model": "claude-haiku-4-5",
-            "content": [{"type": "tool_use", "id": "tu_1", "name": ANSWER_TOOL, "input": {"name": "Ana", "age": 3}}],
+            "content": [
+                {"type": "tool_use", "id": "tu_1", "name": ANSWER_TOOL, "input": {"name": "Ana", "age": 3}}
+            ],
             "stop_reason": "tool_use",
             "stop_sequence": None,
             "usage": {"input_tokens": 10, "output_tokens": 5},
@@ -166,7 +168,9 @@ def test_llm_query_with_choices_returns_a_choice_through_structured_output(
     rlm = RLM(
         backend=root,
         other_backends=["openai"],
-        other_backend_kwargs=[{"model_name": "gpt-4o-mini", "api_key": "k", "base_url": openai_server.base_url}],
+        other_backend_kwargs=[
+            {"model_name": "gpt-4o-mini", "api_key": "k", "base_url": openai_server.base_url}
+        ],
     )
     result = rlm.completion("some reviews", root_prompt="Which reviews are positive?")
     rlm.close()

@@ -106,7 +106,9 @@ def _strict_compatible(schema: Any) -> bool:
         return True
     if schema.get("type") == "object":
         properties = schema.get("properties") or {}
-        if schema.get("additionalProperties") is not False or set(schema.get("required", ())) != set(properties):
+        if schema.get("additionalProperties") is not False or set(schema.get("required", ())) != set(
+            properties
+        ):
             return False
     children = list((schema.get("properties") or {}).values())
     if isinstance(schema.get("items"), dict):

@@ -155,7 +155,11 @@ class HostCalls:
         value, problem = typed_answers.read_answer(text, spec)
         if problem is None:
             return value
-        retry = [*messages, Message("assistant", text), Message("user", typed_answers.retry_message(problem, spec))]
+        retry = [
+            *messages,
+            Message("assistant", text),
+            Message("user", typed_answers.retry_message(problem, spec)),
+        ]
         text = await self._plain_call(function, retry, model, record, spec.wire)
         value, problem = typed_answers.read_answer(text, spec)
         if problem is None:

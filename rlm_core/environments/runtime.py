@@ -191,7 +191,9 @@ class ReplRuntime:
                 args["schema"] = schema
             return args
 
-        def llm_query(prompt: Any, model: str | None = None, *, choices: Any = None, schema: Any = None) -> Any:
+        def llm_query(
+            prompt: Any, model: str | None = None, *, choices: Any = None, schema: Any = None
+        ) -> Any:
             """Ask a sub-model; returns its reply as a string, or with choices=[...] one of the
             choices, or with schema={...} (a JSON schema) a value matching it."""
             return self.call_host("llm_query", typed({"prompt": prompt, "model": model}, choices, schema))

@@ -40,13 +40,13 @@ def shape_problem(question: str | None, answer: str) -> str | None:
         )
     if first_search.asks_for_a_count(question) and not _HAS_NUMBER.search(answer):
         return f"The question asks how many, but FINAL({answer}) has no number. Reply FINAL(the number)."
-    if _ASKS_FOR_CODE.search(question) and not first_search.asks_for_a_count(question):
-        if not _HAS_DIGIT.search(answer):
-            kind = _ASKS_FOR_CODE.search(question).group(2)  # type: ignore[union-attr]
-            return (
-                f"The question asks for a {kind}, but FINAL({answer}) has no digits, so it is probably "
-                f"a name found on the way. Search for the {kind} of that name, then reply FINAL({kind})."
-            )
+    code = _ASKS_FOR_CODE.search(question)
+    if code and not first_search.asks_for_a_count(question) and not _HAS_DIGIT.search(answer):
+        kind = code.group(2)
+        return (
+            f"The question asks for a {kind}, but FINAL({answer}) has no digits, so it is probably "
+            f"a name found on the way. Search for the {kind} of that name, then reply FINAL({kind})."
+        )
     return None
 
 

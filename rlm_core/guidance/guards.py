@@ -130,7 +130,9 @@ class ReplyGuards:
         problem = answer_check.shape_problem(self.root_prompt, final)
         if problem and self._once("shape"):
             return Verdict("the final answer does not have the shape the question asks for", problem)
-        seen = "\n".join([self._last_output, *(_output(block) for block in blocks if block.final_answer is None)])
+        seen = "\n".join(
+            [self._last_output, *(_output(block) for block in blocks if block.final_answer is None)]
+        )
         problem = answer_check.loose_match_problem(self.root_prompt, self.context, seen, final)
         if problem and self._once("loose"):
             return Verdict("the output behind the answer breaks the question's conditions", problem)
