@@ -56,7 +56,7 @@ def loose_matches(question: str | None, context: object, output: str) -> tuple[l
     "ERROR"). Returns those lines (at most two) and the words involved."""
     if not question or not output:
         return [], []
-    terms = [t for t in first_search.key_terms(question, context) if _TOKEN.fullmatch(t)]
+    terms = first_search.condition_words(question, context)
     found: list[str] = []
     words: list[str] = []
     for line in output.splitlines():

@@ -32,6 +32,14 @@ def key_terms(query: str, context: Any = None) -> list[str]:
     return _plain_terms(query, context)
 
 
+def condition_words(query: str, context: Any) -> list[str]:
+    """Every one-word condition of the query found in a text context: its marked terms and its
+    plain words, spelled as the text spells them (for checking printed lines against the query)."""
+    words = [t for t in _marked_terms(query) if re.fullmatch(r"[\w-]+", t)]
+    plain = _plain_terms(query, context) if isinstance(context, str) else []
+    return list(dict.fromkeys(words + [w for w in plain if w.lower() not in {x.lower() for x in words}]))
+
+
 def _marked_terms(query: str) -> list[str]:
     found: list[tuple[int, str]] = []
     for match in _QUOTED.finditer(query):
