@@ -22,20 +22,105 @@ import attrs
 
 KINDS = ("needle", "count", "twohop", "threehop", "judgement")
 
-FIRST = (
-    "ana jonas lea piotr sofia emil ines tomas mira karl nora luca omar hana viktor elsa rafael greta "
-    "milan irene pavel clara anton dora felix alma bruno vera oskar lidia"
-).split()
-LAST = (
-    "berg novak costa lind weber moreau horvat rossi nagy dahl kovac ortiz varga holm ferreira brandt "
-    "marin quinn petrov laine vidal engel fischer strand ilves bauer"
-).split()
-CITIES = (
-    "lisbon oslo tallinn porto lyon graz krakow bergen ghent turku split malmo brno riga cork bilbao "
-    "aarhus pecs varna bari"
-).split()
-CODENAMES = "heron falcon otter lynx badger marten osprey ibis kestrel puffin stoat bison walrus gecko".split()
-SERVICES = "payments search auth billing inventory gateway mailer scheduler".split()
+FIRST = [
+    "ana",
+    "jonas",
+    "lea",
+    "piotr",
+    "sofia",
+    "emil",
+    "ines",
+    "tomas",
+    "mira",
+    "karl",
+    "nora",
+    "luca",
+    "omar",
+    "hana",
+    "viktor",
+    "elsa",
+    "rafael",
+    "greta",
+    "milan",
+    "irene",
+    "pavel",
+    "clara",
+    "anton",
+    "dora",
+    "felix",
+    "alma",
+    "bruno",
+    "vera",
+    "oskar",
+    "lidia",
+]
+LAST = [
+    "berg",
+    "novak",
+    "costa",
+    "lind",
+    "weber",
+    "moreau",
+    "horvat",
+    "rossi",
+    "nagy",
+    "dahl",
+    "kovac",
+    "ortiz",
+    "varga",
+    "holm",
+    "ferreira",
+    "brandt",
+    "marin",
+    "quinn",
+    "petrov",
+    "laine",
+    "vidal",
+    "engel",
+    "fischer",
+    "strand",
+    "ilves",
+    "bauer",
+]
+CITIES = [
+    "lisbon",
+    "oslo",
+    "tallinn",
+    "porto",
+    "lyon",
+    "graz",
+    "krakow",
+    "bergen",
+    "ghent",
+    "turku",
+    "split",
+    "malmo",
+    "brno",
+    "riga",
+    "cork",
+    "bilbao",
+    "aarhus",
+    "pecs",
+    "varna",
+    "bari",
+]
+CODENAMES = [
+    "heron",
+    "falcon",
+    "otter",
+    "lynx",
+    "badger",
+    "marten",
+    "osprey",
+    "ibis",
+    "kestrel",
+    "puffin",
+    "stoat",
+    "bison",
+    "walrus",
+    "gecko",
+]
+SERVICES = ["payments", "search", "auth", "billing", "inventory", "gateway", "mailer", "scheduler"]
 FILLER = (
     "The quarterly review noted delays in the loading dock repairs.",
     "The steering group signed off on the new badge readers.",
@@ -99,7 +184,9 @@ def needle(seed: int) -> Task:
         f"The access code for project {name}-east is {rng.randint(10_000, 99_999)}.",
     ]
     for other in rng.sample([c for c in CODENAMES if c != name], 8):
-        facts.append(f"The access code for project {other}-{rng.randint(10, 99)} is {rng.randint(10_000, 99_999)}.")
+        facts.append(
+            f"The access code for project {other}-{rng.randint(10, 99)} is {rng.randint(10_000, 99_999)}."
+        )
     size = rng.choice([20_000, 60_000, 120_000])
     question = _phrase(
         rng,
@@ -129,7 +216,9 @@ def count(seed: int) -> Task:
         level = rng.choices(["INFO", "WARN", "ERROR"], weights=[65, 20, 15])[0]
         name = rng.choice(names)
         text = rng.choice(messages[level]).format(n=rng.randint(2, 999))
-        lines.append(f"2026-11-02T{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d} {level} [{name}] {text}")
+        lines.append(
+            f"2026-11-02T{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d} {level} [{name}] {text}"
+        )
         expected += level == "ERROR" and name == service
     question = _phrase(
         rng,
@@ -156,9 +245,13 @@ def _people_and_cities(rng: random.Random, count_: int) -> tuple[list[str], dict
 def _residence_lines(rng: random.Random, people: list[str], home: dict[str, str]) -> list[str]:
     lines = []
     for person in people:
-        lines.append(rng.choice([f"{person} lives in {home[person]}.", f"{person} is based in {home[person]}."]))
+        lines.append(
+            rng.choice([f"{person} lives in {home[person]}.", f"{person} is based in {home[person]}."])
+        )
         visited = rng.choice([c.title() for c in CITIES if c.title() != home[person]])
-        lines.append(rng.choice([f"{person} visited {visited} in spring.", f"{person} once worked in {visited}."]))
+        lines.append(
+            rng.choice([f"{person} visited {visited} in spring.", f"{person} once worked in {visited}."])
+        )
     return lines
 
 
@@ -223,7 +316,7 @@ OTHER_MESSAGES = [
     "the {x} came a day late but works great",
     "I paid for express delivery of the {x}, where is it?",
 ]
-PRODUCTS = "kettle lamp toaster chair blender heater fan radio mixer clock".split()
+PRODUCTS = ["kettle", "lamp", "toaster", "chair", "blender", "heater", "fan", "radio", "mixer", "clock"]
 
 
 def judgement(seed: int) -> Task:
@@ -339,7 +432,9 @@ def report(outcomes: list[Outcome]) -> None:
     right = sum(o.correct for o in outcomes)
     median = statistics.median(o.seconds for o in outcomes)
     calls = sum(o.subcalls for o in outcomes)
-    print(f"{'overall':10s} {right:>3d}/{len(outcomes):<3d} {right / len(outcomes):>6.0%} {median:>9.1f} {calls:>10d}")
+    print(
+        f"{'overall':10s} {right:>3d}/{len(outcomes):<3d} {right / len(outcomes):>6.0%} {median:>9.1f} {calls:>10d}"
+    )
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -352,7 +447,9 @@ def parse_seeds(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated subset of " + ",".join(KINDS))
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help="comma-separated subset of " + ",".join(KINDS)
+    )
     parser.add_argument("--seeds", default="0-2", help="seeds per kind, e.g. 0-4 or 100-103,200")
     parser.add_argument("--log-dir", help="write one JSONL trajectory per task into this directory")
     parser.add_argument("--model", default="qwen2.5-coder-1.5b", help="llamacpp model_name")

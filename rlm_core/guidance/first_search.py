@@ -92,20 +92,28 @@ _QUESTION_WORDS = _NOT_KEY_TERMS | frozenset((
 ))
 # fmt: on
 MAX_COMMON_SHARE = 0.5  # a word on more than half the lines does not narrow a search
+MIN_LABEL_COUNT = 3
 
 
 def _plain_terms(query: str, context: str) -> list[str]:
-    """Lower-case query words that occur in the text as whole words, spelled as the text spells them
-    most often ("error" -> "ERROR" in a log), skipping words too common to narrow a search."""
+    """Lower-case query words that occur in the text as whole words, spelled as the text's label
+    ("error" -> "ERROR" in a log) or else as the text spells them most often, skipping words too
+    common to narrow a search."""
     lines = max(1, context.count("\n") + 1)
     terms: list[str] = []
     for word in dict.fromkeys(_PLAIN_WORD.findall(query)):
         if word in _QUESTION_WORDS:
             continue
         spellings = re.findall(rf"(?i)(?<![\w-]){re.escape(word)}(?![\w-])", context)
-        if not spellings or len(spellings) > lines * MAX_COMMON_SHARE:
+        if not spellings:
             continue
-        terms.append(max(set(spellings), key=spellings.count))
+        # A word written in capitals again and again is a label ("ERROR" in a log): the question
+        # means the label, not the word in running text.
+        label = word.upper()
+        spelling = label if spellings.count(label) >= MIN_LABEL_COUNT else max(set(spellings), key=spellings.count)
+        if spellings.count(spelling) > lines * MAX_COMMON_SHARE:
+            continue
+        terms.append(spelling)
         if len(terms) == MAX_KEY_TERMS:
             break
     return terms
