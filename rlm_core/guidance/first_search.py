@@ -3,6 +3,7 @@ searches the context for them."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -26,10 +27,44 @@ def key_terms(query: str, context: Any = None) -> list[str]:
     none of these (all lower-case) gets its uncommon words that occur in a text ``context`` instead."""
     if not query:
         return []
-    marked = _marked_terms(query)
-    if marked or not isinstance(context, str):
-        return marked
-    return _plain_terms(query, context)
+    if not isinstance(context, str):
+        return _marked_terms(query)
+    marked = _marked_terms(_recase(query, context))
+    if marked and not all(term.isupper() for term in marked):
+        return marked  # names and identifiers are specific enough on their own
+    # Labels alone ("ERROR") match too much: add the plain words that say whose ("billing").
+    taken = {term.lower() for term in marked}
+    plain = [word for word in _plain_terms(query, context) if word.lower() not in taken]
+    return (marked + plain)[:MAX_KEY_TERMS]
+
+
+_LOWER_WORD = re.compile(r"(?<![\w'-])[a-z][a-z]+(?![\w-])")
+
+
+def _recase(query: str, context: str) -> str:
+    """The query with lower-case words spelled as the text spells its names and labels: pairs the
+    text writes as Capitalised Names ("tomas brandt" -> "Tomas Brandt"), words it capitalises in
+    mid-sentence (places), and words it uses as an ALL-CAPS label ("error" -> "ERROR")."""
+    words = list(_LOWER_WORD.finditer(query))
+    spelled: dict[int, str] = {}
+    for first, second in itertools.pairwise(words):
+        if query[first.end() : second.start()] != " " or first.group() in _NOT_KEY_TERMS:
+            continue
+        pair = f"{first.group().title()} {second.group().title()}"
+        if re.search(rf"(?<![\w-]){re.escape(pair)}(?![\w-])", context):
+            spelled[first.start()], spelled[second.start()] = pair.split()
+    for word in words:
+        text = word.group()
+        if word.start() in spelled or text in _QUESTION_WORDS:
+            continue
+        if len(re.findall(rf"(?<![\w-]){text.upper()}(?![\w-])", context)) >= MIN_LABEL_COUNT:
+            spelled[word.start()] = text.upper()
+        elif re.search(rf"(?<=[a-z,;] ){text.title()}(?![\w-])", context):
+            spelled[word.start()] = text.title()
+    out = query
+    for start in sorted(spelled, reverse=True):
+        out = out[:start] + spelled[start] + out[start + len(spelled[start]) :]
+    return out
 
 
 def condition_words(query: str, context: Any) -> list[str]:
@@ -110,7 +145,9 @@ def _plain_terms(query: str, context: str) -> list[str]:
         # A word written in capitals again and again is a label ("ERROR" in a log): the question
         # means the label, not the word in running text.
         label = word.upper()
-        spelling = label if spellings.count(label) >= MIN_LABEL_COUNT else max(set(spellings), key=spellings.count)
+        spelling = (
+            label if spellings.count(label) >= MIN_LABEL_COUNT else max(set(spellings), key=spellings.count)
+        )
         if spellings.count(spelling) > lines * MAX_COMMON_SHARE:
             continue
         terms.append(spelling)
