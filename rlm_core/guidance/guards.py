@@ -4,8 +4,9 @@ Guards return verdicts (a note for the log, a message for the model); the loop d
 with them, so no guard writes into a record or a message list.
 
 Each guard answers one failure measured with small models (an answer before any code ran, prose
-instead of FINAL, the same block run again and again, one part of a two-part answer, a sub-call prompt
-too long for its model) and fires only on that failure, so capable models are unaffected. Models
+instead of FINAL, the same block run again and again, one part of a two-part answer, a final answer
+of the wrong shape or resting on lines that break the question's conditions, a sub-call prompt too
+long for its model) and fires only on that failure, so capable models are unaffected. Models
 recognised as small also get a first search of the context, the question restated each turn, and
 shorter turns. ``small_model_guards=False`` turns everything here off.
 """

@@ -21,9 +21,10 @@ next message. Available inside the REPL:
 - `context`: the data ({context_type}). Do not reassign it; make new variables instead.
 - `llm_query(prompt, model=None) -> str`: ask a sub-model about a piece of text (it can read about \
 {sub_window} characters at once). Use it to read, classify or summarise chunks you cannot inspect \
-with plain code.
+with plain code. `llm_query(prompt, choices=["a", "b"])` returns one of the choices and \
+`llm_query(prompt, schema={{...}})` (a JSON schema) a value matching it.
 - `llm_query_batched(prompts, model=None) -> list[str]`: many sub-model calls at once, in order; far \
-faster than a loop of llm_query.
+faster than a loop of llm_query. It takes `choices=` and `schema=` too.
 - `rlm_query(prompt)` / `rlm_query_batched(prompts)`: like llm_query, but the callee gets its own REPL \
 (use for sub-tasks that are themselves large).
 - `SHOW_VARS()`: list the variables you created.
