@@ -295,3 +295,11 @@ def test_answers_of_the_right_shape_and_capable_models_are_not_checked() -> None
     root = ScriptedClient([loose, "FINAL(the billing service)"], model_name="gpt-big")
     result = RLM(backend=root).completion(LOG, root_prompt="How many ERROR lines does billing have?")
     assert root.calls == 2 and result.response == "the billing service"
+
+
+def test_lower_case_names_and_places_are_spelled_as_the_text_spells_them() -> None:
+    text = "Tomas Brandt reports to Ana Berg.\nAna Berg lives in Brno.\nOffice code for Brno: BR-111"
+    question = "what is the office code of the city where tomas brandt's manager lives?"
+    assert first_search.key_terms(question, text) == ["Tomas Brandt"]
+    assert first_search.key_terms("which office is in brno?", text) == ["Brno"]
+    assert first_search.key_terms(question) == []  # no text to learn the spelling from
