@@ -303,3 +303,10 @@ def test_lower_case_names_and_places_are_spelled_as_the_text_spells_them() -> No
     assert first_search.key_terms(question, text) == ["Tomas Brandt"]
     assert first_search.key_terms("which office is in brno?", text) == ["Brno"]
     assert first_search.key_terms(question) == []  # no text to learn the spelling from
+
+
+def test_words_of_a_negated_clause_are_not_required_by_the_first_search() -> None:
+    log = "\n".join(["ERROR [payments] boom", "ERROR [payments-worker] x", "INFO [payments-cron] ok"] * 3)
+    question = "count ERROR lines of payments only, not payments-worker or payments-cron"
+    assert first_search.key_terms(question, log) == ["ERROR", "payments"]
+    assert first_search.without_negated("who, except Ana Berg, signed?").split() == ["who,", "signed?"]

@@ -27,6 +27,7 @@ def key_terms(query: str, context: Any = None) -> list[str]:
     none of these (all lower-case) gets its uncommon words that occur in a text ``context`` instead."""
     if not query:
         return []
+    query = without_negated(query)
     if not isinstance(context, str):
         return _marked_terms(query)
     marked = _marked_terms(_recase(query, context))
@@ -67,9 +68,19 @@ def _recase(query: str, context: str) -> str:
     return out
 
 
+# A clause that names what the answer must leave out ("..., not billing-worker").
+_NEGATED = re.compile(r"(?i)\b(not|except|excluding|other than|without|apart from|but not)\b[^.?!;]*")
+
+
+def without_negated(query: str) -> str:
+    """The query with its negated clauses blanked: their words are what a search must not require."""
+    return _NEGATED.sub(lambda m: " " * len(m.group()), query)
+
+
 def condition_words(query: str, context: Any) -> list[str]:
     """Every one-word condition of the query found in a text context: its marked terms and its
     plain words, spelled as the text spells them (for checking printed lines against the query)."""
+    query = without_negated(query)
     words = [t for t in _marked_terms(query) if re.fullmatch(r"[\w-]+", t)]
     plain = _plain_terms(query, context) if isinstance(context, str) else []
     return list(dict.fromkeys(words + [w for w in plain if w.lower() not in {x.lower() for x in words}]))
