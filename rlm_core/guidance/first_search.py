@@ -69,7 +69,7 @@ def _recase(query: str, context: str) -> str:
 
 
 # A clause that names what the answer must leave out ("..., not billing-worker").
-_NEGATED = re.compile(r"(?i)\b(not|except|excluding|other than|without|apart from|but not)\b[^.?!;]*")
+_NEGATED = re.compile(r"(?i)\b(not|except|excluding|other than|without|apart from|but not)\b[^.?!;,]*")
 
 
 def without_negated(query: str) -> str:
