@@ -310,3 +310,12 @@ def test_words_of_a_negated_clause_are_not_required_by_the_first_search() -> Non
     question = "count ERROR lines of payments only, not payments-worker or payments-cron"
     assert first_search.key_terms(question, log) == ["ERROR", "payments"]
     assert first_search.without_negated("who, except Ana Berg, signed?").split() == ["who,", ",", "signed?"]
+
+
+def test_a_block_sent_again_after_its_refusal_leads_to_a_final_answer_turn() -> None:
+    block = repl("print(context[:3])")
+    root = ScriptedClient([block, block, block, block, "FINAL(abc)"])
+    result = RLM(backend=root, prompt_style="small").completion("abcdef", root_prompt="what is it?")
+    assert result.response == "abc" and result.iterations == 4
+    assert "did not run it a third time" in last_user(root.requests[3])
+    assert "You have run out of turns" in last_user(root.requests[4])

@@ -375,6 +375,8 @@ class Run:
             verdict = self.guards.stuck_on(code)
             if verdict is not None:
                 self._apply(verdict, record, feedback)
+                if verdict.finish:
+                    final = await self._extract_final()
                 break
             block = await self._execute(code)
             record.code_blocks.append(block)

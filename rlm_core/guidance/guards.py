@@ -44,6 +44,8 @@ class Verdict:
     note: str
     message: str | None = None
     accept: str | None = None
+    # Set when asking again is pointless: the loop asks for the final answer in a turn without code.
+    finish: bool = False
 
 
 def answers_only_one_part(query: str | None, answer: str) -> bool:
@@ -107,6 +109,12 @@ class ReplyGuards:
         """The model sent a block whose last two runs printed the same thing: do not run it again."""
         if not self.enabled or code.strip() not in self._stuck:
             return None
+        if not self._once("stuck") and self.small:
+            # Refused once already and sent again: small models then repeat it until time runs out,
+            # often with the answer already printed. Ask for the answer itself.
+            return Verdict(
+                "identical block sent again after a refusal: asked for the final answer", finish=True
+            )
         return Verdict(
             "identical block sent again after two identical outputs: not run",
             prompts.repeat_block_note(escalate=True, search=self.first_search_code()),
