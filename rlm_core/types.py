@@ -34,6 +34,9 @@ class LMRequest:
     # The span that asked for this call (an iteration, a sub-call or batched slot); the broker's
     # model-call span nests under it in events and logs.
     parent_span_id: str | None = None
+    # A JSON schema (always of an object) the reply must match: clients with structured output ask
+    # the provider for it; the engine validates the reply either way (typed ``llm_query`` answers).
+    response_schema: dict[str, Any] | None = None
 
     @property
     def tier(self) -> str:

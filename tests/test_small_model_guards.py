@@ -207,3 +207,115 @@ def test_guards_off_means_none_of_the_small_model_help() -> None:
     assert [m.role for m in root.requests[0].messages] == ["system", "user"]
     assert not any("did not run" in last_user(r) for r in root.requests)
     assert all((r.max_tokens or 10**9) > 400 for r in root.requests)
+
+
+# -- questions about meaning, lower-case questions ------------------------------------------------
+
+INBOX = "\n".join(
+    [
+        "m1 | the kettle broke after a day, I want my money back",
+        "m2 | thanks, the refund policy page answered my question",
+        "m3 | please return what I paid for the lamp",
+        "m4 | love the new colours",
+    ]
+)
+LOG = "\n".join(
+    [
+        "10:00 ERROR [billing] timeout after 30 ms",
+        "10:01 ERROR [billing-worker] disk quota exceeded",
+        "10:02 INFO [billing] error budget at 3%",
+        "10:03 ERROR [billing] upstream returned 503",
+        "10:04 INFO [auth] health check passed",
+        "10:05 WARN [search] slow response",
+        "10:06 INFO [search] served",
+        "10:07 INFO [mailer] served",
+    ]
+)
+
+
+def test_a_question_about_meaning_starts_by_showing_the_items() -> None:
+    root = ScriptedClient(["FINAL(2)"], model_name="qwen2.5-coder-1.5b")
+    RLM(backend=root).completion(INBOX, root_prompt="how many of these messages ask for their money back?")
+    first = root.requests[0].messages
+    assert "items = [item for item in context.splitlines()" in first[2].content
+    assert "```output\n4\nm1 | the kettle" in first[3].content
+    assert "llm_query_batched" in first[0].content and "choices=" in first[0].content
+
+
+def test_lower_case_questions_get_a_whole_word_search_in_the_texts_spelling() -> None:
+    assert first_search.key_terms("how many error lines does billing have?", LOG) == ["ERROR", "billing"]
+    root = ScriptedClient(["FINAL(2)"], model_name="qwen2.5-coder-1.5b")
+    RLM(backend=root).completion(LOG, root_prompt="how many error lines does billing have?")
+    shown = root.requests[0].messages[3].content
+    assert "Number of matching lines: 2" in shown and "billing-worker" not in shown
+
+
+# -- answers checked against the question ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question", "first", "expected"),
+    [
+        ("How many ERROR lines does auth have?", "FINAL(the auth service)", "has no number"),
+        ("What is the room code of Ana Berg's manager?", "FINAL(Karl Dahl)", "has no digits"),
+        ("What is the launch code for project Heron?", "FINAL(No launch code found)", "not found"),
+    ],
+)
+def test_an_answer_of_the_wrong_shape_gets_one_specific_chance(
+    question: str, first: str, expected: str
+) -> None:
+    root = ScriptedClient([repl("print('looked')"), first, first])
+    result = RLM(backend=root, prompt_style="small").completion("abc", root_prompt=question)
+    assert expected in last_user(root.requests[2])
+    assert root.calls == 3 and result.stop_reason is StopReason.FINAL  # asked once, then accepted
+
+
+def test_a_count_over_lines_that_break_the_question_gets_one_chance() -> None:
+    loose = repl("for l in context.splitlines():\n    if 'billing' in l and 'ERROR' in l:\n        print(l)")
+    root = ScriptedClient([loose, "FINAL(3)", "FINAL(2)"])
+    question = "How many ERROR lines does billing have?"
+    result = RLM(backend=root, prompt_style="small", small_model_guards=True).completion(
+        LOG, root_prompt=question
+    )
+    note = last_user(root.requests[2])
+    assert "do not meet the question's conditions" in note and "billing-worker" in note
+    assert result.response == "2"
+
+
+def test_answers_of_the_right_shape_and_capable_models_are_not_checked() -> None:
+    for question, answer in [
+        ("How many ERROR lines does auth have?", "FINAL(0)"),
+        ("What is the room code of Ana Berg's manager?", "FINAL(B-212)"),
+        ("how many error lines does billing have?", "FINAL(2)"),
+    ]:
+        root = ScriptedClient([repl("print('looked')"), answer])
+        RLM(backend=root, prompt_style="small").completion(LOG, root_prompt=question)
+        assert root.calls == 2
+    loose = repl("for l in context.splitlines():\n    if 'billing' in l:\n        print(l)")
+    root = ScriptedClient([loose, "FINAL(the billing service)"], model_name="gpt-big")
+    result = RLM(backend=root).completion(LOG, root_prompt="How many ERROR lines does billing have?")
+    assert root.calls == 2 and result.response == "the billing service"
+
+
+def test_lower_case_names_and_places_are_spelled_as_the_text_spells_them() -> None:
+    text = "Tomas Brandt reports to Ana Berg.\nAna Berg lives in Brno.\nOffice code for Brno: BR-111"
+    question = "what is the office code of the city where tomas brandt's manager lives?"
+    assert first_search.key_terms(question, text) == ["Tomas Brandt"]
+    assert first_search.key_terms("which office is in brno?", text) == ["Brno"]
+    assert first_search.key_terms(question) == []  # no text to learn the spelling from
+
+
+def test_words_of_a_negated_clause_are_not_required_by_the_first_search() -> None:
+    log = "\n".join(["ERROR [payments] boom", "ERROR [payments-worker] x", "INFO [payments-cron] ok"] * 3)
+    question = "count ERROR lines of payments only, not payments-worker or payments-cron"
+    assert first_search.key_terms(question, log) == ["ERROR", "payments"]
+    assert first_search.without_negated("who, except Ana Berg, signed?").split() == ["who,", ",", "signed?"]
+
+
+def test_a_block_sent_again_after_its_refusal_leads_to_a_final_answer_turn() -> None:
+    block = repl("print(context[:3])")
+    root = ScriptedClient([block, block, block, block, "FINAL(abc)"])
+    result = RLM(backend=root, prompt_style="small").completion("abcdef", root_prompt="what is it?")
+    assert result.response == "abc" and result.iterations == 4
+    assert "did not run it a third time" in last_user(root.requests[3])
+    assert "You have run out of turns" in last_user(root.requests[4])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -9,13 +10,15 @@ from typing import Any, ClassVar
 from rlm_core.clients.sdk_client import IncompleteReplyError, SDKChatClient, _Secret, fit_signature
 from rlm_core.types import LMRequest, Message, TokenUsage
 
-__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicClient", "to_anthropic_messages"]
+__all__ = ["ANSWER_TOOL", "DEFAULT_MAX_TOKENS", "AnthropicClient", "to_anthropic_messages"]
 
 # The Messages API requires max_tokens; used when neither the request nor backend_kwargs set one.
 DEFAULT_MAX_TOKENS = 4096
 # The API rejects a conversation that starts with an assistant turn, and empty text blocks.
 _OPENING_USER_TURN = "Continue."
 _EMPTY_TEXT = "(empty)"
+# The tool a typed answer is requested through; its input is the answer.
+ANSWER_TOOL = "answer"
 
 
 class AnthropicClient(SDKChatClient):
@@ -71,6 +74,16 @@ class AnthropicClient(SDKChatClient):
         if system:
             params["system"] = system
         params["max_tokens"] = self._output_cap(request) or DEFAULT_MAX_TOKENS
+        if request.response_schema is not None:
+            # Anthropic's structured output: one tool whose input schema is the answer's, forced.
+            params["tools"] = [
+                {
+                    "name": ANSWER_TOOL,
+                    "description": "Give the answer in the required structure.",
+                    "input_schema": request.response_schema,
+                }
+            ]
+            params["tool_choice"] = {"type": "tool", "name": ANSWER_TOOL}
         return params
 
     def _call(self, client: Any, request: LMRequest) -> dict[str, Any]:
@@ -130,7 +143,12 @@ def _final(stream: Any) -> Any:
 
 
 def _message_info(message: Any) -> dict[str, Any]:
-    text = "".join(block.text for block in message.content or () if getattr(block, "type", None) == "text")
+    blocks = message.content or ()
+    text = "".join(block.text for block in blocks if getattr(block, "type", None) == "text")
+    # A forced answer tool's input is the typed answer: it replaces the text as JSON.
+    for block in blocks:
+        if getattr(block, "type", None) == "tool_use" and getattr(block, "name", None) == ANSWER_TOOL:
+            text = json.dumps(block.input, ensure_ascii=False)
     return {
         "text": text,
         "finish_reason": message.stop_reason,

@@ -57,6 +57,8 @@ class OpenAIClient(SDKChatClient):
             params.pop("max_tokens", None)
             params.pop("max_completion_tokens", None)
             params[self.max_tokens_param] = cap
+        if request.response_schema is not None:
+            params["response_format"] = response_format(request.response_schema)
         if self.stream:
             params["stream"] = True
             params["stream_options"] = {"include_usage": True}
@@ -118,6 +120,31 @@ class OpenAIClient(SDKChatClient):
 
 # create() keywords that configure the request rather than go into its JSON body.
 _REQUEST_OPTIONS = frozenset({"extra_body", "extra_headers", "extra_query", "timeout"})
+
+
+def response_format(schema: dict[str, Any]) -> dict[str, Any]:
+    """Structured outputs for a JSON schema (llama.cpp's server turns the same field into a grammar).
+    Strict mode only when the schema meets its rules (every object closed, every property required);
+    otherwise the provider does its best and the engine's validation catches the rest."""
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": schema, "strict": _strict_compatible(schema)},
+    }
+
+
+def _strict_compatible(schema: Any) -> bool:
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "object":
+        properties = schema.get("properties") or {}
+        if schema.get("additionalProperties") is not False or set(schema.get("required", ())) != set(
+            properties
+        ):
+            return False
+    children = list((schema.get("properties") or {}).values())
+    if isinstance(schema.get("items"), dict):
+        children.append(schema["items"])
+    return all(_strict_compatible(child) for child in children)
 
 
 def _completion_info(completion: Any) -> dict[str, Any]:

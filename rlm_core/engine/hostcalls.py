@@ -9,8 +9,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from rlm_core.engine import typed_answers
 from rlm_core.engine.broker import Broker
 from rlm_core.engine.emitter import new_span_id
+from rlm_core.engine.typed_answers import AnswerSpec, TypedAnswerError
 from rlm_core.errors import RLMError
 from rlm_core.events import BatchEnded, BatchStarted, EventKind, SubcallEnded, SubcallStarted
 from rlm_core.records import SubCallRecord
@@ -27,6 +29,7 @@ class RunContext(Protocol):
     span_id: str
     cell_span_id: str | None
     cell_subcalls: list[SubCallRecord] | None
+    guards: Any  # the run's ReplyGuards: small models' sub-calls are capped
 
     def emit(self, kind: EventKind, payload: Any, span_id: str, parent_span_id: str | None) -> None: ...
 
@@ -52,10 +55,13 @@ class HostCalls:
         self.start_child = start_child
 
     async def __call__(self, function: str, args: dict[str, Any]) -> Any:
+        spec = typed_answers.answer_spec(args.get("choices"), args.get("schema"))
         if function in ("llm_query", "rlm_query"):
-            return await self.subcall(function, args.get("prompt", ""), args.get("model"), self._cell_span())
+            return await self.subcall(
+                function, args.get("prompt", ""), args.get("model"), self._cell_span(), spec=spec
+            )
         if function in ("llm_query_batched", "rlm_query_batched"):
-            return await self.batch(function, list(args.get("prompts") or []), args.get("model"))
+            return await self.batch(function, list(args.get("prompts") or []), args.get("model"), spec)
         tool = self.run.settings.custom_tools.get(function)
         if tool is None or not callable(tool):
             raise RLMError(f"unknown host function {function!r}")
@@ -67,7 +73,9 @@ class HostCalls:
     def _cell_span(self) -> str | None:
         return self.run.cell_span_id or self.run.span_id
 
-    async def batch(self, function: str, prompts: list[Any], model: str | None) -> list[str]:
+    async def batch(
+        self, function: str, prompts: list[Any], model: str | None, spec: AnswerSpec | None = None
+    ) -> list[Any]:
         """Concurrent sub-calls, results in order; a failed slot becomes an ``"Error: ..."`` string."""
         single = function.replace("_batched", "")
         batch_span = new_span_id()
@@ -78,13 +86,13 @@ class HostCalls:
         )
         results = await asyncio.gather(
             *(
-                self.subcall(single, prompt, model, batch_span, batch_index=index)
+                self.subcall(single, prompt, model, batch_span, batch_index=index, spec=spec)
                 for index, prompt in enumerate(prompts)
             ),
             return_exceptions=True,
         )
-        texts = [r if isinstance(r, str) else f"Error: {type(r).__name__}: {r}" for r in results]
-        failed = sum(1 for r in results if not isinstance(r, str))
+        texts = [f"Error: {type(r).__name__}: {r}" if isinstance(r, BaseException) else r for r in results]
+        failed = sum(1 for r in results if isinstance(r, BaseException))
         self.run.emit(
             EventKind.BATCH_END,
             BatchEnded(function, len(prompts), failed, time.perf_counter() - started),
@@ -103,7 +111,8 @@ class HostCalls:
         model: str | None,
         parent_span_id: str | None,
         batch_index: int | None = None,
-    ) -> str:
+        spec: AnswerSpec | None = None,
+    ) -> Any:
         run = self.run
         record = SubCallRecord(
             call_id=uuid.uuid4().hex[:12],
@@ -126,12 +135,14 @@ class HostCalls:
         started = time.perf_counter()
         sink = run.cell_subcalls
         try:
-            if function == "rlm_query" and run.depth + 1 < run.settings.max_depth:
-                text = await self.start_child(prompt, record)
+            if function == "rlm_query" and run.depth + 1 < run.settings.max_depth and spec is None:
+                answer: Any = await self.start_child(prompt, record)
+            elif spec is not None:
+                answer = await self._typed_call(function, prompt, model, record, spec)
             else:
-                text = await self._plain_call(function, prompt, model, record)
-            record.response = text
-            return text
+                answer = await self._plain_call(function, prompt_messages(prompt), model, record)
+            record.response = typed_answers.as_text(answer)
+            return answer
         except BaseException as exc:
             record.error = f"{type(exc).__name__}: {exc}"
             raise
@@ -146,18 +157,54 @@ class HostCalls:
                 parent_span_id,
             )
 
-    async def _plain_call(self, function: str, prompt: Any, model: str | None, record: SubCallRecord) -> str:
+    async def _typed_call(
+        self, function: str, prompt: Any, model: str | None, record: SubCallRecord, spec: AnswerSpec
+    ) -> Any:
+        """A sub-call whose answer must match ``spec``: the provider's structured output where the
+        client has one, then validation, and one retry that names what was wrong. Each attempt goes
+        through the broker, so usage, limits and budgets count the retry."""
+        messages = prompt_messages(prompt)
+        messages[-1] = Message(messages[-1].role, f"{messages[-1].content}\n\n{spec.instruction()}")
+        text = await self._plain_call(function, messages, model, record, spec.wire)
+        value, problem = typed_answers.read_answer(text, spec)
+        if problem is None:
+            return value
+        retry = [
+            *messages,
+            Message("assistant", text),
+            Message("user", typed_answers.retry_message(problem, spec)),
+        ]
+        text = await self._plain_call(function, retry, model, record, spec.wire)
+        value, problem = typed_answers.read_answer(text, spec)
+        if problem is None:
+            return value
+        raise TypedAnswerError(
+            f"the sub-model's answer did not match the requested shape after one retry: {problem}. "
+            "Make the prompt shorter and about one item, or loosen the choices or schema."
+        )
+
+    async def _plain_call(
+        self,
+        function: str,
+        messages: list[Message],
+        model: str | None,
+        record: SubCallRecord,
+        schema: dict[str, Any] | None = None,
+    ) -> str:
         run = self.run
         request = LMRequest(
-            messages=prompt_messages(prompt),
+            messages=messages,
             depth=run.depth + 1,
             model=model,
             purpose=function,
             run_id=run.run_id,
             parent_span_id=record.span_id,
+            max_tokens=run.guards.sub_max_tokens(),
+            response_schema=schema,
         )
         response = await run.broker.complete(request)
         record.model = response.model or record.model
-        record.usage = response.usage or TokenUsage()
-        record.cost = response.cost
+        # A retried typed call reports both attempts: the record matches what the ledger charged.
+        record.usage = record.usage + (response.usage or TokenUsage())
+        record.cost = response.cost if record.cost is None else record.cost + (response.cost or 0.0)
         return response.text

@@ -410,6 +410,8 @@ class Run:
             verdict = self.guards.stuck_on(code)
             if verdict is not None:
                 self._apply(verdict, record, feedback)
+                if verdict.finish:
+                    final = await self._extract_final()
                 break
             block = await self._execute(code)
             record.code_blocks.append(block)
@@ -422,12 +424,13 @@ class Run:
         if final is None and (reply.final_text is not None or reply.final_var is not None):
             final = await self._final_from_text(reply.final_text, reply.final_var, feedback)
         if final is not None:
-            verdict = self.guards.check_final(final, bool(reply.code_blocks))
+            verdict = self.guards.check_final(final, bool(reply.code_blocks), record.code_blocks)
             if verdict is not None:
                 self._apply(verdict, record, feedback)
                 final = None
         if reply.code_blocks:
             self.guards.ran_code = True
+        record.notes.extend(self.guards.subcall_notes(record.code_blocks))
         if final is None and not reply.code_blocks and reply.final_text is None and reply.final_var is None:
             verdict = self.guards.no_code_reply(reply.prose)
             self._apply(verdict, record, feedback)

@@ -183,15 +183,30 @@ class ReplRuntime:
             call.__name__ = function
             return call
 
-        def llm_query(prompt: Any, model: str | None = None) -> str:
-            """Ask a sub-model; returns its reply as a string."""
-            return self.call_host("llm_query", {"prompt": prompt, "model": model})
+        def typed(args: dict[str, Any], choices: Any, schema: Any) -> dict[str, Any]:
+            # Sent only when given, so hosts that predate typed answers see the calls they know.
+            if choices is not None:
+                args["choices"] = list(choices) if isinstance(choices, (tuple, set, frozenset)) else choices
+            if schema is not None:
+                args["schema"] = schema
+            return args
 
-        def llm_query_batched(prompts: list[Any], model: str | None = None) -> list[str]:
-            """Ask a sub-model many prompts concurrently; replies come back in order."""
+        def llm_query(
+            prompt: Any, model: str | None = None, *, choices: Any = None, schema: Any = None
+        ) -> Any:
+            """Ask a sub-model; returns its reply as a string, or with choices=[...] one of the
+            choices, or with schema={...} (a JSON schema) a value matching it."""
+            return self.call_host("llm_query", typed({"prompt": prompt, "model": model}, choices, schema))
+
+        def llm_query_batched(
+            prompts: list[Any], model: str | None = None, *, choices: Any = None, schema: Any = None
+        ) -> list[Any]:
+            """Ask a sub-model many prompts concurrently; replies come back in order (typed as in
+            llm_query when choices= or schema= is given)."""
             if isinstance(prompts, (str, bytes)):
                 raise TypeError("llm_query_batched takes a list of prompts; use llm_query for one prompt")
-            return self.call_host("llm_query_batched", {"prompts": list(prompts), "model": model})
+            args = typed({"prompts": list(prompts), "model": model}, choices, schema)
+            return self.call_host("llm_query_batched", args)
 
         def rlm_query(prompt: Any, model: str | None = None) -> str:
             """Ask a child RLM (with its own REPL) when depth allows, else a plain sub-model call."""

@@ -4,8 +4,9 @@ Guards return verdicts (a note for the log, a message for the model); the loop d
 with them, so no guard writes into a record or a message list.
 
 Each guard answers one failure measured with small models (an answer before any code ran, prose
-instead of FINAL, the same block run again and again, one part of a two-part answer, a sub-call prompt
-too long for its model) and fires only on that failure, so capable models are unaffected. Models
+instead of FINAL, the same block run again and again, one part of a two-part answer, a final answer
+of the wrong shape or resting on lines that break the question's conditions, a sub-call prompt too
+long for its model) and fires only on that failure, so capable models are unaffected. Models
 recognised as small also get a first search of the context, the question restated each turn, and
 shorter turns. ``small_model_guards=False`` turns everything here off.
 """
@@ -18,11 +19,14 @@ from typing import Any
 
 import attrs
 
-from rlm_core.guidance import first_search, prompts
+from rlm_core.guidance import answer_check, first_search, prompts
 from rlm_core.records import CodeBlockRecord
 
 SMALL_MAX_OUTPUT_CHARS = 4_000  # of REPL output shown to a small model per block
 SMALL_ROOT_MAX_TOKENS = 400  # one code block or a FINAL line; small models ramble past it
+# Sub-calls of a small root model answer one short question about one item; unbounded generation
+# on a CPU takes minutes (summaries ran to ~350 tokens).
+SMALL_SUB_MAX_TOKENS = 200
 # How llama.cpp, vLLM, OpenAI and Anthropic word a prompt that does not fit the model's window.
 _PROMPT_TOO_LONG = re.compile(
     r"(?is)ProviderError.*(exceeds the available context|context length|context window|too many tokens"
@@ -40,6 +44,8 @@ class Verdict:
     note: str
     message: str | None = None
     accept: str | None = None
+    # Set when asking again is pointless: the loop asks for the final answer in a turn without code.
+    finish: bool = False
 
 
 def answers_only_one_part(query: str | None, answer: str) -> bool:
@@ -62,13 +68,19 @@ class ReplyGuards:
         self._asked: set[str] = set()  # one-shot guards already used
         self._outputs: dict[str, str] = {}  # code -> the output of its last run
         self._stuck: set[str] = set()  # code whose last two runs printed the same output
+        self._last_output = ""  # what the model saw after its last blocks
 
     # -- before a turn -------------------------------------------------------------------------
 
     def first_search_code(self) -> str | None:
         """Search code for the question's key words (text contexts with searchable words only)."""
-        terms = first_search.key_terms(self.root_prompt or "")
-        if not terms or not isinstance(self.context, str):
+        if not isinstance(self.context, str):
+            return None
+        if first_search.asks_for_judgement(self.root_prompt or ""):
+            # Counting by meaning: show the items, the first step of the prompt's second example.
+            return first_search.items_code(self.context)
+        terms = first_search.key_terms(self.root_prompt or "", self.context)
+        if not terms:
             return None
         counting = first_search.asks_for_a_count(self.root_prompt or "")
         return first_search.search_code(terms, self.context, counting)
@@ -79,6 +91,9 @@ class ReplyGuards:
         if isinstance(client_max, int) and client_max > 0:
             return min(SMALL_ROOT_MAX_TOKENS, client_max)
         return SMALL_ROOT_MAX_TOKENS
+
+    def sub_max_tokens(self) -> int | None:
+        return SMALL_SUB_MAX_TOKENS if self.small else None
 
     def output_limit(self, limit: int) -> int:
         # A small model's window holds a few thousand tokens; long output also reads slowly on CPU.
@@ -94,23 +109,50 @@ class ReplyGuards:
         """The model sent a block whose last two runs printed the same thing: do not run it again."""
         if not self.enabled or code.strip() not in self._stuck:
             return None
+        if not self._once("stuck") and self.small:
+            # Refused once already and sent again: small models then repeat it until time runs out,
+            # often with the answer already printed. Ask for the answer itself.
+            return Verdict(
+                "identical block sent again after a refusal: asked for the final answer", finish=True
+            )
         return Verdict(
             "identical block sent again after two identical outputs: not run",
             prompts.repeat_block_note(escalate=True, search=self.first_search_code()),
         )
 
-    def check_final(self, final: str, replied_with_code: bool) -> Verdict | None:
-        """None accepts the final answer; a verdict sends the model back to work."""
+    def check_final(
+        self, final: str, replied_with_code: bool, blocks: Sequence[CodeBlockRecord] = ()
+    ) -> Verdict | None:
+        """None accepts the final answer; a verdict sends the model back to work. ``blocks`` are the
+        blocks of this turn (with the engine's first search), whose output the model may have seen."""
         if self.enabled and not self.ran_code and not replied_with_code and self._once("guess"):
             # Answering before looking at the context is almost always a made-up answer.
             return Verdict("final answer before any code ran: asked to check first", prompts.GUESS_NOTE)
-        if self.small and answers_only_one_part(self.root_prompt, final) and self._once("all-parts"):
+        if not self.small:
+            return None
+        if answers_only_one_part(self.root_prompt, final) and self._once("all-parts"):
             # Small models answer the first half of a two-part question and stop.
             return Verdict(
                 "a two-part question got a one-part answer: asked for every part",
                 prompts.all_parts_note(final, self.root_prompt),
             )
+        problem = answer_check.shape_problem(self.root_prompt, final)
+        if problem and self._once("shape"):
+            return Verdict("the final answer does not have the shape the question asks for", problem)
+        seen = "\n".join(
+            [self._last_output, *(_output(block) for block in blocks if block.final_answer is None)]
+        )
+        problem = answer_check.loose_match_problem(self.root_prompt, self.context, seen, final)
+        if problem and self._once("loose"):
+            return Verdict("the output behind the answer breaks the question's conditions", problem)
         return None
+
+    def subcall_notes(self, blocks: Sequence[CodeBlockRecord]) -> list[str]:
+        """Says in the log that a small model's sub-calls had their output capped."""
+        calls = sum(len(block.subcalls) for block in blocks)
+        if not self.small or not calls:
+            return []
+        return [f"{calls} sub-call(s) of a small model: output capped at {SMALL_SUB_MAX_TOKENS} tokens each"]
 
     def no_code_reply(self, prose: str) -> Verdict:
         """A reply with neither code nor FINAL(...): the second such clear reply is taken as the answer."""
@@ -135,6 +177,7 @@ class ReplyGuards:
             else:
                 self._stuck.clear()  # other code ran: what was stuck before may print something new
             self._outputs[key] = output
+        self._last_output = "\n".join(_output(block) for block in blocks)
         if repeated:
             verdicts.append(Verdict("repeated an identical block", prompts.repeat_block_note(escalate=False)))
         if self.enabled and self._prompt_too_long(blocks):
@@ -167,3 +210,7 @@ class ReplyGuards:
             or any(_PROMPT_TOO_LONG.search(call.error or "") for call in block.subcalls)
             for block in blocks
         )
+
+
+def _output(block: CodeBlockRecord) -> str:
+    return block.stdout + (block.error or "")
