@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from rlm_core.plugins.hookspecs import Register, hookimpl
-from rlm_core.plugins.registry import kwargs_of
+from rlm_core.plugins.signatures import kwargs_of
 
 
 @kwargs_of("rlm_core.clients.openai_client:OpenAIClient")

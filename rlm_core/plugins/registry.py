@@ -33,6 +33,7 @@ import pluggy
 from rlm_core.errors import ConfigurationError, PluginError, UnknownNameError
 from rlm_core.plugins import hookspecs
 from rlm_core.plugins.isolation import IsolatedPlugin, current_plugin
+from rlm_core.plugins.signatures import SIGNATURE_ATTRIBUTE
 
 ENTRY_POINT_GROUP = "rlm"
 BUILTIN_PLUGIN = "rlm_core.plugins.builtins"
@@ -44,21 +45,6 @@ DISTRIBUTION_PREFIX = "rlm-"
 
 # A factory that only forwards ``**kwargs`` (to import its class lazily) names the callable whose
 # signature its settings follow in this attribute, as "module:qualname" (see ``kwargs_of``).
-SIGNATURE_ATTRIBUTE = "rlm_kwargs_of"
-
-
-def kwargs_of(target: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Mark a lazy factory as taking the settings of ``target`` ("module:Class"), so a misspelt
-    setting is caught, with a suggestion, when the RLM is built rather than at the first call.
-    The module is imported only when settings are checked."""
-
-    def mark(factory: Callable[..., Any]) -> Callable[..., Any]:
-        setattr(factory, SIGNATURE_ATTRIBUTE, target)
-        return factory
-
-    return mark
-
-
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """`` Did you mean 'x'?`` for the closest candidate, or an empty string."""
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.7)
