@@ -110,8 +110,9 @@ class Broker:
         client = self.clients.clients[name]
         tier = self.budget.for_depth(request.depth)
         estimator = self.estimators.setdefault(name, TokenEstimator())
-        prompt_estimate = estimator.estimate(request.messages)
-        self._check_window(name, client, request)
+        size = message_bytes(request.messages)  # once per call: a root history can be large
+        prompt_estimate = estimator.estimate(request.messages, size)
+        self._check_window(name, client, size)
         wanted = request.max_tokens or getattr(client, "max_tokens", None) or DEFAULT_OUTPUT_RESERVE
         tokens, cost_hold = await self._reserve(name, client, prompt_estimate, wanted, tier)
         try:
@@ -174,7 +175,7 @@ class Broker:
                 f"{name}: {type(failure).__name__}: {failure}", client=name, model=model
             ) from failure
         assert response is not None
-        estimator.observe(capped.messages, response.usage.input_tokens)
+        estimator.observe(capped.messages, response.usage.input_tokens, size)
         response.usage = outcome.usage
         response.cost = outcome.cost
         response.latency = response.latency or latency
@@ -182,14 +183,13 @@ class Broker:
         return response
 
     @staticmethod
-    def _check_window(name: str, client: Any, request: LMRequest) -> None:
+    def _check_window(name: str, client: Any, size: int) -> None:
         """Refuse, before sending, a prompt that cannot fit the model's window even at a generous
         bytes-per-token ratio: the provider would only refuse it after a round trip (and some bill
         it). A ProviderError, so a fallback policy tries a client with a larger window."""
         window = getattr(client, "context_window", None)
         if not isinstance(window, int) or window <= 0:
             return
-        size = message_bytes(request.messages)
         if size / MAX_BYTES_PER_TOKEN > window:
             raise ProviderError(
                 f"{name}: the prompt ({size:,} bytes, at least {int(size / MAX_BYTES_PER_TOKEN):,} tokens) "

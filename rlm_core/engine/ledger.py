@@ -21,9 +21,12 @@ class Ledger:
     def __init__(self) -> None:
         self.outcomes: list[CallOutcome] = []
         self._parent_run: dict[str, str | None] = {}
+        self._children: dict[str, list[str]] = {}
 
     def add_run(self, run_id: str, parent_run_id: str | None = None) -> None:
         self._parent_run[run_id] = parent_run_id
+        if parent_run_id is not None:
+            self._children.setdefault(parent_run_id, []).append(run_id)
 
     def parent_of(self, run_id: str) -> str | None:
         return self._parent_run.get(run_id)
@@ -37,14 +40,12 @@ class Ledger:
 
     def _runs_under(self, run_id: str) -> set[str]:
         """``run_id`` and every run started beneath it (child RLMs, their children)."""
-        runs = {run_id}
-        grew = True
-        while grew:
-            grew = False
-            for child, parent in self._parent_run.items():
-                if parent in runs and child not in runs:
+        runs, pending = {run_id}, [run_id]
+        while pending:
+            for child in self._children.get(pending.pop(), ()):
+                if child not in runs:
                     runs.add(child)
-                    grew = True
+                    pending.append(child)
         return runs
 
     def select(self, run_id: str | None = None, since: int = 0) -> list[CallOutcome]:

@@ -35,17 +35,19 @@ class TokenEstimator:
         self._ratio: float | None = None  # learned provider tokens per byte (max seen)
         self._lock = threading.Lock()
 
-    def estimate(self, messages: list[Message]) -> int:
-        size = message_bytes(messages)
+    def estimate(self, messages: list[Message], size: int | None = None) -> int:
+        """``size``: ``message_bytes(messages)`` when the caller has it already (it is not cheap for a
+        long root history)."""
+        size = message_bytes(messages) if size is None else size
         overhead = PER_MESSAGE_OVERHEAD * len(messages) + PER_REQUEST_OVERHEAD
         ratio = self._ratio
         if ratio is None:
             return size + overhead
         return min(size, int(size * ratio * SAFETY_MARGIN) + 1) + overhead
 
-    def observe(self, messages: list[Message], provider_input_tokens: int) -> None:
+    def observe(self, messages: list[Message], provider_input_tokens: int, size: int | None = None) -> None:
         """Learn from what the provider counted for these messages."""
-        size = message_bytes(messages)
+        size = message_bytes(messages) if size is None else size
         if size < 64 or provider_input_tokens <= 0:
             return  # too small to say anything about the ratio
         overhead = PER_MESSAGE_OVERHEAD * len(messages) + PER_REQUEST_OVERHEAD
