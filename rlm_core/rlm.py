@@ -28,9 +28,6 @@ from rlm_core.types import RLMChatCompletion, StopReason
 T = TypeVar("T")
 
 
-_run_sync = run_sync  # the name other modules imported before it moved to engine/loop_thread.py
-
-
 async def _close_even_if_cancelled(environment: Environment) -> None:
     """Close a run's environment to the end even when the completion is cancelled again meanwhile
     (a second Ctrl-C): a half-closed sandbox would leave its container or process behind."""
@@ -257,7 +254,7 @@ class RLM:
         """Run one RLM completion over ``prompt`` (the context: str, list or dict)."""
         if self.persistent:  # the REPL lives across turns, so every turn runs on the same loop
             return self._loop.run(self.acompletion(prompt, root_prompt))
-        return _run_sync(self.acompletion(prompt, root_prompt))
+        return run_sync(self.acompletion(prompt, root_prompt))
 
     async def acompletion(self, prompt: Any, root_prompt: str | None = None) -> RLMChatCompletion:
         """``completion()``, natively async: many may run concurrently on one loop."""
@@ -372,7 +369,7 @@ class RLM:
             finally:
                 self._loop.stop()
             return
-        _run_sync(self.aclose())
+        run_sync(self.aclose())
 
     def __enter__(self) -> RLM:
         return self
@@ -398,7 +395,7 @@ class RLM:
     def batch(self, items: Any, **options: Any) -> list[Any]:
         """Run many completions as one job (``rlm_core.batch.arun_batch``): a list of ``BatchResult``
         in input order, or in completion order with ``ordered=False``."""
-        return _run_sync(self.abatch(items, **options))
+        return run_sync(self.abatch(items, **options))
 
     async def abatch(self, items: Any, **options: Any) -> list[Any]:
         """``batch()``, natively async. Items run on this RLM; items with their own settings and
