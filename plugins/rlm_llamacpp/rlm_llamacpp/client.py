@@ -121,13 +121,13 @@ class LlamaCppClient(BaseClient):
                 n_parallel=self.n_parallel,
                 alias=self.model_name,
             )
-            from rlm_core.clients.openai_client import OpenAIClient
+            from rlm_llamacpp.wire import LlamaServerClient
 
             old, self._delegate = self._delegate, None
             if old is not None:
                 old.close()
             self.context_window = running.slot_ctx
-            self._delegate = OpenAIClient(
+            self._delegate = LlamaServerClient(
                 model_name=running.alias,
                 api_key="local",
                 base_url=running.base_url,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from rlm_llamacpp.client import LlamaCppClient
+from rlm_llamacpp.wire import choice_grammar
 
 from rlm_core import RLM
 from rlm_core.defaults import is_installed
@@ -56,6 +57,23 @@ def test_choices_are_enforced_by_the_server_grammar(client: LlamaCppClient) -> N
     value, problem = read_answer(response.text, spec)
     assert problem is None and value in spec.choices
     assert json.loads(response.text) == {"answer": value}  # the wire shape, not free text
+
+
+def test_choices_get_compact_json_from_a_grammar(client: LlamaCppClient) -> None:
+    spec = answer_spec(choices=["refund", "question", 3])
+    assert spec is not None
+    prompt = "Message: 'I want my money back for the broken kettle.' What kind of message is it?"
+    response = client.complete(LMRequest([Message("user", prompt)], response_schema=spec.wire))
+    assert response.text in ('{"answer": "refund"}', '{"answer": "question"}', '{"answer": 3}')
+    assert read_answer(response.text, spec)[1] is None
+
+
+def test_the_choice_grammar_escapes_quotes_and_leaves_other_schemas_to_json_schema() -> None:
+    spec = answer_spec(choices=['say "hi"', 2])
+    assert spec is not None
+    assert choice_grammar(spec.wire) == r'root ::= "{\"answer\": " ("\"say \\\"hi\\\"\"" | "2") "}"'
+    assert choice_grammar(PERSON) is None
+    assert choice_grammar({"type": "object", "properties": {"a": {"enum": [1]}}}) is None  # not required
 
 
 def test_an_object_schema_comes_back_valid(client: LlamaCppClient) -> None:
