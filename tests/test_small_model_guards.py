@@ -3,11 +3,14 @@ stays silent for a capable model's normal replies."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import pytest
 
 from rlm_core import RLM
 from rlm_core.errors import ProviderError
-from rlm_core.guidance import first_search, prompts
+from rlm_core.guidance import first_search, follow_up, prompts
 from rlm_core.testing import ScriptedClient
 from rlm_core.types import LMRequest, StopReason
 
@@ -319,3 +322,61 @@ def test_a_block_sent_again_after_its_refusal_leads_to_a_final_answer_turn() -> 
     assert result.response == "abc" and result.iterations == 4
     assert "did not run it a third time" in last_user(root.requests[3])
     assert "You have run out of turns" in last_user(root.requests[4])
+
+
+# -- the next link of a look-up chain --------------------------------------------------------------
+
+CHAIN = "\n".join(
+    [
+        "Tomas Brandt reports to Ana Berg.",
+        "Lea Holm reports to Ana Berg.",
+        "Ana Berg visited Porto in spring.",
+        "Ana Berg lives in Brno.",
+        "Karl Dahl lives in Brno.",
+        "Office code for Brno: BR-111",
+        "Office code for Porto: PO-222",
+    ]
+)
+CHAIN_QUESTION = "What is the office code of the city where Tomas Brandt's manager lives?"
+
+
+def test_the_linked_name_is_the_new_name_on_the_line_that_fits_the_question() -> None:
+    output = "\n".join(CHAIN.splitlines()[:4])
+    searched = follow_up.searched_terms(["if 'Ana Berg' in line:", 'x = "Tomas Brandt"'])
+    assert searched == {"Ana Berg", "Tomas Brandt"}
+    assert follow_up.linked_name(CHAIN_QUESTION, output, searched) == "Brno"
+    assert follow_up.linked_name(CHAIN_QUESTION, "Nothing in common here", searched) is None
+
+
+def test_the_follow_up_search_keeps_the_lines_with_the_question_words() -> None:
+    found = follow_up.follow_up("brno", CHAIN_QUESTION, CHAIN)
+    assert found is not None and found.term == "Brno"  # spelled as the text spells it
+    namespace = {"context": CHAIN}
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        exec(found.code, namespace)
+    assert printed.getvalue() == "Office code for Brno: BR-111\n"
+    assert follow_up.follow_up("Bern", CHAIN_QUESTION, CHAIN) is None  # not in the text
+    assert follow_up.follow_up("Brn", CHAIN_QUESTION, CHAIN) is None  # only inside a longer word
+
+
+def test_a_name_given_as_the_answer_to_a_code_question_is_followed_for_the_model() -> None:
+    root = ScriptedClient([repl("print('Ana Berg lives in Brno.')"), "FINAL(Brno)", "FINAL(BR-111)"])
+    result = RLM(backend=root, prompt_style="small").completion(CHAIN, root_prompt=CHAIN_QUESTION)
+    note = last_user(root.requests[2])
+    assert "FINAL(Brno) is a name found on the way" in note and "Office code for Brno: BR-111" in note
+    assert result.response == "BR-111" and root.calls == 3
+
+
+def test_a_search_sent_again_with_the_next_name_printed_is_followed_for_the_model() -> None:
+    block = repl("for line in context.splitlines():\n    if 'Ana Berg' in line:\n        print(line)")
+    root = ScriptedClient([block, block, block, "FINAL(BR-111)"])
+    result = RLM(backend=root, prompt_style="small").completion(CHAIN, root_prompt=CHAIN_QUESTION)
+    note = last_user(root.requests[3])
+    assert "search for Brno, and I ran that search" in note and "Office code for Brno: BR-111" in note
+    assert result.response == "BR-111"
+
+
+def test_capable_models_get_no_follow_up_search() -> None:
+    root = ScriptedClient([repl("print('Ana Berg lives in Brno.')"), "FINAL(Brno)"], model_name="gpt-big")
+    result = RLM(backend=root).completion(CHAIN, root_prompt=CHAIN_QUESTION)
+    assert result.response == "Brno" and root.calls == 2

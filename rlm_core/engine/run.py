@@ -342,6 +342,14 @@ class Run:
         if verdict.message:
             feedback.append(verdict.message)
 
+    async def _act(self, verdict: Verdict, record: IterationRecord, feedback: list[str]) -> None:
+        """Apply a verdict, and run the search it carries (its output follows the verdict's message)."""
+        self._apply(verdict, record, feedback)
+        if verdict.search is not None:
+            block = await self._execute(verdict.search.code)
+            record.code_blocks.append(block)
+            feedback.append(f"```output\n{self._block_output(block).rstrip() or '(no output)'}\n```")
+
     async def _iteration(self, number: int) -> str | None:
         span = new_span_id()
         self._iteration_span = span
@@ -409,7 +417,7 @@ class Run:
         for index, code in enumerate(reply.code_blocks):
             verdict = self.guards.stuck_on(code)
             if verdict is not None:
-                self._apply(verdict, record, feedback)
+                await self._act(verdict, record, feedback)
                 if verdict.finish:
                     final = await self._extract_final()
                 break
@@ -426,7 +434,7 @@ class Run:
         if final is not None:
             verdict = self.guards.check_final(final, bool(reply.code_blocks), record.code_blocks)
             if verdict is not None:
-                self._apply(verdict, record, feedback)
+                await self._act(verdict, record, feedback)
                 final = None
         if reply.code_blocks:
             self.guards.ran_code = True

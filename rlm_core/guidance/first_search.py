@@ -137,6 +137,7 @@ _QUESTION_WORDS = _NOT_KEY_TERMS | frozenset((
     "records", "contain", "contains", "containing",
 ))
 # fmt: on
+QUESTION_WORDS = _QUESTION_WORDS  # for other guidance modules: words that describe, not name
 MAX_COMMON_SHARE = 0.5  # a word on more than half the lines does not narrow a search
 MIN_LABEL_COUNT = 3
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import attrs
 
-from rlm_core.guidance import answer_check, first_search, prompts
+from rlm_core.guidance import answer_check, first_search, follow_up, prompts
+from rlm_core.guidance.follow_up import FollowUp
 from rlm_core.records import CodeBlockRecord
 
 SMALL_MAX_OUTPUT_CHARS = 4_000  # of REPL output shown to a small model per block
@@ -46,6 +47,8 @@ class Verdict:
     accept: str | None = None
     # Set when asking again is pointless: the loop asks for the final answer in a turn without code.
     finish: bool = False
+    # A search the loop runs for the model and shows after ``message`` (the next link of a chain).
+    search: FollowUp | None = None
 
 
 def answers_only_one_part(query: str | None, answer: str) -> bool:
@@ -69,6 +72,8 @@ class ReplyGuards:
         self._outputs: dict[str, str] = {}  # code -> the output of its last run
         self._stuck: set[str] = set()  # code whose last two runs printed the same output
         self._last_output = ""  # what the model saw after its last blocks
+        self._codes: list[str] = []  # every block run, for what was searched already
+        self._followed: set[str] = set()  # names the engine searched for the model
 
     # -- before a turn -------------------------------------------------------------------------
 
@@ -109,6 +114,15 @@ class ReplyGuards:
         """The model sent a block whose last two runs printed the same thing: do not run it again."""
         if not self.enabled or code.strip() not in self._stuck:
             return None
+        searched = follow_up.searched_terms(self._codes)
+        link = self._follow(follow_up.linked_name(self.root_prompt or "", self._last_output, searched))
+        if link is not None:
+            # The model has the next name of a chain in front of it and searches the last one again.
+            return Verdict(
+                f"identical block sent again: searched for the next link, {link.term!r}",
+                prompts.follow_up_note(link.term, repeated=True),
+                search=link,
+            )
         if not self._once("stuck") and self.small:
             # Refused once already and sent again: small models then repeat it until time runs out,
             # often with the answer already printed. Ask for the answer itself.
@@ -138,6 +152,15 @@ class ReplyGuards:
             )
         problem = answer_check.shape_problem(self.root_prompt, final)
         if problem and self._once("shape"):
+            counting = first_search.asks_for_a_count(self.root_prompt or "")
+            link = None if counting else self._follow(final)
+            if link is not None:
+                # The answer is a name found on the way (a city for "what code"): follow it.
+                return Verdict(
+                    f"the final answer is a name on the way: searched for {link.term!r}",
+                    prompts.follow_up_note(link.term, repeated=False, answer=final),
+                    search=link,
+                )
             return Verdict("the final answer does not have the shape the question asks for", problem)
         seen = "\n".join(
             [self._last_output, *(_output(block) for block in blocks if block.final_answer is None)]
@@ -177,6 +200,7 @@ class ReplyGuards:
             else:
                 self._stuck.clear()  # other code ran: what was stuck before may print something new
             self._outputs[key] = output
+            self._codes.append(block.code)
         self._last_output = "\n".join(_output(block) for block in blocks)
         if repeated:
             verdicts.append(Verdict("repeated an identical block", prompts.repeat_block_note(escalate=False)))
@@ -195,6 +219,15 @@ class ReplyGuards:
         return f" The question was: {self.root_prompt}" if self.root_prompt and self.small else ""
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _follow(self, term: str | None) -> FollowUp | None:
+        """The engine's search for the next name of a chain, once per name (small models only)."""
+        if not self.small or not term or term.lower() in self._followed:
+            return None
+        found = follow_up.follow_up(term, self.root_prompt or "", self.context)
+        if found is not None:
+            self._followed.add(found.term.lower())
+        return found
 
     def _once(self, name: str) -> bool:
         """True the first time a one-shot guard asks."""

@@ -208,6 +208,18 @@ def repeat_block_note(escalate: bool, search: str | None = None) -> str:
     )
 
 
+def follow_up_note(term: str, repeated: bool, answer: str | None = None) -> str:
+    """Said before the output of a search the engine ran for the next name of a chain."""
+    why = (
+        "You sent the same search again. A printed line that fits the question names "
+        f"{term}, so the next step is to search for {term}"
+        if repeated
+        else f"FINAL({answer}) is a name found on the way, not what the question asks for. The next "
+        f"step is to search for {term}"
+    )
+    return f"{why}, and I ran that search for you:"
+
+
 def prompt_too_long_note(chars: int | None) -> str:
     limit = f"about {chars:,} characters" if chars else "a few thousand characters"
     return (

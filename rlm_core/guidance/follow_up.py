@@ -1,0 +1,90 @@
+"""The next search of a look-up chain, run for a small model that stopped on a link.
+
+Small models find the first link of a chain ("X reports to Y", "Y lives in Oslo") and then either
+answer with it (FINAL(Oslo) to "what is the office code ...") or search for the same name again.
+Both mean the model has the next name in front of it and does not take the step. The engine then
+takes it: it searches the context for that name (the model's own answer, or the new name on the
+printed line that fits the question best) and shows the lines that also carry the question's words.
+Nothing here knows a task's vocabulary: names are runs of capitalised words or identifiers, and
+"fits the question" means sharing its words.
+"""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+
+from rlm_core.guidance import first_search
+
+MAX_LINES = 10
+_NAME = re.compile(r"\b[A-Z][\w'-]*(?:[ ][A-Z][\w'-]*)*|\b[A-Za-z]+-?\d[\w-]*")
+_LITERAL = re.compile(r"""(?:"([^"\n]{1,80})"|'([^'\n]{1,80})')""")
+_WORDS = re.compile(r"[a-z]{3,}")
+# Capitalised words that open sentences and log lines rather than name something.
+_NOT_NAMES = frozenset(("The", "A", "An", "In", "On", "At", "For", "Of", "And", "But", "This", "That"))
+
+
+@attrs.define(frozen=True)
+class FollowUp:
+    """A search the engine runs for the model: ``term`` is the name followed, ``code`` what runs."""
+
+    term: str
+    code: str
+
+
+def searched_terms(codes: list[str]) -> set[str]:
+    """The string literals of the code run so far: what the model (or the engine) searched for."""
+    found: set[str] = set()
+    for code in codes:
+        for match in _LITERAL.finditer(code):
+            found.add(next(g for g in match.groups() if g is not None))
+    return found
+
+
+def _stems(text: str) -> set[str]:
+    # Five letters keep "lives"/"living"/"lived" together without a stemmer.
+    return {word[:5] for word in _WORDS.findall(text.lower()) if word not in first_search.QUESTION_WORDS}
+
+
+def linked_name(question: str, output: str, searched: set[str]) -> str | None:
+    """The new name on the printed line that shares most words with the question: not in the
+    question, not searched before. None when no printed line shares a word with it."""
+    asked = _stems(question)
+    best: tuple[int, str] | None = None
+    for line in output.splitlines():
+        score = len(asked & _stems(line))
+        if score == 0 or (best is not None and score <= best[0]):
+            continue
+        for match in _NAME.finditer(line):
+            name = match.group().strip()
+            if name in _NOT_NAMES or name in question or any(name in s or s in name for s in searched):
+                continue
+            best = (score, name)
+            break
+    return best[1] if best else None
+
+
+def follow_up(term: str, question: str, context: object) -> FollowUp | None:
+    """Code printing the lines of a text ``context`` that hold ``term`` and the most of the
+    question's words (lines with the term alone when none has any). None: the term is not there."""
+    if not isinstance(context, str) or not term.strip():
+        return None
+    found = re.search(rf"(?<![\w-]){re.escape(term.strip())}(?![\w-])", context, re.IGNORECASE)
+    if found is None:
+        return None
+    term = found.group()  # as the text spells it: the model may have changed its case
+    asked = _stems(question)
+    best: list[str] = []
+    for line in context.splitlines():
+        if term in line:
+            words = [w for w in dict.fromkeys(_WORDS.findall(line.lower())) if w[:5] in asked]
+            if len(words) > len(best):
+                best = words
+    # The question's words as the best line spells them, so the condition is plain to read.
+    condition = " and ".join([f"{term!r} in line", *(f"{w!r} in line.lower()" for w in best)])
+    code = (
+        f"hits = [line for line in context.splitlines() if {condition}]\n"
+        f'print("\\n".join(hits[:{MAX_LINES}]))\n'
+    )
+    return FollowUp(term, code)
