@@ -10,7 +10,7 @@ import pytest
 
 from rlm_core import RLM
 from rlm_core.errors import ProviderError
-from rlm_core.guidance import first_search, follow_up, prompts
+from rlm_core.guidance import answer_check, first_search, follow_up, prompts
 from rlm_core.testing import ScriptedClient
 from rlm_core.types import LMRequest, StopReason
 
@@ -380,3 +380,21 @@ def test_capable_models_get_no_follow_up_search() -> None:
     root = ScriptedClient([repl("print('Ana Berg lives in Brno.')"), "FINAL(Brno)"], model_name="gpt-big")
     result = RLM(backend=root).completion(CHAIN, root_prompt=CHAIN_QUESTION)
     assert result.response == "Brno" and root.calls == 2
+
+
+def test_a_word_that_only_opens_a_sentence_does_not_break_the_question() -> None:
+    text = "\n".join(
+        [
+            "Project otter-81: access code 10146.",
+            "The access code for project otter-810 is 57442.",
+            "The access code for project heron-12 is 11111.",
+            "The access code for project lynx-40 is 22222.",
+        ]
+    )
+    question = "give me the access code of project otter-81."
+    lines, words = answer_check.loose_matches(question, text, text)
+    assert lines == ["The access code for project otter-810 is 57442."] and words == ["otter-81"]
+    root = ScriptedClient([repl("print(context)"), "FINAL(10146)"])
+    result = RLM(backend=root, prompt_style="small").completion(text, root_prompt=question)
+    assert result.response == "10146" and root.calls == 2
+    assert answer_check.loose_matches("how many ERROR lines?", "x ERROR y", "retrying after error")[0]

@@ -62,14 +62,27 @@ def loose_matches(question: str | None, context: object, output: str) -> tuple[l
     for line in output.splitlines():
         tokens = _TOKEN.findall(line)
         for term in terms:
-            exact = term in tokens
-            loose = any(term.lower() in token.lower() for token in tokens)
-            if loose and not exact:
+            if _loosely_in(term, tokens):
                 if len(found) < MAX_EXAMPLES and line not in found:
                     found.append(line.strip()[:200])
                 if term not in words:
                     words.append(term)
     return found, words
+
+
+def _loosely_in(term: str, tokens: list[str]) -> bool:
+    """``term`` is on the line only loosely: inside a longer word, or a label (all capitals) written
+    in another case. A plain word that merely opens a sentence ("Project" for "project") is exact."""
+    if term in tokens:
+        return False
+    lowered = term.lower()
+    for token in tokens:
+        if token.lower() == lowered:
+            if term.isupper():
+                return True
+        elif lowered in token.lower():
+            return True
+    return False
 
 
 def loose_match_problem(question: str | None, context: object, output: str, answer: str) -> str | None:
