@@ -7,12 +7,11 @@ the last few turns is replaced by one note; the removed messages go into the REP
 
 from __future__ import annotations
 
-from rlm_core.engine.tokens import message_bytes
+from rlm_core.engine.tokens import TYPICAL_BYTES_PER_TOKEN, message_bytes
 from rlm_core.environments.base import Environment
 from rlm_core.types import Message
 
 KEEP_TAIL = 4  # messages kept verbatim when the root conversation is compacted
-BYTES_PER_TOKEN = 3.5  # a rough average for deciding *when* to compact; budgets use their own estimate
 MIN_MESSAGES = 6
 
 
@@ -29,7 +28,7 @@ class Compactor:
     def needed(self, messages: list[Message], window: int | None) -> bool:
         if not window or len(messages) < MIN_MESSAGES:
             return False
-        return message_bytes(messages) / BYTES_PER_TOKEN >= window * self.threshold
+        return message_bytes(messages) / TYPICAL_BYTES_PER_TOKEN >= window * self.threshold
 
     async def compact(self, messages: list[Message]) -> list[Message]:
         """The conversation with its middle moved into ``history_<turn>``."""

@@ -22,6 +22,7 @@ from rlm_core.engine.broker import Broker
 from rlm_core.engine.compaction import Compactor
 from rlm_core.engine.emitter import Emitter, new_span_id
 from rlm_core.engine.hostcalls import HostCalls
+from rlm_core.engine.tokens import TYPICAL_BYTES_PER_TOKEN
 from rlm_core.environments.base import Environment, ExecResult
 from rlm_core.errors import BudgetExceededError, CallLimitError, CostLimitError, ProviderError, RLMError
 from rlm_core.events import (
@@ -444,7 +445,7 @@ class Run:
             self._apply(verdict, record, feedback)
             final = verdict.accept
         if final is None:
-            for verdict in self.guards.after_blocks(record.code_blocks, self._sub_window):
+            for verdict in self.guards.after_blocks(record.code_blocks, self._sub_window_chars):
                 self._apply(verdict, record, feedback)
         self.messages.append(Message("assistant", response.text))
         if final is None:
@@ -540,11 +541,12 @@ class Run:
             )
         )
 
-    def _sub_window(self) -> Any:
-        """The window of the sub-model this run's ``llm_query`` goes to (asked only when needed, so
-        a stateful routing policy is not consulted for nothing)."""
+    def _sub_window_chars(self) -> int | None:
+        """The window of the sub-model this run's ``llm_query`` goes to, in characters of typical
+        text (asked only when needed, so a stateful routing policy is not consulted for nothing)."""
         request = LMRequest(messages=[], depth=self.depth + 1, run_id=self.run_id)
-        return getattr(self.broker.client_for(request), "context_window", None)
+        window = getattr(self.broker.client_for(request), "context_window", None)
+        return int(window * TYPICAL_BYTES_PER_TOKEN) if isinstance(window, int) and window > 0 else None
 
     async def _ask_root(self, messages: list[Message], purpose: str, route: list[str] | None = None) -> Any:
         """A root call; small models get a short output cap, since one code block or FINAL is all a

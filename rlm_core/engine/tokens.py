@@ -14,6 +14,9 @@ from rlm_core.types import Message
 # More bytes than any common tokenizer packs into one token on real text: a prompt this ratio cannot
 # fit into a window surely does not fit (a lower bound on its tokens, for refusing before sending).
 MAX_BYTES_PER_TOKEN = 8
+# What English text and code average with those tokenizers: for rough sizes (when to compact, how
+# long a sub-call prompt may be), never for budget checks, which use the bounds here.
+TYPICAL_BYTES_PER_TOKEN = 3.5
 PER_MESSAGE_OVERHEAD = 8  # role markers and separators of chat templates
 PER_REQUEST_OVERHEAD = 8
 SAFETY_MARGIN = 1.25

@@ -186,9 +186,12 @@ class ReplyGuards:
             prompts.NO_CODE_NOTE if self.ran_code else prompts.NO_CODE_YET_NOTE,
         )
 
-    def after_blocks(self, blocks: Sequence[CodeBlockRecord], sub_window: Callable[[], Any]) -> list[Verdict]:
+    def after_blocks(
+        self, blocks: Sequence[CodeBlockRecord], sub_window_chars: Callable[[], int | None]
+    ) -> list[Verdict]:
         """Verdicts on the blocks that ran: repeats and sub-call prompts too long for their model
-        (``sub_window()`` gives that model's window, asked only when a prompt was too long)."""
+        (``sub_window_chars()`` gives that model's window in characters, asked only when a prompt was
+        too long)."""
         verdicts: list[Verdict] = []
         repeated = False
         for block in blocks:
@@ -205,9 +208,9 @@ class ReplyGuards:
         if repeated:
             verdicts.append(Verdict("repeated an identical block", prompts.repeat_block_note(escalate=False)))
         if self.enabled and self._prompt_too_long(blocks):
-            window = sub_window()
-            # About three characters per token, and room for the question and the answer.
-            chars = int(window * 3 * 0.7) if isinstance(window, int) and window > 0 else None
+            window = sub_window_chars()
+            # Room for the question and the answer: 60% of the window.
+            chars = int(window * 0.6) if window else None
             verdicts.append(
                 Verdict(
                     "an llm_query prompt exceeded the sub-model's window", prompts.prompt_too_long_note(chars)
