@@ -398,3 +398,34 @@ def test_a_word_that_only_opens_a_sentence_does_not_break_the_question() -> None
     result = RLM(backend=root, prompt_style="small").completion(text, root_prompt=question)
     assert result.response == "10146" and root.calls == 2
     assert answer_check.loose_matches("how many ERROR lines?", "x ERROR y", "retrying after error")[0]
+
+
+def test_a_block_that_only_prints_a_line_already_shown_is_taken_as_the_answer() -> None:
+    search = repl("for line in context.splitlines():\n    if 'Brno' in line:\n        print(line)")
+    quote = repl('print("Office code for Brno: BR-111")')
+    root = ScriptedClient([search, quote, quote, quote])
+    result = RLM(backend=root, prompt_style="small").completion(CHAIN, root_prompt=CHAIN_QUESTION)
+    assert result.response == "Office code for Brno: BR-111" and root.calls == 2
+    # Text not seen in any output is code like any other: it runs.
+    made_up = repl('print("Office code for Brno: BR-999")')
+    root = ScriptedClient([made_up, "FINAL(BR-111)"])
+    result = RLM(backend=root, prompt_style="small").completion(CHAIN, root_prompt=CHAIN_QUESTION)
+    assert "BR-999" in last_user(root.requests[1]) and result.response == "BR-111"
+
+
+def test_a_quoted_line_ends_a_run_that_ran_out_of_turns() -> None:
+    search = repl("for line in context.splitlines():\n    if 'Brno' in line:\n        print(line)")
+    root = ScriptedClient([search, repl('print("Office code for Brno: BR-111")')])
+    result = RLM(backend=root, prompt_style="small", max_iterations=1).completion(
+        CHAIN, root_prompt=CHAIN_QUESTION
+    )
+    assert "You have run out of turns" in last_user(root.requests[1])
+    assert result.response == "Office code for Brno: BR-111"
+
+
+def test_capable_models_quoting_a_line_run_it_as_code() -> None:
+    search = repl("for line in context.splitlines():\n    if 'Brno' in line:\n        print(line)")
+    quote = repl('print("Office code for Brno: BR-111")')
+    root = ScriptedClient([search, quote, "FINAL(BR-111)"], model_name="gpt-big")
+    result = RLM(backend=root).completion(CHAIN, root_prompt=CHAIN_QUESTION)
+    assert result.response == "BR-111" and root.calls == 3

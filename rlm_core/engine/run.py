@@ -416,6 +416,11 @@ class Run:
         feedback: list[str] = []
         final: str | None = None
         for index, code in enumerate(reply.code_blocks):
+            quoted = self.guards.quoted_answer(code)
+            if quoted is not None:
+                self._apply(quoted, record, feedback)
+                final = quoted.accept
+                break
             verdict = self.guards.stuck_on(code)
             if verdict is not None:
                 await self._act(verdict, record, feedback)
@@ -576,4 +581,8 @@ class Run:
         reply = parse_reply(response.text)
         if reply.final_text is not None or reply.final_var is not None:
             return await self._final_from_text(reply.final_text, reply.final_var, [])
+        for code in reply.code_blocks:  # told not to, a small model may still quote its evidence
+            quoted = self.guards.quoted_answer(code)
+            if quoted is not None:
+                return quoted.accept
         return reply.prose or None

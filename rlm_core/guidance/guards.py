@@ -13,6 +13,7 @@ shorter turns. ``small_model_guards=False`` turns everything here off.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -170,6 +171,16 @@ class ReplyGuards:
             return Verdict("the output behind the answer breaks the question's conditions", problem)
         return None
 
+    def quoted_answer(self, code: str) -> Verdict | None:
+        """A small model's block that only prints text it has already seen in an output: it is
+        quoting its evidence as the answer (and would print it again and again), so take it as one."""
+        if not self.small or not self._outputs:
+            return None
+        text = _printed_literal(code)
+        if not text or not any(text in output for output in self._outputs.values()):
+            return None
+        return Verdict("a block that only printed a line already shown: taken as the answer", accept=text)
+
     def subcall_notes(self, blocks: Sequence[CodeBlockRecord]) -> list[str]:
         """Says in the log that a small model's sub-calls had their output capped."""
         calls = sum(len(block.subcalls) for block in blocks)
@@ -246,6 +257,29 @@ class ReplyGuards:
             or any(_PROMPT_TOO_LONG.search(call.error or "") for call in block.subcalls)
             for block in blocks
         )
+
+
+def _printed_literal(code: str) -> str | None:
+    """The text of a block made only of ``print("...")`` calls of string literals, else None."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    lines = []
+    for statement in tree.body:
+        call = statement.value if isinstance(statement, ast.Expr) else None
+        if not (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Name)
+            and call.func.id == "print"
+            and len(call.args) == 1
+            and not call.keywords
+            and isinstance(call.args[0], ast.Constant)
+            and isinstance(call.args[0].value, str)
+        ):
+            return None
+        lines.append(call.args[0].value)
+    return "\n".join(lines).strip() or None
 
 
 def _output(block: CodeBlockRecord) -> str:
