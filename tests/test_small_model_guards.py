@@ -131,7 +131,7 @@ def test_blocks_that_change_in_between_are_run_again() -> None:
 def test_escalation_offers_the_key_word_search() -> None:
     block = repl("print(context[:3])")
     root = ScriptedClient([block, block, block, "FINAL(Marta Ilves, 4.72 bar)"])
-    RLM(backend=root, prompt_style="small").completion(REPORTS, root_prompt=QUESTION)
+    RLM(backend=root).completion(REPORTS, root_prompt=QUESTION)
     assert "did not run it a third time" in last_user(root.requests[3])
     assert "'Tarragona' in record" in last_user(root.requests[3])
 
@@ -315,13 +315,14 @@ def test_words_of_a_negated_clause_are_not_required_by_the_first_search() -> Non
     assert first_search.without_negated("who, except Ana Berg, signed?").split() == ["who,", ",", "signed?"]
 
 
-def test_a_block_sent_again_after_its_refusal_leads_to_a_final_answer_turn() -> None:
+def test_a_small_model_stuck_on_one_block_gets_a_final_answer_turn() -> None:
     block = repl("print(context[:3])")
-    root = ScriptedClient([block, block, block, block, "FINAL(abc)"])
+    root = ScriptedClient([block, block, block, "FINAL(abc)"])
     result = RLM(backend=root, prompt_style="small").completion("abcdef", root_prompt="what is it?")
-    assert result.response == "abc" and result.iterations == 4
-    assert "did not run it a third time" in last_user(root.requests[3])
-    assert "You have run out of turns" in last_user(root.requests[4])
+    assert result.response == "abc" and result.iterations == 3
+    assert "ran this exact code before" in last_user(root.requests[2])
+    assert "You sent the same code again" in last_user(root.requests[3])
+    assert root.requests[3].purpose == "extract"
 
 
 # -- the next link of a look-up chain --------------------------------------------------------------
@@ -374,6 +375,12 @@ def test_a_search_sent_again_with_the_next_name_printed_is_followed_for_the_mode
     note = last_user(root.requests[3])
     assert "search for Brno, and I ran that search" in note and "Office code for Brno: BR-111" in note
     assert result.response == "BR-111"
+
+
+def test_a_word_of_the_question_is_not_a_new_link() -> None:
+    output = "Project otter-81: access code 10146.\nThe access code for project otter-810 is 57442."
+    searched = {"otter-81"}
+    assert follow_up.linked_name("give me the access code of project otter-81.", output, searched) is None
 
 
 def test_capable_models_get_no_follow_up_search() -> None:

@@ -425,7 +425,7 @@ class Run:
             if verdict is not None:
                 await self._act(verdict, record, feedback)
                 if verdict.finish:
-                    final = await self._extract_final()
+                    final = await self._extract_final(prompts.STUCK_FINAL_NOTE)
                 break
             block = await self._execute(code)
             record.code_blocks.append(block)
@@ -563,16 +563,17 @@ class Run:
         request.max_tokens = self.guards.root_max_tokens(getattr(client, "max_tokens", None))
         return await self.broker.complete(request, route)
 
-    async def _extract_final(self) -> str | None:
-        """Out of iterations: one last root call asking for the answer from what was found."""
+    async def _extract_final(self, why: str = prompts.OUT_OF_TURNS_NOTE) -> str | None:
+        """One last root call asking for the answer from what was found: out of iterations, or
+        (``why``) a small model stuck on one block."""
         try:
             question = self.guards.extract_suffix()
             ask = [
                 *self.messages,
                 Message(
                     "user",
-                    "You have run out of turns. Based only on what your code has shown, reply now with your "
-                    f"best final answer as FINAL(answer). Do not write code.{question}",
+                    f"{why} Based only on what your code has shown, reply now with your best "
+                    f"final answer as FINAL(answer). Do not write code.{question}",
                 ),
             ]
             response = await self._ask_root(ask, "extract")

@@ -58,11 +58,19 @@ def linked_name(question: str, output: str, searched: set[str]) -> str | None:
             continue
         for match in _NAME.finditer(line):
             name = match.group().strip()
-            if name in _NOT_NAMES or name in question or any(name in s or s in name for s in searched):
+            if _known(name, question, searched):
                 continue
             best = (score, name)
             break
     return best[1] if best else None
+
+
+def _known(name: str, question: str, searched: set[str]) -> bool:
+    """Not a new name: a sentence opener, a word of the question (in any case), or searched before."""
+    lowered = name.lower()
+    if name in _NOT_NAMES or re.search(rf"(?<![\w-]){re.escape(lowered)}(?![\w-])", question.lower()):
+        return True
+    return any(lowered in s.lower() or s.lower() in lowered for s in searched)
 
 
 def follow_up(term: str, question: str, context: object) -> FollowUp | None:

@@ -124,12 +124,10 @@ class ReplyGuards:
                 prompts.follow_up_note(link.term, repeated=True),
                 search=link,
             )
-        if not self._once("stuck") and self.small:
-            # Refused once already and sent again: small models then repeat it until time runs out,
-            # often with the answer already printed. Ask for the answer itself.
-            return Verdict(
-                "identical block sent again after a refusal: asked for the final answer", finish=True
-            )
+        if self.small:
+            # Small models repeat such a block until time runs out, often with the answer already
+            # printed (a refusal note did not stop them on any seed measured). Ask for the answer.
+            return Verdict("identical block sent again: asked for the final answer", finish=True)
         return Verdict(
             "identical block sent again after two identical outputs: not run",
             prompts.repeat_block_note(escalate=True, search=self.first_search_code()),

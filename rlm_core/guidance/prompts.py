@@ -236,6 +236,8 @@ def all_parts_note(answer: str, root_prompt: str | None) -> str:
     )
 
 
+OUT_OF_TURNS_NOTE = "You have run out of turns."
+STUCK_FINAL_NOTE = "You sent the same code again; it would print the same output as before."
 GUESS_NOTE = (
     "You have not run any code yet, so that answer is a guess. Look at `context` with a "
     "```repl block first, then answer with FINAL(...)."
