@@ -436,3 +436,13 @@ def test_capable_models_quoting_a_line_run_it_as_code() -> None:
     root = ScriptedClient([search, quote, "FINAL(BR-111)"], model_name="gpt-big")
     result = RLM(backend=root).completion(CHAIN, root_prompt=CHAIN_QUESTION)
     assert result.response == "BR-111" and root.calls == 3
+
+
+def test_the_short_sub_call_cap_never_raises_the_cap_the_user_gave_the_sub_client() -> None:
+    code = repl("print(llm_query('one item?'), llm_query('other item?'))")
+    for client_cap, expected in [(50, 50), (4000, 200), (None, 200)]:
+        sub = ScriptedClient(["a", "b"], model_name="sub")
+        sub.max_tokens = client_cap  # type: ignore[attr-defined]
+        root = ScriptedClient([code, "FINAL(done)"], model_name="qwen2.5-coder-1.5b")
+        RLM(backend=root, other_backends=[sub]).completion("x", root_prompt="q")
+        assert [r.max_tokens for r in sub.requests] == [expected, expected]

@@ -113,7 +113,7 @@ class Broker:
         size = message_bytes(request.messages)  # once per call: a root history can be large
         prompt_estimate = estimator.estimate(request.messages, size)
         self._check_window(name, client, size)
-        wanted = request.max_tokens or getattr(client, "max_tokens", None) or DEFAULT_OUTPUT_RESERVE
+        wanted = _output_cap(request.max_tokens, getattr(client, "max_tokens", None))
         tokens, cost_hold = await self._reserve(name, client, prompt_estimate, wanted, tier)
         try:
             self.budget.calls.start()
@@ -250,3 +250,12 @@ class Broker:
             parent_span_id=request.parent_span_id,
             parent_run_id=self.ledger.parent_of(request.run_id),
         )
+
+
+def _output_cap(engine_cap: int | None, client_cap: Any) -> int:
+    """The output cap of one call: the engine's (a small model's short turns) can only lower the
+    one the user gave the client, never raise it."""
+    own = client_cap if isinstance(client_cap, int) and client_cap > 0 else None
+    if engine_cap and own:
+        return min(engine_cap, own)
+    return engine_cap or own or DEFAULT_OUTPUT_RESERVE
