@@ -446,3 +446,21 @@ def test_the_short_sub_call_cap_never_raises_the_cap_the_user_gave_the_sub_clien
         root = ScriptedClient([code, "FINAL(done)"], model_name="qwen2.5-coder-1.5b")
         RLM(backend=root, other_backends=[sub]).completion("x", root_prompt="q")
         assert [r.max_tokens for r in sub.requests] == [expected, expected]
+
+
+@pytest.mark.parametrize(
+    ("block", "answer"),
+    [("FINAL(GR-348)", "GR-348"), ("FINAL(Marta Ilves, 4.72 bar)", "Marta Ilves, 4.72 bar")],
+)
+def test_final_in_code_with_bare_text_takes_the_text(block: str, answer: str) -> None:
+    root = ScriptedClient([repl("print(context[:5])"), repl(block)])
+    result = RLM(backend=root).completion("GR-348 and more", root_prompt="which code?")
+    assert result.response == answer and root.calls == 2
+
+
+def test_final_of_a_missing_variable_stays_an_error_the_model_sees() -> None:
+    root = ScriptedClient([repl("print(context[:5])"), repl("FINAL(result)"), "FINAL(done)"])
+    result = RLM(backend=root).completion("GR-348 and more", root_prompt="which code?")
+    assert "NameError" in last_user(root.requests[2]) and result.response == "done"
+    off = ScriptedClient([repl("FINAL(GR-348)"), "FINAL(done)"])
+    assert RLM(backend=off, small_model_guards=False).completion("x").response == "done"

@@ -435,6 +435,11 @@ class Run:
             if block.final_answer is not None:
                 final = block.final_answer
                 break
+            unquoted = self.guards.unquoted_final(block)
+            if unquoted is not None:
+                self._apply(unquoted, record, feedback)
+                final = unquoted.accept
+                break
         if final is None and (reply.final_text is not None or reply.final_var is not None):
             final = await self._final_from_text(reply.final_text, reply.final_var, feedback)
         if final is not None:

@@ -34,6 +34,8 @@ _PROMPT_TOO_LONG = re.compile(
     r"(?is)ProviderError.*(exceeds the available context|context length|context window|too many tokens"
     r"|prompt is too long|maximum context)"
 )
+_FINAL_CALL = re.compile(r"FINAL\(([^\n]*)\)")
+_NOT_PYTHON = re.compile(r"\b(NameError|SyntaxError)\b")
 _SECOND_QUESTION = re.compile(r"(?i)(\band\b|,|;)\s+(what|which|who|whom|whose|when|where|how|why)\b")
 _ANSWER_SEPARATOR = re.compile(r"(?i)\band\b|[,;]|\bwith\b")
 
@@ -178,6 +180,22 @@ class ReplyGuards:
         if not text or not any(text in output for output in self._outputs.values()):
             return None
         return Verdict("a block that only printed a line already shown: taken as the answer", accept=text)
+
+    def unquoted_final(self, block: CodeBlockRecord) -> Verdict | None:
+        """A block that is only ``FINAL(GR-348)``, with the answer written as text rather than a
+        string, fails as Python; its text is the answer. A bare name (``FINAL(result)``) is a
+        variable that does not exist, and stays an error the model sees."""
+        if not self.enabled or not block.error or not _NOT_PYTHON.search(block.error):
+            return None
+        match = _FINAL_CALL.fullmatch(block.code.strip())
+        if match is None or match.group(1).strip().isidentifier():
+            return None
+        text = match.group(1).strip().strip("\"'").strip()
+        return (
+            Verdict("FINAL(...) in code with its answer as bare text: took the text", accept=text)
+            if text
+            else None
+        )
 
     def subcall_notes(self, blocks: Sequence[CodeBlockRecord]) -> list[str]:
         """Says in the log that a small model's sub-calls had their output capped."""
