@@ -464,3 +464,12 @@ def test_final_of_a_missing_variable_stays_an_error_the_model_sees() -> None:
     assert "NameError" in last_user(root.requests[2]) and result.response == "done"
     off = ScriptedClient([repl("FINAL(GR-348)"), "FINAL(done)"])
     assert RLM(backend=off, small_model_guards=False).completion("x").response == "done"
+
+
+def test_a_line_sharing_only_a_searched_name_with_the_question_is_no_link() -> None:
+    question = "Find the manager of Lidia Novak, then the city the manager lives in: what is its office code?"
+    output = "Bruno Novak reports to Oskar Brandt.\nOskar Brandt lives in Lisbon."
+    assert follow_up.linked_name(question, output, {"Lidia Novak", "Oskar Brandt"}) == "Lisbon"
+    text = "Office code for Lisbon: LI-385\nLidia Novak lives in Lisbon."
+    found = follow_up.follow_up("Lisbon", question, text)
+    assert found is not None and "novak" not in found.code and "'office' in line.lower()" in found.code

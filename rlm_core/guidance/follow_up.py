@@ -50,7 +50,8 @@ def _stems(text: str) -> set[str]:
 def linked_name(question: str, output: str, searched: set[str]) -> str | None:
     """The new name on the printed line that shares most words with the question: not in the
     question, not searched before. None when no printed line shares a word with it."""
-    asked = _stems(question)
+    # Words of names already searched say nothing about which link the question wants.
+    asked = _stems(question) - _stems(" ".join(searched))
     best: tuple[int, str] | None = None
     for line in output.splitlines():
         score = len(asked & _stems(line))
@@ -82,7 +83,8 @@ def follow_up(term: str, question: str, context: object) -> FollowUp | None:
     if found is None:
         return None
     term = found.group()  # as the text spells it: the model may have changed its case
-    asked = _stems(question)
+    names = " ".join([term, *first_search.key_terms(question, context)])
+    asked = _stems(question) - _stems(names)
     best: list[str] = []
     for line in context.splitlines():
         if term in line:
