@@ -473,3 +473,18 @@ def test_a_line_sharing_only_a_searched_name_with_the_question_is_no_link() -> N
     text = "Office code for Lisbon: LI-385\nLidia Novak lives in Lisbon."
     found = follow_up.follow_up("Lisbon", question, text)
     assert found is not None and "novak" not in found.code and "'office' in line.lower()" in found.code
+
+
+def test_a_small_model_sending_its_sub_call_block_again_at_once_gets_the_final_answer_turn() -> None:
+    block = repl(
+        "answers = [llm_query('Is it a refund? ' + m) for m in ['a', 'b']]\nprint(answers.count('yes'))"
+    )
+    root = ScriptedClient([block, block, "FINAL(1)"], model_name="qwen2.5-coder-1.5b")
+    sub = ScriptedClient(["yes", "no"], model_name="sub")
+    result = RLM(backend=root, other_backends=[sub]).completion("a\nb", root_prompt="how many refunds?")
+    assert result.response == "1" and sub.calls == 2  # the sub-calls ran once
+    assert "You sent the same code again" in last_user(root.requests[2])
+    capable = ScriptedClient([block, block, "FINAL(1)"], model_name="gpt-big")
+    sub = ScriptedClient(["yes", "no", "yes", "no"], model_name="sub")
+    RLM(backend=capable, other_backends=[sub]).completion("a\nb", root_prompt="how many refunds?")
+    assert sub.calls == 4  # a capable model's repeat runs

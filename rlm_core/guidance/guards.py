@@ -229,6 +229,10 @@ class ReplyGuards:
                 self._stuck.add(key)
             else:
                 self._stuck.clear()  # other code ran: what was stuck before may print something new
+                if self.small and block.subcalls and not block.error:
+                    # Sent again at once, it would only ask the same sub-calls again: minutes on a
+                    # CPU, for the output the model already has.
+                    self._stuck.add(key)
             self._outputs[key] = output
             self._codes.append(block.code)
         self._last_output = "\n".join(_output(block) for block in blocks)
