@@ -345,8 +345,9 @@ def test_the_linked_name_is_the_new_name_on_the_line_that_fits_the_question() ->
     output = "\n".join(CHAIN.splitlines()[:4])
     searched = follow_up.searched_terms(["if 'Ana Berg' in line:", 'x = "Tomas Brandt"'])
     assert searched == {"Ana Berg", "Tomas Brandt"}
-    assert follow_up.linked_name(CHAIN_QUESTION, output, searched) == "Brno"
-    assert follow_up.linked_name(CHAIN_QUESTION, "Nothing in common here", searched) is None
+    # "lives" is a word of the question: that line's new name comes first.
+    assert follow_up.linked_names(CHAIN_QUESTION, output, searched)[0] == "Brno"
+    assert follow_up.linked_names(CHAIN_QUESTION, "Nothing in common here", searched) == []
 
 
 def test_the_follow_up_search_keeps_the_lines_with_the_question_words() -> None:
@@ -380,7 +381,8 @@ def test_a_search_sent_again_with_the_next_name_printed_is_followed_for_the_mode
 def test_a_word_of_the_question_is_not_a_new_link() -> None:
     output = "Project otter-81: access code 10146.\nThe access code for project otter-810 is 57442."
     searched = {"otter-81"}
-    assert follow_up.linked_name("give me the access code of project otter-81.", output, searched) is None
+    names = follow_up.linked_names("give me the access code of project otter-81.", output, searched)
+    assert "Project" not in names
 
 
 def test_capable_models_get_no_follow_up_search() -> None:
@@ -469,7 +471,7 @@ def test_final_of_a_missing_variable_stays_an_error_the_model_sees() -> None:
 def test_a_line_sharing_only_a_searched_name_with_the_question_is_no_link() -> None:
     question = "Find the manager of Lidia Novak, then the city the manager lives in: what is its office code?"
     output = "Bruno Novak reports to Oskar Brandt.\nOskar Brandt lives in Lisbon."
-    assert follow_up.linked_name(question, output, {"Lidia Novak", "Oskar Brandt"}) == "Lisbon"
+    assert follow_up.linked_names(question, output, {"Lidia Novak", "Oskar Brandt"})[0] == "Lisbon"
     text = "Office code for Lisbon: LI-385\nLidia Novak lives in Lisbon."
     found = follow_up.follow_up("Lisbon", question, text)
     assert found is not None and "novak" not in found.code and "'office' in line.lower()" in found.code
@@ -488,3 +490,19 @@ def test_a_small_model_sending_its_sub_call_block_again_at_once_gets_the_final_a
     sub = ScriptedClient(["yes", "no", "yes", "no"], model_name="sub")
     RLM(backend=capable, other_backends=[sub]).completion("a\nb", root_prompt="how many refunds?")
     assert sub.calls == 4  # a capable model's repeat runs
+
+
+def test_a_link_on_a_line_in_other_words_is_followed_when_its_lines_are_new() -> None:
+    text = "Milan Ortiz once worked in Brno.\nMilan Ortiz is based in Cork.\nOffice code for Cork: CO-840"
+    question = "Milan Ortiz lives somewhere; give the office code for that city."
+    block = repl(
+        "for line in context.splitlines():\n    if 'Milan Ortiz' in line and 'Cork' in line:\n        print(line)"
+    )
+    root = ScriptedClient([block, block, block, "FINAL(CO-840)"])
+    result = RLM(backend=root, prompt_style="small").completion(text, root_prompt=question)
+    assert "Office code for Cork: CO-840" in last_user(root.requests[3]) and result.response == "CO-840"
+
+
+def test_final_written_in_other_cases_is_a_final_answer() -> None:
+    root = ScriptedClient([repl("print(context)"), "Final(Cork)"])
+    assert RLM(backend=root).completion("Cork").response == "Cork"

@@ -27,10 +27,12 @@ _NOT_NAMES = frozenset(("The", "A", "An", "In", "On", "At", "For", "Of", "And", 
 
 @attrs.define(frozen=True)
 class FollowUp:
-    """A search the engine runs for the model: ``term`` is the name followed, ``code`` what runs."""
+    """A search the engine runs for the model: ``term`` is the name followed, ``code`` what runs,
+    ``lines`` what it will print."""
 
     term: str
     code: str
+    lines: tuple[str, ...] = ()
 
 
 def searched_terms(codes: list[str]) -> set[str]:
@@ -47,31 +49,30 @@ def _stems(text: str) -> set[str]:
     return {word[:5] for word in _WORDS.findall(text.lower()) if word not in first_search.QUESTION_WORDS}
 
 
-def linked_name(question: str, output: str, searched: set[str]) -> str | None:
-    """The new name on the printed line that shares most words with the question: not in the
-    question, not searched before. None when no printed line shares a word with it."""
+def linked_names(question: str, output: str, searched: set[str]) -> list[str]:
+    """Names on the printed lines that may be the chain's next link, best first: names on lines
+    sharing more of the question's words first, then names on lines that mention a name already
+    searched (the chain's last link). Words of the question and sentence openers are not names."""
     # Words of names already searched say nothing about which link the question wants.
     asked = _stems(question) - _stems(" ".join(searched))
-    best: tuple[int, str] | None = None
-    for line in output.splitlines():
-        score = len(asked & _stems(line))
-        if score == 0 or (best is not None and score <= best[0]):
+    ranked: list[tuple[int, bool, int, int, str]] = []
+    for index, line in enumerate(output.splitlines()):
+        score = 2 * len(asked & _stems(line)) + any(name in line for name in searched)
+        if score == 0:
             continue
         for match in _NAME.finditer(line):
             name = match.group().strip()
-            if _known(name, question, searched):
-                continue
-            best = (score, name)
-            break
-    return best[1] if best else None
+            if not _in_question(name, question):
+                # A name searched before goes after the new names of the same line.
+                again = any(name.lower() in s.lower() for s in searched)
+                ranked.append((-score, again, index, match.start(), name))
+    return list(dict.fromkeys(ranked_name[-1] for ranked_name in sorted(ranked)))
 
 
-def _known(name: str, question: str, searched: set[str]) -> bool:
-    """Not a new name: a sentence opener, a word of the question (in any case), or searched before."""
-    lowered = name.lower()
-    if name in _NOT_NAMES or re.search(rf"(?<![\w-]){re.escape(lowered)}(?![\w-])", question.lower()):
-        return True
-    return any(lowered in s.lower() or s.lower() in lowered for s in searched)
+def _in_question(name: str, question: str) -> bool:
+    """Not a new name: a sentence opener, or a word of the question (in any case)."""
+    lowered = re.escape(name.lower())
+    return name in _NOT_NAMES or bool(re.search(rf"(?<![\w-]){lowered}(?![\w-])", question.lower()))
 
 
 def follow_up(term: str, question: str, context: object) -> FollowUp | None:
@@ -86,15 +87,16 @@ def follow_up(term: str, question: str, context: object) -> FollowUp | None:
     names = " ".join([term, *first_search.key_terms(question, context)])
     asked = _stems(question) - _stems(names)
     best: list[str] = []
-    for line in context.splitlines():
-        if term in line:
-            words = [w for w in dict.fromkeys(_WORDS.findall(line.lower())) if w[:5] in asked]
-            if len(words) > len(best):
-                best = words
+    with_term = [line for line in context.splitlines() if term in line]
+    for line in with_term:
+        words = [w for w in dict.fromkeys(_WORDS.findall(line.lower())) if w[:5] in asked]
+        if len(words) > len(best):
+            best = words
+    lines = [line for line in with_term if all(w in line.lower() for w in best)][:MAX_LINES]
     # The question's words as the best line spells them, so the condition is plain to read.
     condition = " and ".join([f"{term!r} in line", *(f"{w!r} in line.lower()" for w in best)])
     code = (
         f"hits = [line for line in context.splitlines() if {condition}]\n"
         f'print("\\n".join(hits[:{MAX_LINES}]))\n'
     )
-    return FollowUp(term, code)
+    return FollowUp(term, code, tuple(lines))

@@ -117,8 +117,7 @@ class ReplyGuards:
         """The model sent a block whose last two runs printed the same thing: do not run it again."""
         if not self.enabled or code.strip() not in self._stuck:
             return None
-        searched = follow_up.searched_terms(self._codes)
-        link = self._follow(follow_up.linked_name(self.root_prompt or "", self._last_output, searched))
+        link = self._next_link()
         if link is not None:
             # The model has the next name of a chain in front of it and searches the last one again.
             return Verdict(
@@ -253,6 +252,22 @@ class ReplyGuards:
         return f" The question was: {self.root_prompt}" if self.root_prompt and self.small else ""
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _next_link(self) -> FollowUp | None:
+        """The search for the first name on the last output that may be the chain's next link and
+        whose lines the model has not all seen yet (small models only)."""
+        if not self.small:
+            return None
+        searched = follow_up.searched_terms(self._codes)
+        seen = "\n".join(self._outputs.values())
+        for name in follow_up.linked_names(self.root_prompt or "", self._last_output, searched):
+            if name.lower() in self._followed:
+                continue
+            found = follow_up.follow_up(name, self.root_prompt or "", self.context)
+            if found is not None and any(line not in seen for line in found.lines):
+                self._followed.add(found.term.lower())
+                return found
+        return None
 
     def _follow(self, term: str | None) -> FollowUp | None:
         """The engine's search for the next name of a chain, once per name (small models only)."""

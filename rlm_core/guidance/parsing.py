@@ -17,7 +17,8 @@ _FENCE = re.compile(
 )
 _OPEN_FENCE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*)\Z", re.DOTALL | re.MULTILINE)
 CODE_LANGUAGES = {"repl", "python", "py", "python3", "ipython"}
-_FINAL_START = re.compile(r"^[ \t>*]*(FINAL_VAR|FINAL)\(", re.MULTILINE)
+# Small models also write "Final(...)" or "final(...)"; at the start of a line it means the same.
+_FINAL_START = re.compile(r"^[ \t>*]*(FINAL_VAR|FINAL|Final_var|Final|final_var|final)\(", re.MULTILINE)
 
 
 @attrs.define(frozen=True)
@@ -89,7 +90,7 @@ def _find_final(prose: str) -> tuple[str | None, str | None]:
     if end is None:  # unbalanced: take the rest of the line's text, dropping a trailing ')'
         end = len(prose)
     inner = prose[start:end].strip()
-    if match.group(1) == "FINAL_VAR":
+    if match.group(1).upper() == "FINAL_VAR":
         return None, inner.strip("'\"` ")
     if len(inner) >= 2 and inner[0] == inner[-1] and inner[0] in "'\"":
         try:
