@@ -506,3 +506,13 @@ def test_a_link_on_a_line_in_other_words_is_followed_when_its_lines_are_new() ->
 def test_final_written_in_other_cases_is_a_final_answer() -> None:
     root = ScriptedClient([repl("print(context)"), "Final(Cork)"])
     assert RLM(backend=root).completion("Cork").response == "Cork"
+
+
+def test_a_link_shown_before_a_search_that_printed_nothing_is_followed() -> None:
+    empty = repl(
+        "for line in context.splitlines():\n    if 'Ana Berg' in line and 'office code' in line:\n        print(line)"
+    )
+    root = ScriptedClient([empty, empty, empty, "FINAL(BR-111)"])
+    question = "What is the office code of the city where Ana Berg lives?"
+    result = RLM(backend=root, prompt_style="small").completion(CHAIN, root_prompt=question)
+    assert "Office code for Brno: BR-111" in last_user(root.requests[3]) and result.response == "BR-111"

@@ -260,7 +260,13 @@ class ReplyGuards:
             return None
         searched = follow_up.searched_terms(self._codes)
         seen = "\n".join(self._outputs.values())
-        for name in follow_up.linked_names(self.root_prompt or "", self._last_output, searched):
+        # The last output first, then earlier ones: a last search that printed nothing often
+        # follows the one that showed the link.
+        outputs = [self._last_output, *reversed(self._outputs.values())]
+        names = [
+            n for output in outputs for n in follow_up.linked_names(self.root_prompt or "", output, searched)
+        ]
+        for name in dict.fromkeys(names):
             if name.lower() in self._followed:
                 continue
             found = follow_up.follow_up(name, self.root_prompt or "", self.context)
