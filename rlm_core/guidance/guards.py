@@ -228,9 +228,9 @@ class ReplyGuards:
                 self._stuck.add(key)
             else:
                 self._stuck.clear()  # other code ran: what was stuck before may print something new
-                if self.small and block.subcalls and not block.error:
-                    # Sent again at once, it would only ask the same sub-calls again: minutes on a
-                    # CPU, for the output the model already has.
+                if self.small:
+                    # A small model that sends a block again at once gets the same output (and, with
+                    # sub-calls, spends minutes on a CPU for it): it is stuck, not retrying.
                     self._stuck.add(key)
             self._outputs[key] = output
             self._codes.append(block.code)
