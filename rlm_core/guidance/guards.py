@@ -4,11 +4,13 @@ Guards return verdicts (a note for the log, a message for the model); the loop d
 with them, so no guard writes into a record or a message list.
 
 Each guard answers one failure measured with small models (an answer before any code ran, prose
-instead of FINAL, the same block run again and again, one part of a two-part answer, a final answer
-of the wrong shape or resting on lines that break the question's conditions, a sub-call prompt too
-long for its model) and fires only on that failure, so capable models are unaffected. Models
-recognised as small also get a first search of the context, the question restated each turn, and
-shorter turns. ``small_model_guards=False`` turns everything here off.
+instead of FINAL, FINAL(GR-348) written in code without quotes, the same block run again and again,
+one part of a two-part answer, a final answer of the wrong shape or resting on lines that break the
+question's conditions, a sub-call prompt too long for its model) and fires only on that failure, so
+capable models are unaffected. Models recognised as small also get a first search of the context,
+the question restated each turn, shorter turns, the next search of a look-up chain run for them
+when they stop on a link (``follow_up``), and a block that only quotes a line they were shown taken
+as their answer. ``small_model_guards=False`` turns everything here off.
 """
 
 from __future__ import annotations
