@@ -515,3 +515,20 @@ def test_a_link_shown_before_a_search_that_printed_nothing_is_followed() -> None
     question = "What is the office code of the city where Ana Berg lives?"
     result = RLM(backend=root, prompt_style="small").completion(CHAIN, root_prompt=question)
     assert "Office code for Brno: BR-111" in last_user(root.requests[2]) and result.response == "BR-111"
+
+
+def test_the_link_comes_from_the_latest_search_before_earlier_ones() -> None:
+    text = "\n".join(
+        [
+            "Tomas Brandt lives in Porto.",
+            "Tomas Brandt reports to Ana Berg.",
+            "Ana Berg lives in Brno.",
+            "Office code for Brno: BR-111",
+            "Office code for Porto: PO-222",
+        ]
+    )
+    block = repl("for line in context.splitlines():\n    if 'Ana Berg' in line:\n        print(line)")
+    root = ScriptedClient([block, block, "FINAL(BR-111)"])
+    RLM(backend=root, prompt_style="small").completion(text, root_prompt=CHAIN_QUESTION)
+    note = last_user(root.requests[2])
+    assert "search for Brno" in note and "PO-222" not in note

@@ -78,6 +78,7 @@ class ReplyGuards:
         self._stuck: set[str] = set()  # code whose last two runs printed the same output
         self._last_output = ""  # what the model saw after its last blocks
         self._codes: list[str] = []  # every block run, for what was searched already
+        self._history: list[str] = []  # the output of every block run, in order
         self._followed: set[str] = set()  # names the engine searched for the model
 
     # -- before a turn -------------------------------------------------------------------------
@@ -236,6 +237,7 @@ class ReplyGuards:
                     self._stuck.add(key)
             self._outputs[key] = output
             self._codes.append(block.code)
+            self._history.append(output)
         self._last_output = "\n".join(_output(block) for block in blocks)
         if repeated:
             verdicts.append(Verdict("repeated an identical block", prompts.repeat_block_note(escalate=False)))
@@ -262,9 +264,9 @@ class ReplyGuards:
             return None
         searched = follow_up.searched_terms(self._codes)
         seen = "\n".join(self._outputs.values())
-        # The last output first, then earlier ones: a last search that printed nothing often
-        # follows the one that showed the link.
-        outputs = [self._last_output, *reversed(self._outputs.values())]
+        # The latest block's output first, then earlier ones: the chain's last link was found
+        # last, and a last search that printed nothing often follows the one that showed it.
+        outputs = list(dict.fromkeys(reversed(self._history)))
         names = [
             n for output in outputs for n in follow_up.linked_names(self.root_prompt or "", output, searched)
         ]
