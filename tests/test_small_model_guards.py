@@ -532,3 +532,13 @@ def test_the_link_comes_from_the_latest_search_before_earlier_ones() -> None:
     RLM(backend=root, prompt_style="small").completion(text, root_prompt=CHAIN_QUESTION)
     note = last_user(root.requests[2])
     assert "search for Brno" in note and "PO-222" not in note
+
+
+def test_no_link_is_followed_past_a_printed_line_that_answers_the_question() -> None:
+    question = "What is the office code of the city where Ana Berg lives?"
+    output = "Karl Dahl lives in Brno.\nOffice code for Brno: BR-111\nLea Holm is based in Brno."
+    assert follow_up.linked_names(question, output, {"Ana Berg", "Brno"}) == ["BR-111", "Brno"]
+    block = repl("for line in context.splitlines():\n    if 'Brno' in line:\n        print(line)")
+    root = ScriptedClient([block, block, "FINAL(BR-111)"])
+    result = RLM(backend=root, prompt_style="small").completion(CHAIN, root_prompt=question)
+    assert root.requests[2].purpose == "extract" and result.response == "BR-111"

@@ -50,22 +50,27 @@ def _stems(text: str) -> set[str]:
 
 
 def linked_names(question: str, output: str, searched: set[str]) -> list[str]:
-    """Names on the printed lines that may be the chain's next link, best first: names on lines
-    sharing more of the question's words first, then names on lines that mention a name already
-    searched (the chain's last link). Words of the question and sentence openers are not names."""
+    """Names on the printed lines that fit the question best, which may be the chain's next link:
+    lines score by the question's words they share, and a little for naming a name already
+    searched (the chain's last link). Only the best lines count: when the best line is the answer
+    itself, the people on lesser lines are no link. Words of the question and sentence openers are
+    not names."""
     # Words of names already searched say nothing about which link the question wants.
     asked = _stems(question) - _stems(" ".join(searched))
-    ranked: list[tuple[int, bool, int, int, str]] = []
+    scores = [
+        2 * len(asked & _stems(line)) + any(name in line for name in searched) for line in output.splitlines()
+    ]
+    top = max(scores, default=0)
+    ranked: list[tuple[bool, int, int, str]] = []
     for index, line in enumerate(output.splitlines()):
-        score = 2 * len(asked & _stems(line)) + any(name in line for name in searched)
-        if score == 0:
+        if top == 0 or scores[index] < top:
             continue
         for match in _NAME.finditer(line):
             name = match.group().strip()
             if not _in_question(name, question):
                 # A name searched before goes after the new names of the same line.
                 again = any(name.lower() in s.lower() for s in searched)
-                ranked.append((-score, again, index, match.start(), name))
+                ranked.append((again, index, match.start(), name))
     return list(dict.fromkeys(ranked_name[-1] for ranked_name in sorted(ranked)))
 
 
