@@ -542,3 +542,15 @@ def test_no_link_is_followed_past_a_printed_line_that_answers_the_question() -> 
     root = ScriptedClient([block, block, "FINAL(BR-111)"])
     result = RLM(backend=root, prompt_style="small").completion(CHAIN, root_prompt=question)
     assert root.requests[2].purpose == "extract" and result.response == "BR-111"
+
+
+def test_links_the_model_already_passed_are_not_followed_again() -> None:
+    text = (
+        "Irene Ilves is based in Brno.\nIrene Ilves visited Oslo in spring.\nOffice code for Brno: BR-314\n"
+    )
+    text += "Office code for Oslo: OS-680"
+    question = "Irene Ilves lives somewhere; give the office code for that city."
+    block = repl("for line in context.splitlines():\n    if 'Brno' in line:\n        print(line)")
+    root = ScriptedClient([block, block, "FINAL(BR-314)"])
+    result = RLM(backend=root, prompt_style="small").completion(text, root_prompt=question)
+    assert root.requests[2].purpose == "extract" and result.response == "BR-314"

@@ -258,19 +258,17 @@ class ReplyGuards:
     # -- helpers -------------------------------------------------------------------------------
 
     def _next_link(self) -> FollowUp | None:
-        """The search for the first name on the last output that may be the chain's next link and
-        whose lines the model has not all seen yet (small models only)."""
+        """The search for the first name on the latest output that may be the chain's next link
+        and whose lines the model has not all seen yet (small models only)."""
         if not self.small:
             return None
         searched = follow_up.searched_terms(self._codes)
         seen = "\n".join(self._outputs.values())
-        # The latest block's output first, then earlier ones: the chain's last link was found
-        # last, and a last search that printed nothing often follows the one that showed it.
-        outputs = list(dict.fromkeys(reversed(self._history)))
-        names = [
-            n for output in outputs for n in follow_up.linked_names(self.root_prompt or "", output, searched)
-        ]
-        for name in dict.fromkeys(names):
+        # The latest output that printed something: the chain's last link was found last (a
+        # search that printed nothing often follows the one that showed it). Earlier outputs hold
+        # links the model already passed.
+        latest = next((output for output in reversed(self._history) if output.strip()), "")
+        for name in follow_up.linked_names(self.root_prompt or "", latest, searched):
             if name.lower() in self._followed:
                 continue
             found = follow_up.follow_up(name, self.root_prompt or "", self.context)
