@@ -7,16 +7,15 @@ key: sub-calls travel back over the stream. The Modal SDK is imported when a san
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import logging
 import posixpath
 import shlex
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rlm_core.environments.ownership import LiveSandboxes
 from rlm_core.errors import ConfigurationError, SandboxError
 from rlm_modal.owner import new_run_id, owner_tags
 
@@ -62,38 +61,15 @@ def memory_mib(value: int | str | None) -> int | None:
 
 # -- termination at interpreter exit -------------------------------------------------------------
 
-_live: dict[str, ModalTransport] = {}
-_live_lock = threading.Lock()
-_atexit_installed = False
+
+def _terminate(transport: ModalTransport) -> None:
+    if transport.sandbox is not None:
+        transport.sandbox.terminate()  # the SDK's blocking form: no event loop runs at exit
 
 
-def terminate_live_sandboxes() -> None:
-    """Terminate every sandbox this process still holds (runs at interpreter exit, e.g. after Ctrl-C)."""
-    with _live_lock:
-        transports = list(_live.values())
-        _live.clear()
-    for transport in transports:
-        sandbox = transport.sandbox
-        if sandbox is None:
-            continue
-        try:
-            sandbox.terminate()  # the SDK's blocking form: no event loop runs at exit
-        except Exception as exc:
-            logger.warning("could not terminate Modal sandbox %s at exit: %s", transport.sandbox_id, exc)
-
-
-def _track(transport: ModalTransport) -> None:
-    global _atexit_installed
-    with _live_lock:
-        _live[transport.sandbox_id] = transport
-        if not _atexit_installed:
-            atexit.register(terminate_live_sandboxes)
-            _atexit_installed = True
-
-
-def _untrack(sandbox_id: str) -> None:
-    with _live_lock:
-        _live.pop(sandbox_id, None)
+_live: LiveSandboxes[ModalTransport] = LiveSandboxes("Modal", _terminate)
+# What the exit hook runs: terminate every sandbox this process still holds.
+terminate_live_sandboxes = _live.end_all
 
 
 # -- the stream ----------------------------------------------------------------------------------
@@ -319,7 +295,7 @@ class ModalTransport:
             raise self._start_error(modal, exc) from exc
         self.sandbox = sandbox
         self.sandbox_id = str(sandbox.object_id)
-        _track(self)
+        _live.add(self.sandbox_id, self)
         logger.info(
             "Modal sandbox %s is up after %.1fs (run %s)",
             self.sandbox_id,
@@ -387,7 +363,7 @@ class ModalTransport:
             logger.info("terminating %s: %s", self.describe(), exc)
         # Forgotten only now: a close() cancelled mid-way leaves it to the exit handler.
         self.sandbox = None
-        _untrack(self.sandbox_id)
+        _live.discard(self.sandbox_id)
         logger.info("Modal sandbox %s terminated", self.sandbox_id)
 
 

@@ -9,17 +9,16 @@ SDK is imported when a sandbox starts.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import logging
 import os
 import posixpath
 import shlex
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rlm_core.environments.ownership import LiveSandboxes
 from rlm_core.errors import ConfigurationError, SandboxError
 from rlm_prime.owner import new_run_id, owner_labels
 
@@ -59,38 +58,15 @@ def configured_api_key(sdk: Any, api_key: str | None = None) -> str:
 
 # -- removal at interpreter exit -----------------------------------------------------------------
 
-_live: dict[str, PrimeTransport] = {}
-_live_lock = threading.Lock()
-_atexit_installed = False
+
+def _delete(transport: PrimeTransport) -> None:
+    sdk = import_prime()  # the SDK's blocking client: no event loop runs at exit
+    sdk.SandboxClient(sdk.APIClient(api_key=transport.api_key)).delete(transport.sandbox_id)
 
 
-def delete_live_sandboxes() -> None:
-    """Delete every sandbox this process still holds (runs at interpreter exit, e.g. after Ctrl-C)."""
-    with _live_lock:
-        transports = list(_live.values())
-        _live.clear()
-    if not transports:
-        return
-    sdk = import_prime()
-    for transport in transports:
-        try:  # the SDK's blocking client: no event loop runs at exit
-            sdk.SandboxClient(sdk.APIClient(api_key=transport.api_key)).delete(transport.sandbox_id)
-        except Exception as exc:
-            logger.warning("could not delete Prime sandbox %s at exit: %s", transport.sandbox_id, exc)
-
-
-def _track(transport: PrimeTransport) -> None:
-    global _atexit_installed
-    with _live_lock:
-        _live[transport.sandbox_id] = transport
-        if not _atexit_installed:
-            atexit.register(delete_live_sandboxes)
-            _atexit_installed = True
-
-
-def _untrack(sandbox_id: str) -> None:
-    with _live_lock:
-        _live.pop(sandbox_id, None)
+_live: LiveSandboxes[PrimeTransport] = LiveSandboxes("Prime", _delete)
+# What the exit hook runs: delete every sandbox this process still holds.
+delete_live_sandboxes = _live.end_all
 
 
 # -- the stream ----------------------------------------------------------------------------------
@@ -280,7 +256,7 @@ class PrimeTransport:
         except Exception as exc:
             raise self._start_error(sdk, exc) from exc
         self.sandbox_id = str(sandbox.id)
-        _track(self)
+        _live.add(self.sandbox_id, self)
         try:
             await self.client.wait_for_creation(self.sandbox_id)
         except Exception as exc:
@@ -384,7 +360,7 @@ class PrimeTransport:
             except Exception as exc:  # already gone, or Prime unreachable: its timeout ends it
                 logger.info("deleting %s: %s", self.describe(), exc)
             # Forgotten only now: a close() cancelled mid-way leaves it to the exit handler.
-            _untrack(sandbox_id)
+            _live.discard(sandbox_id)
         self.client, self.sandbox_id = None, ""
         with contextlib.suppress(Exception):
             await client.aclose()
