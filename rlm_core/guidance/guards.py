@@ -77,8 +77,9 @@ class ReplyGuards:
         self._outputs: dict[str, str] = {}  # code -> the output of its last run
         self._stuck: set[str] = set()  # code whose last two runs printed the same output
         self._last_output = ""  # what the model saw after its last blocks
-        self._codes: list[str] = []  # every block run, for what was searched already
-        self._history: list[str] = []  # the output of every block run, in order
+        # Small models only: every block run (what was searched already) and its output, in order.
+        self._codes: list[str] = []
+        self._history: list[str] = []
         self._followed: set[str] = set()  # names the engine searched for the model
 
     # -- before a turn -------------------------------------------------------------------------
@@ -193,11 +194,9 @@ class ReplyGuards:
         if match is None or match.group(1).strip().isidentifier():
             return None
         text = match.group(1).strip().strip("\"'").strip()
-        return (
-            Verdict("FINAL(...) in code with its answer as bare text: took the text", accept=text)
-            if text
-            else None
-        )
+        if not text:
+            return None
+        return Verdict("FINAL(...) in code with its answer as bare text: took the text", accept=text)
 
     def subcall_notes(self, blocks: Sequence[CodeBlockRecord]) -> list[str]:
         """Says in the log that a small model's sub-calls had their output capped."""
@@ -236,8 +235,9 @@ class ReplyGuards:
                     # sub-calls, spends minutes on a CPU for it): it is stuck, not retrying.
                     self._stuck.add(key)
             self._outputs[key] = output
-            self._codes.append(block.code)
-            self._history.append(output)
+            if self.small:  # only the small-model link search reads these
+                self._codes.append(block.code)
+                self._history.append(output)
         self._last_output = "\n".join(_output(block) for block in blocks)
         if repeated:
             verdicts.append(Verdict("repeated an identical block", prompts.repeat_block_note(escalate=False)))
