@@ -3,10 +3,10 @@ a list (a JSON object with one property whose schema is an ``enum``, which is wh
 ``llm_query(..., choices=[...])`` asks for) is constrained by a GBNF grammar of compact JSON.
 
 llama.cpp's own JSON-schema grammar lets the model spend tokens on whitespace: ``{\\n  "answer":
-"no"\\n}`` is 16 tokens, ``{"answer": "no"}`` is 8. Measured on 2 cores with Qwen2.5-Coder-1.5B over
-130 yes/no classifications, the compact form halves the output tokens and agrees with the labels at
-least as often; a bare ``no`` without the JSON frame (2 tokens) agreed less often (36 of 41 against
-41 of 41), so the frame stays.
+"no"\\n}`` is 16 tokens, ``{"answer": "no"}`` is 8. Measured on 2 cores with Qwen2.5-Coder-1.5B on
+yes/no classifications of customer messages: the compact form agreed with the labels on 30 of 39
+(the schema grammar: 24 of 39) and on 49 of 50; a bare ``no`` without the JSON frame (2 tokens)
+agreed on 36 of 41 where the schema grammar agreed on 41 of 41, so the frame stays.
 """
 
 from __future__ import annotations
