@@ -176,7 +176,7 @@ def test_one_run_timeline_batch_child_rlm_waterfall_and_usage(
     # The failing cell is marked.
     assert "error" in iteration(page, 4).locator("summary").first.inner_text()
     iteration(page, 4).locator("summary").first.click()
-    assert "ValueError: a deliberate bad cell" in iteration(page, 4).inner_text()
+    iteration(page, 4).get_by_text("ValueError: a deliberate bad cell").first.wait_for()
     page.screenshot(path=str(screenshots / "run.png"), full_page=True)
     readme_shot = os.environ.get("RLM_VIEWER_README_SCREENSHOT")  # how docs/images/viewer.png is made
     if readme_shot:
@@ -326,6 +326,8 @@ def test_a_version_1_log_still_shows(page: Any, tmp_path: Path, server_for: Any)
     )
     assert f"{root_tokens:,} / 1,000,000" in page.inner_text("#usage")  # the result line's own count
     iteration(page, 2).locator("summary").first.click()
+    # The iteration's body is built when it opens: wait for it before counting.
+    iteration(page, 2).locator("details.subcall").nth(3).wait_for()
     assert iteration(page, 2).locator("details.subcall").count() == 4  # no batch ids: four plain calls
     iteration(page, 3).locator("summary").first.click()
     iteration(page, 3).locator("details.subcall.has-child > summary").click()
