@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from rlm_core import _moved
 from rlm_core._version import __version__
 from rlm_core.errors import (
     BudgetExceededError,
@@ -26,9 +25,6 @@ from rlm_core.errors import (
 )
 from rlm_core.plugins.hookspecs import hookimpl, hookspec
 
-_moved.install()
-
-
 _LAZY = {
     "RLM": "rlm_core.rlm",
     "RLMLogger": "rlm_core.loggers.jsonl",
@@ -38,6 +34,7 @@ _LAZY = {
     "ModelUsage": "rlm_core.types",
     "TokenUsage": "rlm_core.types",
     "StopReason": "rlm_core.types",
+    "AnswerSource": "rlm_core.types",
     "LMRequest": "rlm_core.types",
     "LMResponse": "rlm_core.types",
     "Message": "rlm_core.types",
@@ -51,6 +48,8 @@ _LAZY = {
     "RunLogger": "rlm_core.loggers.base",
     "RunEvent": "rlm_core.events",
     "EventKind": "rlm_core.events",
+    "Strategy": "rlm_core.guidance.strategy",
+    "BaseStrategy": "rlm_core.guidance.strategy",
 }
 
 __all__ = [
@@ -84,12 +83,14 @@ if TYPE_CHECKING:
     from rlm_core.clients.base import BaseClient, LMClient, Price
     from rlm_core.environments.base import Environment, ExecResult
     from rlm_core.events import EventKind, RunEvent
+    from rlm_core.guidance.strategy import BaseStrategy, Strategy
     from rlm_core.loggers.base import RunLogger
     from rlm_core.loggers.console import ConsoleLogger
     from rlm_core.loggers.jsonl import RLMLogger
     from rlm_core.rlm import RLM
     from rlm_core.routing import ClientSet, RoutingPolicy
     from rlm_core.types import (
+        AnswerSource,
         LMRequest,
         LMResponse,
         Message,

@@ -18,7 +18,6 @@ from rlm_core.errors import ConfigurationError
 from rlm_core.redact import safe_repr
 
 LIMIT_KEYS = ("max_root_tokens", "max_sub_tokens", "max_cost", "max_llm_calls")
-PROMPT_STYLES = ("auto", "default", "small")
 
 
 def _int_at_least(minimum: int) -> Any:
@@ -93,17 +92,8 @@ class RLMConfig:
     cell_timeout: float | None = attrs.field(default=None, validator=_positive_or_none)
     custom_tools: dict[str, Any] = attrs.field(factory=dict, converter=dict)
     custom_system_prompt: str | None = None
-    prompt_style: str = attrs.field(default="auto")
-    small_model_guards: bool = True
     compaction_threshold: float = attrs.field(default=0.8)
     persistent: bool = False
-
-    @prompt_style.validator
-    def _check_prompt_style(self, _: attrs.Attribute[Any], value: str) -> None:
-        if value not in PROMPT_STYLES:
-            raise ConfigurationError(
-                f"prompt_style must be 'auto', 'default' or 'small', got {safe_repr(value)}"
-            )
 
     @compaction_threshold.validator
     def _check_compaction(self, _: attrs.Attribute[Any], value: float) -> None:
@@ -126,9 +116,7 @@ class RLMConfig:
             max_output_chars=self.max_output_chars,
             cell_timeout=self.cell_timeout,
             system_prompt=self.custom_system_prompt,
-            prompt_style=self.prompt_style,
             compaction_threshold=self.compaction_threshold,
-            small_model_guards=self.small_model_guards,
             custom_tools=dict(self.custom_tools),
             backend=backend,
             environment=environment,

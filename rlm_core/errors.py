@@ -94,3 +94,8 @@ class CodeTimeoutError(RLMError, TimeoutError):
 
 class RunTimeoutError(RLMError, TimeoutError):
     """A completion ran longer than ``max_timeout``."""
+
+
+class StrategyError(RLMError):
+    """A strategy raised, or returned something that is not one of its actions; the run ends with
+    ``stop_reason="error"`` and this message, which names the strategy."""

@@ -38,6 +38,7 @@ class EventKind(enum.StrEnum):
     SUBCALL_END = "subcall_end"
     BATCH_START = "batch_start"
     BATCH_END = "batch_end"
+    STRATEGY_ACTION = "strategy_action"
 
 
 # -- typed payloads, one per kind ------------------------------------------------------------------
@@ -147,6 +148,16 @@ class BatchEnded:
     duration: float = 0.0
 
 
+@attrs.define(frozen=True)
+class StrategyActed:
+    """A strategy acted on the run (``rlm_core.guidance.strategy``): ``strategy`` is its name,
+    ``action`` the action as a dict (``{"action": "tell", "text": ..., "why": ...}``)."""
+
+    strategy: str
+    action: dict[str, Any]
+    iteration: int = 0
+
+
 Payload = (
     RunStarted
     | RunEnded
@@ -160,6 +171,7 @@ Payload = (
     | SubcallEnded
     | BatchStarted
     | BatchEnded
+    | StrategyActed
 )
 
 PAYLOAD_TYPES: dict[EventKind, type[Any]] = {
@@ -175,6 +187,7 @@ PAYLOAD_TYPES: dict[EventKind, type[Any]] = {
     EventKind.SUBCALL_END: SubcallEnded,
     EventKind.BATCH_START: BatchStarted,
     EventKind.BATCH_END: BatchEnded,
+    EventKind.STRATEGY_ACTION: StrategyActed,
 }
 
 

@@ -1,7 +1,9 @@
 """Trajectory records: what a run did, iteration by iteration. Loggers serialise these with cattrs.
 
 Schema version 2 adds span ids (``span_id``/``parent_span_id``, the same ids events carry) and the
-model calls of each iteration (``CallOutcome``); version 1 logs, which have neither, still read.
+model calls of each iteration (``CallOutcome``); version 3 adds provenance: each message's and each
+cell's ``author``, the strategy's actions of each iteration and the answer's ``answer_source``.
+Older logs, which have none of these, still read (their cells read as the model's).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import attrs
 
 from rlm_core.types import Message, TokenUsage
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @attrs.define(frozen=True)
@@ -72,6 +74,8 @@ class RunMetadata:
     parent_span_id: str | None = None
     max_cost: float | None = None
     max_llm_calls: int | None = None
+    strategy: str | None = None  # the strategy's name, None when the run had none
+    system_prompt_author: str = "engine"  # or "strategy:<name>", or "user" (custom_system_prompt)
 
 
 @attrs.define
@@ -100,7 +104,9 @@ class SubCallRecord:
 
 @attrs.define
 class CodeBlockRecord:
-    """One code cell the root model wrote, and what it did."""
+    """One code cell and what it did. ``author`` is ``"model"`` for a cell the root model wrote,
+    ``"strategy:<name>"`` for one a strategy ran for it. ``final_source`` says how the cell finished
+    (``final``, ``final_var``, ``answer_dict``), when it did."""
 
     code: str
     stdout: str = ""
@@ -112,6 +118,17 @@ class CodeBlockRecord:
     subcalls: list[SubCallRecord] = attrs.field(factory=list)
     span_id: str = ""
     started_at: float = 0.0
+    author: str = "model"
+    final_source: str | None = None
+
+
+@attrs.define
+class ActionRecord:
+    """One action a strategy took during an iteration (``rlm_core.guidance.strategy``)."""
+
+    strategy: str
+    action: str  # tell | run_code | accept_answer | ask_for_final | cap_call | cap_output
+    detail: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -125,7 +142,7 @@ class IterationRecord:
     response: str = ""
     code_blocks: list[CodeBlockRecord] = attrs.field(factory=list)
     final_answer: str | None = None
-    notes: list[str] = attrs.field(factory=list)  # engine guidance sent back to the model
+    notes: list[str] = attrs.field(factory=list)  # the engine's own notes (plain facts) this turn
     root_usage: TokenUsage = attrs.field(factory=TokenUsage)
     sub_usage: TokenUsage = attrs.field(factory=TokenUsage)
     duration: float = 0.0
@@ -133,3 +150,5 @@ class IterationRecord:
     span_id: str = ""
     parent_span_id: str | None = None  # the run's span
     calls: list[CallOutcome] = attrs.field(factory=list)  # this run's model calls during the turn
+    actions: list[ActionRecord] = attrs.field(factory=list)  # what a strategy did this turn
+    answer_source: str | None = None  # set on the turn that ended with an answer

@@ -20,6 +20,7 @@ from rlm_core.engine.run import Run
 from rlm_core.engine.tokens import TokenEstimator
 from rlm_core.environments.base import Environment
 from rlm_core.errors import ConfigurationError, RLMError
+from rlm_core.guidance.strategy import Strategy
 from rlm_core.loggers.base import RunLogger
 from rlm_core.plugins.registry import get_registry
 from rlm_core.routing import ClientSet, RoutingPolicy
@@ -74,19 +75,19 @@ class RLM:
         max_depth: int = 1,
         max_timeout: float | None = None,
         routing: str | RoutingPolicy | None = None,
-        logger: RunLogger | str | None = None,
+        logger: RunLogger | str | Sequence[RunLogger | str] | None = None,
         verbose: bool = False,
         persistent: bool = False,
         custom_tools: Mapping[str, Any] | None = None,
         custom_system_prompt: str | None = None,
-        prompt_style: str = "auto",
         max_concurrent_subcalls: int = 16,
         max_output_chars: int = 10_000,
         cell_timeout: float | None = None,
-        small_model_guards: bool = True,
         compaction_threshold: float = 0.8,
         max_cost: float | None = None,
         max_llm_calls: int | None = None,
+        strategy: str | Strategy | None = "auto",
+        strategy_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         # The arguments as given, so a batch can build the same RLM elsewhere (per-item settings,
         # Ray workers): rlm.batch(items, executor="ray") needs nothing more.
@@ -106,8 +107,6 @@ class RLM:
             cell_timeout=cell_timeout,
             custom_tools=dict(custom_tools or {}),
             custom_system_prompt=custom_system_prompt,
-            prompt_style=prompt_style,
-            small_model_guards=small_model_guards,
             compaction_threshold=compaction_threshold,
             persistent=persistent,
         )
@@ -150,6 +149,7 @@ class RLM:
             build=True,
         )
         self.loggers = self._build_loggers(logger, verbose)
+        self.strategy = self._build_strategy(strategy, dict(strategy_kwargs or {}))
         self.persistent = persistent
         self.settings = self.config.run_settings(
             backend if isinstance(backend, str) else type(backend).__name__, environment
@@ -225,15 +225,58 @@ class RLM:
             raise ConfigurationError(f"routing policy {policy!r} has no select(request, clients) method")
         return policy
 
-    def _build_loggers(self, logger: RunLogger | str | None, verbose: bool) -> list[RunLogger]:
+    def _build_strategy(self, spec: str | Strategy | None, kwargs: dict[str, Any]) -> Strategy | None:
+        """``"auto"``: the strategy the root client offers (its ``default_strategy``), if any;
+        None or ``"none"``: no strategy; a name: the registered one; or a Strategy object."""
+        if spec == "auto":
+            root = self.clients.clients[self.clients.tiers[0]]
+            offered = getattr(root, "default_strategy", None)
+            if not offered:
+                if kwargs:
+                    raise ConfigurationError(
+                        "strategy_kwargs were given but no strategy is used (the root client offers "
+                        "none); name one: RLM(strategy='name', strategy_kwargs=...)"
+                    )
+                return None
+            spec = str(offered)
+        if spec is None or spec == "none":
+            if kwargs:
+                raise ConfigurationError("strategy_kwargs were given with strategy=None; drop one of them")
+            return None
+        if isinstance(spec, str):
+            built: Strategy = self._registry.create("strategies", spec, **kwargs)
+        else:
+            if kwargs:
+                raise ConfigurationError(
+                    "strategy_kwargs apply to a strategy given by name; configure the object you passed instead"
+                )
+            built = spec
+        missing = [
+            m for m in ("system_prompt", "on_start", "on_turn") if not callable(getattr(built, m, None))
+        ]
+        if missing or not isinstance(getattr(built, "name", None), str):
+            raise ConfigurationError(
+                f"strategy {built!r} is not a Strategy: it needs a str name and the methods "
+                "system_prompt, on_start and on_turn (subclass rlm_core.guidance.strategy.BaseStrategy)"
+            )
+        return built
+
+    def _build_loggers(
+        self, logger: RunLogger | str | Sequence[RunLogger | str] | None, verbose: bool
+    ) -> list[RunLogger]:
+        """One logger, a name (``"jsonl:./logs"``: a name and its main setting), or a list of these."""
+        specs: list[Any] = (
+            [] if logger is None else list(logger) if isinstance(logger, (list, tuple)) else [logger]
+        )
         loggers: list[RunLogger] = []
-        if isinstance(logger, str):  # "jsonl:./logs": a name and its main setting
-            name, settings = logger_settings(logger, self._registry)
-            loggers.append(self._registry.create("loggers", name, **settings))
-        elif logger is not None:
-            if not callable(getattr(logger, "on_event", None)):
-                raise ConfigurationError(f"logger {logger!r} has no on_event(event) method")
-            loggers.append(logger)
+        for spec in specs:
+            if isinstance(spec, str):
+                name, settings = logger_settings(spec, self._registry)
+                loggers.append(self._registry.create("loggers", name, **settings))
+            else:
+                if not callable(getattr(spec, "on_event", None)):
+                    raise ConfigurationError(f"logger {spec!r} has no on_event(event) method")
+                loggers.append(spec)
         if verbose:
             loggers.append(self._registry.create("loggers", "console"))
         return loggers
@@ -300,6 +343,7 @@ class RLM:
             root_prompt=root_prompt,
             turn=turn,
             deadline=deadline,
+            strategy=self.strategy,
         )
         host.run = run
         try:
@@ -314,7 +358,7 @@ class RLM:
             raise preparing.failure  # the REPL could not start: as before, the caller gets that error
         result.log_path = self._log_path(result.run_id)
         if self.persistent:
-            history = [{"role": m.role, "content": m.content} for m in run.messages]
+            history = [{"role": m.role, "content": m.content, "author": m.author} for m in run.messages]
             await environment.load_history(turn, history)
             self._histories.append(history)
             self._turn += 1

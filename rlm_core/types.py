@@ -10,10 +10,17 @@ import attrs
 
 @attrs.define(frozen=True)
 class Message:
-    """One chat message. ``role`` is ``system``, ``user`` or ``assistant``."""
+    """One chat message. ``role`` is ``system``, ``user`` or ``assistant``.
+
+    ``author`` says who wrote it (**contract**, provenance): ``"model"`` for the model's own replies
+    (the only messages the engine ever sends as ``assistant``), ``"engine"`` for the engine's prompts
+    and plain notes, ``"strategy:<name>"`` for a strategy's, ``"user"`` for a caller's own message.
+    Clients send only ``role`` and ``content``.
+    """
 
     role: str
     content: str
+    author: str = ""
 
 
 @attrs.define
@@ -29,7 +36,7 @@ class LMRequest:
     depth: int = 0
     model: str | None = None
     max_tokens: int | None = None
-    purpose: str = "root"  # root | llm_query | rlm_query | extract | compact
+    purpose: str = "root"  # root | llm_query | rlm_query | extract | choose | compact
     run_id: str = ""
     # The span that asked for this call (an iteration, a sub-call or batched slot); the broker's
     # model-call span nests under it in events and logs.
@@ -187,10 +194,22 @@ class UsageSummary:
         }
 
 
+class AnswerSource(enum.StrEnum):
+    """Where a run's answer came from (``RLMChatCompletion.answer_source``). A strategy's answer is
+    ``"strategy:<name>"``, which is not one of these members."""
+
+    FINAL = "final"  # FINAL(text) called in code or written as a line outside code
+    FINAL_VAR = "final_var"  # FINAL_VAR(name)
+    ANSWER_DICT = "answer_dict"  # answer["content"] = ...; answer["ready"] = True
+    LAST_TURN_EXTRACT = "last_turn_extract"  # the text of the reply to "answer now" (no FINAL in it)
+    PARTIAL = "partial"  # the run stopped early; the text the model wrote last
+
+
 class StopReason(enum.StrEnum):
     """Why a run ended."""
 
-    FINAL = "final"  # the model gave its final answer
+    FINAL = "final"  # the model finished through FINAL / FINAL_VAR / answer["ready"]
+    STRATEGY = "strategy"  # a strategy accepted an answer the model did not give as its finish
     MAX_ITERATIONS = "max_iterations"
     ROOT_BUDGET = "root_budget"
     COST_LIMIT = "cost_limit"  # max_cost could not afford the next root call
@@ -205,7 +224,9 @@ class RLMChatCompletion:
     """The result of ``RLM.completion()``.
 
     ``response`` is the final answer (or the best partial answer when the run stopped early, see
-    ``stop_reason``); ``error`` says what went wrong, if anything.
+    ``stop_reason``); ``error`` says what went wrong, if anything. ``answer_source`` says where the
+    answer came from (see ``AnswerSource``): the model's own finish, a strategy, or the text of a
+    last turn; None when there is no answer.
     """
 
     root_model: str
@@ -218,6 +239,7 @@ class RLMChatCompletion:
     iterations: int = 0
     run_id: str = ""
     log_path: str | None = None
+    answer_source: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -181,6 +181,13 @@ def test_sub_model_reuses_the_root_backend_and_its_connection_settings() -> None
     assert "other_backends" not in cli.build_rlm_kwargs(run_args("--backend", "openai"))
 
 
+def test_strategy_flag_names_one_or_none() -> None:
+    assert "strategy" not in cli.build_rlm_kwargs(run_args("--backend", "openai"))  # the client's offer
+    assert cli.build_rlm_kwargs(run_args("--backend", "openai", "--strategy", "none"))["strategy"] is None
+    named = cli.build_rlm_kwargs(run_args("--backend", "openai", "--strategy", "small-model"))
+    assert named["strategy"] == "small-model"
+
+
 # -- usage errors ------------------------------------------------------------------------------
 
 

@@ -316,18 +316,25 @@ def test_observers_get_events_and_a_raising_one_never_breaks_a_run() -> None:
     assert sum("observer bug" in str(w.message) for w in caught) == 1
 
 
-def test_guard_against_answering_before_running_code() -> None:
+def test_an_answer_before_any_code_is_the_models_answer() -> None:
+    # The core takes the model's finish as it stands; judging it is left to whoever reads the result.
     root = ScriptedClient(["FINAL(1000)", repl("print(context.count('x'))"), "FINAL(3)"])
     result = RLM(backend=root).completion("x x x")
-    assert result.response == "3"
-    assert "guess" in last_user_message(root.requests[1])
+    assert (result.response, result.stop_reason, result.answer_source) == ("1000", StopReason.FINAL, "final")
+    assert root.calls == 1
 
 
-def test_prose_answer_after_code_is_accepted_on_second_ask() -> None:
-    root = ScriptedClient([repl("print(context.count('x'))"), "There are 3.", "There are 3 x characters."])
-    result = RLM(backend=root).completion("x x x")
+def test_prose_is_never_taken_as_the_answer_but_the_last_turn_reply_is_read_as_one() -> None:
+    root = ScriptedClient(
+        [repl("print(context.count('x'))"), "There are 3.", "Final answer: There are 3 x characters."]
+    )
+    result = RLM(backend=root, max_iterations=2).completion("x x x")
+    assert "FINAL(your answer)" in root.requests[2].messages[-2].content  # the plain note on the prose
+    assert root.requests[2].purpose == "extract"
+    assert result.stop_reason is StopReason.MAX_ITERATIONS
+    # Read out of the reply to "answer now", without its label, and said to be so.
     assert result.response == "There are 3 x characters."
-    assert "FINAL(your answer)" in last_user_message(root.requests[2])
+    assert result.answer_source == "last_turn_extract"
 
 
 def test_repeated_identical_block_gets_a_nudge() -> None:
@@ -336,9 +343,11 @@ def test_repeated_identical_block_gets_a_nudge() -> None:
     assert "ran this exact code before" in last_user_message(root.requests[2])
 
 
-def test_guards_can_be_turned_off() -> None:
-    root = ScriptedClient(["FINAL(1000)"])
-    assert RLM(backend=root, small_model_guards=False).completion("c").response == "1000"
+def test_no_strategy_is_the_default_for_clients_that_offer_none() -> None:
+    root = ScriptedClient(["FINAL(1000)"], model_name="qwen2.5-coder-1.5b")
+    with RLM(backend=root) as rlm:
+        assert rlm.strategy is None
+        assert rlm.completion("c").response == "1000"
 
 
 def test_history_compaction_keeps_the_conversation_in_the_window() -> None:

@@ -196,7 +196,7 @@ def test_a_reply_without_usage_is_charged_at_the_estimate() -> None:
     from rlm_core.types import LMResponse
 
     root = ScriptedClient(lambda request: LMResponse(text="FINAL('ok')"), model_name="no-usage")
-    result = RLM(backend=root, small_model_guards=False).completion("ctx")
+    result = RLM(backend=root, strategy=None).completion("ctx")
     total = result.usage_summary.total
     assert total.estimated_calls == 1
     assert total.input_tokens > 0 and total.output_tokens > 0
@@ -258,7 +258,7 @@ def test_every_event_is_parented_in_the_span_tree(turns: list[list[str]]) -> Non
         other_backends=[ScriptedClient(sub_reply, model_name="sub")],
         max_depth=2,
         logger=recorder,
-        small_model_guards=False,
+        strategy=None,
     )
     result = rlm.completion("ctx")
     assert result.response == "end"
@@ -379,7 +379,7 @@ def test_a_persistent_subprocess_repl_keeps_its_variables_across_sync_completion
         return replies[min(turn, 1)]
 
     root = ScriptedClient(script)
-    with RLM(backend=root, environment="subprocess", persistent=True, small_model_guards=False) as rlm:
+    with RLM(backend=root, environment="subprocess", persistent=True, strategy=None) as rlm:
         assert rlm.completion("first").response == "set"
         second = rlm.completion("second")  # a new sync call: the same loop, the same child process
     assert second.response == "42", second.error
@@ -405,7 +405,7 @@ async def test_the_sandbox_starts_while_the_first_root_call_runs(monkeypatch: py
         return [repl("print('ran')"), "FINAL('done')"][min(turn, 1)]
 
     monkeypatch.setattr(SandboxEnvironment, "start", slow_start)
-    rlm = RLM(backend=ScriptedClient(reply), environment="subprocess", small_model_guards=False)
+    rlm = RLM(backend=ScriptedClient(reply), environment="subprocess", strategy=None)
     result = await rlm.acompletion("ctx")
     assert result.response == "done"
     assert moments["first_call"] < moments["ready"]  # the model was asked before the REPL was up
@@ -416,7 +416,7 @@ def test_a_prompt_that_cannot_fit_the_sub_models_window_is_refused_before_sendin
     root = ScriptedClient(
         [repl("r = llm_query('x' * 100_000)\nprint(r)"), "FINAL('done')"], model_name="root"
     )
-    result = RLM(backend=root, other_backends=[sub], small_model_guards=False).completion("ctx")
+    result = RLM(backend=root, other_backends=[sub], strategy=None).completion("ctx")
     assert sub.calls == 0  # nothing was sent
     second_turn = root.requests[1].messages[-1].content
     assert "exceeds the context window of 1,000 tokens" in second_turn

@@ -124,10 +124,10 @@ def test_one_file_per_completion_with_metadata_iterations_and_result(tmp_path: P
 
     lines = lines_of(logger.last_path)
     assert [line["type"] for line in lines] == ["metadata", "iteration", "iteration", "result"]
-    assert lines[0]["schema_version"] == SCHEMA_VERSION == 2
+    assert lines[0]["schema_version"] == SCHEMA_VERSION == 3
     assert lines[0]["run_id"] == "abcdef0123456789"
     assert lines[1]["iteration"] == 1
-    assert lines[1]["new_messages"] == [{"role": "user", "content": "turn 1"}]
+    assert lines[1]["new_messages"] == [{"role": "user", "content": "turn 1", "author": ""}]
     result = lines[3]
     assert result["stop_reason"] == "final"
     assert result["error"] is None

@@ -133,7 +133,7 @@ def test_replace_true_overrides_a_builtin(site: Path) -> None:
 
 def test_every_hookspec_is_documented() -> None:
     specs = [getattr(hookspecs, n) for n in dir(hookspecs) if n.startswith("rlm_")]
-    assert len(specs) == 7
+    assert len(specs) == 8
     for spec in specs:
         doc = inspect.getdoc(spec) or ""
         params = list(inspect.signature(spec).parameters)

@@ -29,8 +29,8 @@ ITEM_SETTINGS = frozenset(
         "cell_timeout",
         "max_output_chars",
         "custom_system_prompt",
-        "prompt_style",
-        "small_model_guards",
+        "strategy",
+        "strategy_kwargs",
         "compaction_threshold",
         "max_concurrent_subcalls",
     }

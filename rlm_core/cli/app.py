@@ -114,6 +114,12 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="K=V",
         help="root client settings, e.g. base_url=http://127.0.0.1:8000/v1 timeout=60",
     )
+    model.add_argument(
+        "--strategy",
+        metavar="NAME",
+        help="help for the root model (a registered strategy, see 'rlm plugins'); 'none' for none; "
+        "default: the one the root client offers, if any",
+    )
     env = parser.add_argument_group("environment")
     env.add_argument("--environment", help="where code runs: local (default), subprocess, docker, ...")
     env.add_argument(
@@ -237,6 +243,8 @@ def build_rlm_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, option)
         if value is not None:
             kwargs[name] = value
+    if args.strategy:
+        kwargs["strategy"] = None if args.strategy.lower() == "none" else args.strategy
     return kwargs
 
 
@@ -352,6 +360,7 @@ def run_command(args: argparse.Namespace) -> int:
         payload = {
             "response": result.response,
             "stop_reason": result.stop_reason.value,
+            "answer_source": result.answer_source,
             "error": result.error,
             "iterations": result.iterations,
             "execution_time": result.execution_time,

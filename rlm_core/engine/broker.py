@@ -253,7 +253,7 @@ class Broker:
 
 
 def _output_cap(engine_cap: int | None, client_cap: Any) -> int:
-    """The output cap of one call: the engine's (a small model's short turns) can only lower the
+    """The output cap of one call: the request's (a strategy's CapCall) can only lower the
     one the user gave the client, never raise it."""
     own = client_cap if isinstance(client_cap, int) and client_cap > 0 else None
     if engine_cap and own:

@@ -33,7 +33,9 @@ class Compactor:
     async def compact(self, messages: list[Message]) -> list[Message]:
         """The conversation with its middle moved into ``history_<turn>``."""
         self.compactions += 1
-        self.transcript.extend({"role": m.role, "content": m.content} for m in messages[2:-KEEP_TAIL])
+        self.transcript.extend(
+            {"role": m.role, "content": m.content, "author": m.author} for m in messages[2:-KEEP_TAIL]
+        )
         # The current turn's transcript lives where later turns will find it too: history_<turn>.
         await self.environment.load_history(self.turn, self.transcript)
         note = Message(
@@ -41,5 +43,6 @@ class Compactor:
             f"[{len(self.transcript)} earlier messages were removed to fit the model's window. They are "
             f"in the REPL variable `history_{self.turn}` (a list of {{role, content}} dicts); your "
             "variables are all still there. Continue from the messages below.]",
+            author="engine",
         )
         return [*messages[:2], note, *messages[-KEEP_TAIL:]]

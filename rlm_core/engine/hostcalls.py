@@ -29,7 +29,11 @@ class RunContext(Protocol):
     span_id: str
     cell_span_id: str | None
     cell_subcalls: list[SubCallRecord] | None
-    guards: Any  # the run's ReplyGuards: small models' sub-calls are capped
+
+    @property
+    def sub_max_tokens(self) -> int | None:
+        """The output cap of the run's sub-calls (a strategy's ``CapCall``), or None."""
+        ...
 
     def emit(self, kind: EventKind, payload: Any, span_id: str, parent_span_id: str | None) -> None: ...
 
@@ -199,7 +203,7 @@ class HostCalls:
             purpose=function,
             run_id=run.run_id,
             parent_span_id=record.span_id,
-            max_tokens=run.guards.sub_max_tokens(),
+            max_tokens=run.sub_max_tokens,
             response_schema=schema,
         )
         response = await run.broker.complete(request)

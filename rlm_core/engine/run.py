@@ -2,8 +2,9 @@
 
 A child RLM (``rlm_query``) is another Run at a greater depth that shares the parent's broker (so
 limits, the sub-call limit and the ledger are shared) but has its own environment. Calls from REPL
-code are served by ``HostCalls``; keeping the conversation in the window by ``Compactor``; what to
-say to the model when a reply goes wrong is decided by the guards (``rlm_core.guidance``).
+code are served by ``HostCalls``; keeping the conversation in the window by ``Compactor``. The run
+only reads the model's finish and states plain facts (``guidance.notes``); anything more is the
+run's strategy's (``guidance.strategy``), applied by ``StrategyDriver`` and logged under its name.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from typing import Any
 import attrs
 
 from rlm_core._version import __version__
+from rlm_core.engine import typed_answers
 from rlm_core.engine.broker import Broker
 from rlm_core.engine.compaction import Compactor
 from rlm_core.engine.emitter import Emitter, new_span_id
 from rlm_core.engine.hostcalls import HostCalls
+from rlm_core.engine.strategy_driver import StrategyDriver
 from rlm_core.engine.tokens import TYPICAL_BYTES_PER_TOKEN
 from rlm_core.environments.base import Environment, ExecResult
 from rlm_core.errors import BudgetExceededError, CallLimitError, CostLimitError, ProviderError, RLMError
@@ -36,11 +39,12 @@ from rlm_core.events import (
     SubcallStarted,
 )
 from rlm_core.guidance import prompts
-from rlm_core.guidance.guards import ReplyGuards, Verdict
-from rlm_core.guidance.parsing import parse_reply
+from rlm_core.guidance.notes import PlainNotes
+from rlm_core.guidance.parsing import answer_from_prose, parse_reply
+from rlm_core.guidance.strategy import StartView, Strategy, TurnView, author_of
 from rlm_core.records import CodeBlockRecord, IterationRecord, RunMetadata, SubCallRecord
 from rlm_core.redact import redact_text
-from rlm_core.types import LMRequest, Message, RLMChatCompletion, StopReason, TokenUsage
+from rlm_core.types import AnswerSource, LMRequest, Message, RLMChatCompletion, StopReason, TokenUsage
 
 logger = logging.getLogger("rlm_core.engine.run")
 
@@ -55,9 +59,7 @@ class RunSettings:
     max_output_chars: int = 10_000  # of REPL output shown to the model per block
     cell_timeout: float | None = None
     system_prompt: str | None = None
-    prompt_style: str = "auto"  # auto | default | small
     compaction_threshold: float = 0.8  # of the root model's window
-    small_model_guards: bool = True
     custom_tools: dict[str, Any] = attrs.field(factory=dict)
     backend: str = ""
     environment: str = ""
@@ -103,6 +105,7 @@ class Run:
         parent_span_id: str | None = None,
         turn: int = 0,
         deadline: float | None = None,
+        strategy: Strategy | None = None,
     ) -> None:
         self.broker = broker
         self.emitter = emitter
@@ -118,6 +121,7 @@ class Run:
         self.run_id = uuid.uuid4().hex
         self.span_id = self.run_id  # a run's span is its run id, so logs and events agree on both
         self.deadline = deadline
+        self.strategy = strategy
         self.messages: list[Message] = []
         self.iterations = 0
         self.cell_span_id: str | None = None  # the code cell running now: parent of its sub-calls
@@ -127,6 +131,10 @@ class Run:
         self._cell_in_flight: CodeBlockRecord | None = None
         self._subcalls_in_flight: dict[str, SubCallRecord] = {}
         self._partial = ""
+        self._answer_source: str | None = None
+        self._stop = StopReason.FINAL  # why the run ends when an iteration returns an answer
+        self._cells: list[CodeBlockRecord] = []  # every cell of the run, for the strategy's view
+        self._logged: set[int] = set()  # ids of the messages an iteration record already holds
         self._iteration_span: str | None = None
         self.ledger = broker.ledger
         self.ledger.add_run(self.run_id, parent_run_id)
@@ -136,12 +144,8 @@ class Run:
         self.root_model: str = str(
             getattr(self.root_client, "model_name", "") or type(self.root_client).__name__
         )
-        self.guards = ReplyGuards(
-            enabled=settings.small_model_guards,
-            small=self._style() == "small",
-            root_prompt=root_prompt,
-            context=context,
-        )
+        self.notes = PlainNotes()
+        self.driver = StrategyDriver(strategy, self)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -194,14 +198,12 @@ class Run:
             parent_span_id=self._iteration_span or self.span_id,
         )
 
-    def _style(self) -> str:
-        if self.settings.prompt_style != "auto":
-            return self.settings.prompt_style
-        if getattr(self.root_client, "prefers_small_prompt", False):
-            return "small"
-        return "small" if prompts.looks_like_small_model(self.root_model) else "default"
+    @property
+    def sub_max_tokens(self) -> int | None:
+        """The output cap of this run's sub-calls: a strategy's, or None (the client's own)."""
+        return self.driver.sub_cap
 
-    def _metadata(self, system: str) -> RunMetadata:
+    def _metadata(self, system: str, system_author: str) -> RunMetadata:
         clients = self.broker.clients
         context_chars = len(self.context) if isinstance(self.context, (str, list, dict)) else 0
         return RunMetadata(
@@ -228,6 +230,8 @@ class Run:
             parent_span_id=self.parent_span_id,
             max_cost=self.settings.max_cost,
             max_llm_calls=self.settings.max_llm_calls,
+            strategy=self.strategy.name if self.strategy is not None else None,
+            system_prompt_author=system_author,
         )
 
     # -- child runs (rlm_query) ----------------------------------------------------------------
@@ -246,6 +250,7 @@ class Run:
             parent_run_id=self.run_id,
             parent_span_id=record.span_id,
             deadline=self.deadline,
+            strategy=self.strategy,
         )
         try:
             await environment.start(child.host_call, self.settings.custom_tools)
@@ -268,13 +273,18 @@ class Run:
 
     async def run(self) -> RLMChatCompletion:
         started = time.perf_counter()
-        system = self.settings.system_prompt or prompts.system_prompt(
-            self._style(), self.context, self.settings.custom_tools
+        system, system_author = self._system_prompt()
+        self.emit(
+            EventKind.RUN_START,
+            RunStarted(self._metadata(system, system_author)),
+            self.span_id,
+            self.parent_span_id,
         )
-        self.emit(EventKind.RUN_START, RunStarted(self._metadata(system)), self.span_id, self.parent_span_id)
         self.messages = [
-            Message("system", system),
-            Message("user", prompts.first_user_message(self.context, self.root_prompt, self.turn)),
+            Message("system", system, author=system_author),
+            Message(
+                "user", prompts.first_user_message(self.context, self.root_prompt, self.turn), author="engine"
+            ),
         ]
         stop = StopReason.MAX_ITERATIONS
         error: str | None = None
@@ -297,15 +307,39 @@ class Run:
             stop, error = StopReason.ERROR, f"internal error: {type(exc).__name__}: {exc}"
             logger.exception("rlm run %s failed unexpectedly", self.run_id)
         if answer is None and stop is StopReason.MAX_ITERATIONS:
-            answer = await self._extract_final()
+            answer, self._answer_source = await self._last_turn(prompts.OUT_OF_TURNS_NOTE)
             if answer is None:
                 error = error or f"no final answer within max_iterations={self.settings.max_iterations}"
         return self._finish(answer, stop, error, started)
+
+    def _system_prompt(self) -> tuple[str, str]:
+        """The system prompt and its author: the user's own, else the strategy's, else the core's."""
+        if self.settings.system_prompt:
+            return self.settings.system_prompt, "user"
+        default = prompts.system_prompt(self.context, self.settings.custom_tools)
+        if self.strategy is None:
+            return default, "engine"
+        own = self.strategy.system_prompt(self._start_view(default))
+        return (own, author_of(self.strategy)) if own else (default, "engine")
+
+    def _start_view(self, default_system_prompt: str) -> StartView:
+        return StartView(
+            run_id=self.run_id,
+            depth=self.depth,
+            context=self.context,
+            root_prompt=self.root_prompt,
+            root_model=self.root_model,
+            default_system_prompt=default_system_prompt,
+            tools=dict(self.settings.custom_tools),
+        )
 
     def _finish(
         self, answer: str | None, stop: StopReason, error: str | None, started: float
     ) -> RLMChatCompletion:
         duration = time.perf_counter() - started
+        source = self._answer_source if answer is not None else None
+        if answer is None and self._partial:
+            source = AnswerSource.PARTIAL.value
         result = RLMChatCompletion(
             root_model=self.root_model,
             prompt=self.context,
@@ -316,6 +350,7 @@ class Run:
             error=redact_text(error) if error else error,
             iterations=self.iterations,
             run_id=self.run_id,
+            answer_source=source,
         )
         self.emit(EventKind.RUN_END, RunEnded(result, duration), self.span_id, self.parent_span_id)
         return result
@@ -335,21 +370,8 @@ class Run:
             self.iterations = number
             final = await self._iteration(number)
             if final is not None:
-                return final, StopReason.FINAL
+                return final, self._stop
         return None, StopReason.MAX_ITERATIONS
-
-    def _apply(self, verdict: Verdict, record: IterationRecord, feedback: list[str]) -> None:
-        record.notes.append(verdict.note)
-        if verdict.message:
-            feedback.append(verdict.message)
-
-    async def _act(self, verdict: Verdict, record: IterationRecord, feedback: list[str]) -> None:
-        """Apply a verdict, and run the search it carries (its output follows the verdict's message)."""
-        self._apply(verdict, record, feedback)
-        if verdict.search is not None:
-            block = await self._execute(verdict.search.code)
-            record.code_blocks.append(block)
-            feedback.append(f"```output\n{self._block_output(block).rstrip() or '(no output)'}\n```")
 
     async def _iteration(self, number: int) -> str | None:
         span = new_span_id()
@@ -357,8 +379,6 @@ class Run:
         self.emit(EventKind.ITERATION_START, IterationStarted(number), span, self.span_id)
         started = time.perf_counter()
         mark = self.ledger.mark()
-        # Only what is new since the last iteration; the system prompt is already in the run metadata.
-        new_from = len(self.messages) - 1 if number > 1 else 1
         # Ask the policy once per turn: the client it picks decides the window and the output cap.
         route = self.broker.route(self._root_request(self.messages))
         window = getattr(self.broker.clients.clients[route[0]], "context_window", None)
@@ -373,7 +393,7 @@ class Run:
             parent_span_id=self.span_id,
         )
         try:
-            final = await self._turn(number, record, new_from, route)
+            final = await self._turn(number, record, route)
         except (asyncio.CancelledError, KeyboardInterrupt):
             self._record_interruption(record)
             raise
@@ -402,78 +422,81 @@ class Run:
             record.code_blocks.append(block)
         record.notes.append("interrupted: the run was cancelled during this iteration")
 
-    async def _turn(
-        self, number: int, record: IterationRecord, new_from: int, route: list[str]
-    ) -> str | None:
+    async def _turn(self, number: int, record: IterationRecord, route: list[str]) -> str | None:
         if number == 1:
-            await self._first_search(record)
-        record.new_messages = list(self.messages[new_from:])
+            await self.driver.start(record, self._start_view(self.messages[0].content))
+        record.new_messages = self._unlogged_messages()
         response = await self._ask_root(self.messages, "root", route)
         reply = parse_reply(response.text)
         record.response = response.text
         if reply.prose:  # set before the code runs: an interrupted run returns it as its partial answer
             self._partial = reply.prose
+        self.messages.append(Message("assistant", response.text, author="model"))
         feedback: list[str] = []
         final: str | None = None
+        source: str | None = None
         for index, code in enumerate(reply.code_blocks):
-            quoted = self.guards.quoted_answer(code)
-            if quoted is not None:
-                self._apply(quoted, record, feedback)
-                final = quoted.accept
-                break
-            verdict = self.guards.stuck_on(code)
-            if verdict is not None:
-                await self._act(verdict, record, feedback)
-                if verdict.finish:
-                    final = await self._extract_final(prompts.STUCK_FINAL_NOTE)
-                break
-            block = await self._execute(code)
+            block = await self.execute_cell(code)
             record.code_blocks.append(block)
             feedback.append(
-                prompts.execution_feedback(code, self._block_output(block), index, len(reply.code_blocks))
+                prompts.execution_feedback(code, self.shown_output(block), index, len(reply.code_blocks))
             )
             if block.final_answer is not None:
-                final = block.final_answer
-                break
-            unquoted = self.guards.unquoted_final(block)
-            if unquoted is not None:
-                self._apply(unquoted, record, feedback)
-                final = unquoted.accept
+                final, source = block.final_answer, block.final_source or AnswerSource.FINAL.value
                 break
         if final is None and (reply.final_text is not None or reply.final_var is not None):
-            final = await self._final_from_text(reply.final_text, reply.final_var, feedback)
-        if final is not None:
-            verdict = self.guards.check_final(final, bool(reply.code_blocks), record.code_blocks)
-            if verdict is not None:
-                await self._act(verdict, record, feedback)
-                final = None
-        if reply.code_blocks:
-            self.guards.ran_code = True
-        record.notes.extend(self.guards.subcall_notes(record.code_blocks))
-        if final is None and not reply.code_blocks and reply.final_text is None and reply.final_var is None:
-            verdict = self.guards.no_code_reply(reply.prose)
-            self._apply(verdict, record, feedback)
-            final = verdict.accept
-        if final is None:
-            for verdict in self.guards.after_blocks(record.code_blocks, self._sub_window_chars):
-                self._apply(verdict, record, feedback)
-        self.messages.append(Message("assistant", response.text))
-        if final is None:
-            feedback.append(self.guards.turn_prompt())
-            self.messages.append(Message("user", "\n\n".join(feedback)))
-        record.final_answer = final
-        return final
+            final, source = await self._final_from_text(reply.final_text, reply.final_var, feedback)
+        if final is not None:  # the model's own finish: nothing may refuse or rewrite it
+            return self._answered(record, final, source or AnswerSource.FINAL.value, StopReason.FINAL)
+        notes = self.notes.after_cells(record.code_blocks, self._sub_window_chars)
+        if not reply.code_blocks and reply.final_text is None and reply.final_var is None:
+            notes.insert(0, self.notes.no_code(ran_code=bool(self._cells)))
+        record.notes.extend(note.log for note in notes)
+        feedback.extend(note.message for note in notes)
+        feedback.append(prompts.CONTINUE_PROMPT)
+        self.messages.append(Message("user", "\n\n".join(feedback), author="engine"))
+        view = TurnView(
+            run_id=self.run_id,
+            depth=self.depth,
+            iteration=number,
+            max_iterations=self.settings.max_iterations,
+            context=self.context,
+            root_prompt=self.root_prompt,
+            reply=response.text,
+            cells=tuple(record.code_blocks),
+            history=tuple(self._cells),
+            notes=tuple(note.message for note in notes),
+            last_turn=number >= self.settings.max_iterations,
+        )
+        accepted = await self.driver.on_turn(record, view)
+        if accepted is not None:
+            answer, source, stop = accepted
+            return self._answered(record, answer, source, stop)
+        return None
 
-    def _block_output(self, block: CodeBlockRecord) -> str:
+    def _unlogged_messages(self) -> list[Message]:
+        """The messages no iteration record holds yet: the engine's feedback, a strategy's, a
+        compaction note (the system prompt is in the run's metadata; the model's reply is the
+        record's ``response``)."""
+        fresh = [m for m in self.messages if id(m) not in self._logged]
+        self._logged.update(id(m) for m in fresh)
+        return [m for m in fresh if m.role != "system" and m.author != "model"]
+
+    def _answered(self, record: IterationRecord, answer: str, source: str, stop: StopReason) -> str:
+        record.final_answer, record.answer_source = answer, source
+        self._answer_source, self._stop = source, stop
+        return answer
+
+    def shown_output(self, block: CodeBlockRecord) -> str:
         parts = [block.stdout]
         if block.stderr:
             parts.append(block.stderr)
         if block.error:
             parts.append(block.error)
-        limit = self.guards.output_limit(self.settings.max_output_chars)
+        limit = min(self.settings.max_output_chars, self.driver.output_cap or self.settings.max_output_chars)
         return _truncate("\n".join(p.rstrip("\n") for p in parts if p), limit)
 
-    async def _execute(self, code: str) -> CodeBlockRecord:
+    async def execute_cell(self, code: str, author: str = "model") -> CodeBlockRecord:
         span = new_span_id()
         parent = self._iteration_span or self.span_id
         self.emit(EventKind.CODE_START, CodeStarted(code), span, parent)
@@ -481,7 +504,7 @@ class Run:
         self.cell_span_id, self.cell_subcalls = span, subcalls
         started_at, started = time.time(), time.perf_counter()
         self._cell_in_flight = CodeBlockRecord(
-            code=code, subcalls=subcalls, span_id=span, started_at=started_at
+            code=code, subcalls=subcalls, span_id=span, started_at=started_at, author=author
         )
         try:
             result = await self.environment.execute(code, timeout=self.settings.cell_timeout)
@@ -493,6 +516,8 @@ class Run:
         self.emit(EventKind.CODE_END, CodeEnded(code, result, wall), span, parent)
         block = self._block_record(code, result, subcalls)
         block.span_id, block.started_at, block.duration = span, started_at, wall
+        block.author = author
+        self._cells.append(block)
         return block
 
     def _block_record(self, code: str, result: ExecResult, subcalls: list[SubCallRecord]) -> CodeBlockRecord:
@@ -512,44 +537,23 @@ class Run:
             stderr=stderr.strip("\n"),
             error=result.error,
             final_answer=result.final_answer,
+            final_source=result.final_source if result.final_answer is not None else None,
             duration=result.duration,
             timed_out=result.timed_out,
             subcalls=subcalls,
         )
 
-    async def _final_from_text(self, text: str | None, var: str | None, feedback: list[str]) -> str | None:
+    async def _final_from_text(
+        self, text: str | None, var: str | None, feedback: list[str]
+    ) -> tuple[str | None, str | None]:
+        """A finish written outside code: FINAL(text) as it stands, FINAL_VAR(name) read from the REPL."""
         if var is None:
-            return text
+            return text, AnswerSource.FINAL.value
         result = await self.environment.execute(f"FINAL_VAR({var!r})")
         if result.final_answer is not None:
-            return result.final_answer
+            return result.final_answer, AnswerSource.FINAL_VAR.value
         feedback.append(f"FINAL_VAR({var}) failed: {result.error or 'no such variable'}")
-        return None
-
-    async def _first_search(self, record: IterationRecord) -> None:
-        """Small models: search the context for the query's key words as the model's first turn.
-
-        Left alone, a small model prints the start of the context and then chases whatever name it
-        saw there. The search is shown as the model's own turn, in the shape of the prompt's example,
-        because small models continue a conversation they recognise far better than they follow
-        instructions about one.
-        """
-        code = self.guards.first_search_code() if self.guards.small else None
-        if code is None or len(self.messages) != 2:
-            return
-        block = await self._execute(code)
-        record.code_blocks.append(block)
-        record.notes.append("searched the context for the query's key words before the first turn")
-        self.guards.ran_code = True
-        self.messages.append(Message("assistant", f"```repl\n{code.rstrip()}\n```"))
-        self.messages.append(
-            Message(
-                "user",
-                prompts.execution_feedback(code, self._block_output(block), 0, 1)
-                + "\n\n"
-                + self.guards.turn_prompt(first=True),
-            )
-        )
+        return None, None
 
     def _sub_window_chars(self) -> int | None:
         """The window of the sub-model this run's ``llm_query`` goes to, in characters of typical
@@ -559,36 +563,49 @@ class Run:
         return int(window * TYPICAL_BYTES_PER_TOKEN) if isinstance(window, int) and window > 0 else None
 
     async def _ask_root(self, messages: list[Message], purpose: str, route: list[str] | None = None) -> Any:
-        """A root call; small models get a short output cap, since one code block or FINAL is all a
-        turn needs and local generation is slow. The cap is that of the client the routing policy
-        picked for this call."""
+        """A root call, with the output cap of the client the routing policy picked (lowered only by
+        a strategy's ``CapCall``)."""
         request = self._root_request(messages, purpose)
         route = route or self.broker.route(request)
         client = self.broker.clients.clients[route[0]]
-        request.max_tokens = self.guards.root_max_tokens(getattr(client, "max_tokens", None))
+        request.max_tokens = self.driver.root_cap(getattr(client, "max_tokens", None))
         return await self.broker.complete(request, route)
 
-    async def _extract_final(self, why: str = prompts.OUT_OF_TURNS_NOTE) -> str | None:
-        """One last root call asking for the answer from what was found: out of iterations, or
-        (``why``) a small model stuck on one block."""
-        try:
-            question = self.guards.extract_suffix()
-            ask = [
-                *self.messages,
-                Message(
-                    "user",
-                    f"{why} Based only on what your code has shown, reply now with your best "
-                    f"final answer as FINAL(answer). Do not write code.{question}",
-                ),
-            ]
-            response = await self._ask_root(ask, "extract")
-        except (BudgetExceededError, ProviderError):
-            return None
+    async def ask_for_final(self, opening: str, author: str) -> tuple[str | None, str | None, str]:
+        """One root call asking for the final answer without code: (answer, source, reply text).
+        ``opening`` says why (out of turns, or a strategy's reason); the answer is the FINAL the
+        model writes, else None."""
+        ask = Message("user", f"{opening} {prompts.LAST_TURN_REQUEST}".strip(), author=author)
+        response = await self._ask_root([*self.messages, ask], "extract")
         reply = parse_reply(response.text)
         if reply.final_text is not None or reply.final_var is not None:
-            return await self._final_from_text(reply.final_text, reply.final_var, [])
-        for code in reply.code_blocks:  # told not to, a small model may still quote its evidence
-            quoted = self.guards.quoted_answer(code)
-            if quoted is not None:
-                return quoted.accept
-        return reply.prose or None
+            answer, source = await self._final_from_text(reply.final_text, reply.final_var, [])
+            return answer, source, response.text
+        return None, None, response.text
+
+    async def ask_to_choose(self, question: str, options: list[str], author: str) -> tuple[str | None, str]:
+        """One typed root call: the model picks one of ``options``. (pick or None, reply text)."""
+        spec = typed_answers.answer_spec(choices=options)
+        assert spec is not None
+        ask = Message("user", f"{question}\n\n{spec.instruction()}", author=author)
+        request = self._root_request([*self.messages, ask], "choose")
+        request.response_schema = spec.wire
+        route = self.broker.route(request)
+        request.max_tokens = self.driver.root_cap(
+            getattr(self.broker.clients.clients[route[0]], "max_tokens", None)
+        )
+        response = await self.broker.complete(request, route)
+        value, problem = typed_answers.read_answer(response.text, spec)
+        return (value if problem is None and value in options else None), response.text
+
+    async def _last_turn(self, why: str) -> tuple[str | None, str | None]:
+        """Out of iterations: one last root call for the answer. A reply without FINAL is taken as
+        the answer's text (``last_turn_extract``), without a leading "Final answer:" label."""
+        try:
+            answer, source, text = await self.ask_for_final(why, "engine")
+        except (BudgetExceededError, ProviderError):
+            return None, None
+        if answer is not None:
+            return answer, source
+        prose = parse_reply(text).prose
+        return (answer_from_prose(prose), AnswerSource.LAST_TURN_EXTRACT.value) if prose else (None, None)

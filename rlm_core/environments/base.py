@@ -20,6 +20,8 @@ class ExecResult:
     stderr: str = ""
     error: str | None = None
     final_answer: str | None = None
+    # How the cell finished: final | final_var | answer_dict (None for environments that predate it).
+    final_source: str | None = None
     duration: float = 0.0
     timed_out: bool = False
     state_lost: bool = False  # the environment restarted: variables from earlier cells are gone
@@ -33,6 +35,7 @@ class ExecResult:
             stderr=raw.get("stderr", ""),
             error=raw.get("error"),
             final_answer=raw.get("final_answer"),
+            final_source=raw.get("final_source"),
             duration=float(raw.get("duration", 0.0)),
             timed_out=bool(raw.get("timed_out", False)),
             state_lost=bool(raw.get("state_lost", False)),

@@ -169,6 +169,7 @@ class ReplRuntime:
         self.namespace: dict[str, Any] = {"__name__": "__rlm_repl__", "__builtins__": __builtins__}
         self.protected: dict[str, Any] = {}
         self.final_answer: str | None = None
+        self.final_source: str | None = None  # final | final_var | answer_dict
         self._install_scaffold(tools or {}, host_tools or [])
         self.stdout = _routed("stdout")
         self.stderr = _routed("stderr")
@@ -231,6 +232,7 @@ class ReplRuntime:
             self.final_answer = (
                 value if isinstance(value, str) else repr(value) if value is None else str(value)
             )
+            self.final_source = "final"
             return self.final_answer
 
         def FINAL_VAR(name: Any) -> str:
@@ -238,7 +240,9 @@ class ReplRuntime:
             if isinstance(name, str):
                 key = name.strip().strip("'\"")
                 if key in self.namespace:
-                    return FINAL(self.namespace[key])
+                    text = FINAL(self.namespace[key])
+                    self.final_source = "final_var"
+                    return text
                 raise NameError(
                     f"FINAL_VAR({name!r}): no variable named {key!r}; create it first, or call FINAL(text)"
                 )
@@ -277,6 +281,7 @@ class ReplRuntime:
         out = _CappedBuffer(self.max_output_chars)
         err = _CappedBuffer(self.max_output_chars)
         self.final_answer = None
+        self.final_source = None
         error: str | None = None
         timed_out = False
         started = time.perf_counter()
@@ -297,11 +302,12 @@ class ReplRuntime:
             self.stdout.local.buffer = None
             self.stderr.local.buffer = None
         restored = self._restore_protected()
-        final = self.final_answer
+        final, source = self.final_answer, self.final_source
         answer = self.namespace.get("answer")
         if final is None and isinstance(answer, dict) and answer.get("ready"):
             content = answer.get("content", "")
             final = content if isinstance(content, str) else str(content)
+            source = "answer_dict"
             answer["ready"] = False  # consumed: a later turn (persistent mode) starts unfinished
         if not isinstance(answer, dict):
             self.namespace["answer"] = {"content": "", "ready": False}
@@ -310,6 +316,7 @@ class ReplRuntime:
             "stderr": err.getvalue(),
             "error": error,
             "final_answer": final,
+            "final_source": source if final is not None else None,
             "duration": time.perf_counter() - started,
             "timed_out": timed_out,
             "restored": restored,

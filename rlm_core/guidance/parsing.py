@@ -100,3 +100,16 @@ def _find_final(prose: str) -> tuple[str | None, str | None]:
         except (ValueError, SyntaxError):
             inner = inner[1:-1]
     return inner, None
+
+
+# "Final answer:", "**Answer:**", "Answer -" at the start of a reply: a label, not part of the answer.
+_ANSWER_LABEL = re.compile(
+    r"(?is)\A[\s>*_#]*(?:(?:my|the)\s+)?(?:final\s+)?answer\s*(?:is)?\s*[*_]*\s*[:\-\u2013]\s*[*_]*\s*"
+)
+
+
+def answer_from_prose(text: str) -> str:
+    """The answer in a reply written as prose (a last turn without FINAL): the reply without a
+    leading "Final answer:" label, which the model wrote to introduce its answer."""
+    stripped = _ANSWER_LABEL.sub("", text.strip(), count=1).strip()
+    return stripped or text.strip()

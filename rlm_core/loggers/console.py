@@ -198,6 +198,8 @@ class ConsoleLogger:
         )
         if metadata.sub_models:
             details += f" · sub-models {', '.join(metadata.sub_models)}"
+        if metadata.strategy:
+            details += f" · strategy {metadata.strategy}"
         if event.depth > 0:
             return Text.assemble(
                 (f"↳ child run {event.run_id[:8]} (depth {event.depth})", "bold magenta"), " · ", details
@@ -226,8 +228,20 @@ class ConsoleLogger:
             parts.extend(self._code_block(block, index))
         for note in record.notes:
             parts.append(Text(f"engine note: {self._truncate(note)}", style="dim italic"))
+        for action in record.actions:
+            said = action.detail.get("text") or action.detail.get("why") or ""
+            parts.append(
+                Text(
+                    f"strategy {action.strategy}: {action.action}"
+                    + (f": {self._truncate(str(said))}" if said else ""),
+                    style="italic cyan",
+                )
+            )
         if record.final_answer is not None:
-            parts.append(Text(f"final answer: {self._truncate(record.final_answer)}", style="bold green"))
+            source = f" ({record.answer_source})" if record.answer_source else ""
+            parts.append(
+                Text(f"final answer{source}: {self._truncate(record.final_answer)}", style="bold green")
+            )
         prefix = f"↳ depth {depth} · " if depth > 0 else ""
         subtitle = (
             f"{record.duration:.1f}s · root {_tokens(record.root_usage)} · sub {_tokens(record.sub_usage)}"
@@ -245,8 +259,9 @@ class ConsoleLogger:
         from rich.syntax import Syntax
         from rich.text import Text
 
+        by = "" if block.author == "model" else f", run by {block.author}, not the model"
         parts: list[RenderableType] = [
-            Text(f"code cell {index} ({block.duration:.2f}s)", style="bold"),
+            Text(f"code cell {index} ({block.duration:.2f}s{by})", style="bold"),
             Syntax(self._truncate(block.code), "python", theme="ansi_dark", word_wrap=True, padding=(0, 1)),
         ]
         if block.stdout:
@@ -291,6 +306,8 @@ class ConsoleLogger:
         finished = result.stop_reason.value == "final"
         style = "green" if finished and result.error is None else ("yellow" if not result.error else "red")
         title = "Final answer" if finished else f"Stopped without a final answer ({result.stop_reason.value})"
+        if result.answer_source and not finished:
+            title = f"Answer from {result.answer_source} ({result.stop_reason.value})"
         parts: list[RenderableType] = [Text(self._truncate(result.response or "(no answer)"))]
         if result.error:
             parts.append(Text(f"error: {result.error}", style="bold red"))

@@ -77,6 +77,21 @@ def rlm_register_loggers(register: Register) -> None:
 
 
 @hookspec
+def rlm_register_strategies(register: Register) -> None:
+    """Register strategies: help for a run's root model, given as typed, logged actions.
+
+    Called once, the first time the core looks up a strategy by name (``RLM(strategy="name")``, or
+    the name a client offers through its ``default_strategy`` attribute).
+
+    :param register: call ``register(name, factory)``; ``factory(**strategy_kwargs)`` must return
+        an ``rlm_core.guidance.strategy.Strategy`` (``name``, ``system_prompt(view)``,
+        ``on_start(view)``, ``on_turn(view)``). Its actions (tell, run code, accept an answer, ask
+        for the final answer, cap a call) are logged under its name; it can never refuse or rewrite
+        an answer the model gave.
+    """
+
+
+@hookspec
 def rlm_on_event(event: RunEvent) -> None:
     """Observe every run event: run, iteration, LM call, code execution and sub-call start/end.
 

@@ -37,7 +37,7 @@ from rlm_core.plugins.signatures import SIGNATURE_ATTRIBUTE
 
 ENTRY_POINT_GROUP = "rlm"
 BUILTIN_PLUGIN = "rlm_core.plugins.builtins"
-KINDS = ("clients", "environments", "routing_policies", "loggers")
+KINDS = ("clients", "environments", "routing_policies", "loggers", "strategies")
 
 # Plugins are published as ``rlm-<name>`` by convention: an unknown name suggests that distribution.
 DISTRIBUTION_PREFIX = "rlm-"
@@ -264,7 +264,7 @@ class PluginRegistry:
             self._record_error(info, f"could not be registered: {exc}", exc)
 
     def _collect_registrations(self, plugin_name: str | None) -> None:
-        """Call the four registration hooks through pluggy: for every plugin, or for one added late."""
+        """Call the registration hooks through pluggy: for every plugin, or for one added late."""
         if plugin_name is not None and self.pm.get_plugin(plugin_name) is None:
             return
         others = [
@@ -294,7 +294,7 @@ class PluginRegistry:
                 return
             if existing is not None and replace == existing.replace:
                 raise PluginError(
-                    f"{kind[:-1].replace('_', ' ')} name {name!r} is registered by both plugin "
+                    f"{_noun(kind)} name {name!r} is registered by both plugin "
                     f"{existing.plugin!r} and plugin {plugin_name!r}; rename one, disable one with "
                     f"RLM_DISABLE_PLUGINS, or pass replace=True from the one that should win"
                 )
@@ -448,8 +448,11 @@ class PluginRegistry:
         return bool(self.pm.hook.rlm_on_event.get_hookimpls())
 
 
+_NOUNS = {"routing_policies": "routing policy", "strategies": "strategy"}
+
+
 def _noun(kind: str) -> str:
-    return "routing policy" if kind == "routing_policies" else kind[:-1].replace("_", " ")
+    return _NOUNS.get(kind) or kind[:-1].replace("_", " ")
 
 
 def _module_name(plugin: object) -> str:
