@@ -2,7 +2,7 @@
 embedded model. Kinds: needle look-ups, counting with look-alikes, two- and three-hop chains with
 distractors, and judgement over many items (scored with a tolerance).
 
-Run: python bench/small_model_tasks.py [--kinds ...] [--seeds 0-4] [--log-dir DIR] [--list]
+Run: python bench/small_model_tasks.py [--kinds ...] [--seeds 0-4] [--strategy on|off] [--log-dir DIR] [--list]
 A task is a function of (kind, seed): two runs with the same seeds ask the same questions about the
 same texts. Develop on some seeds and report on others that were never looked at while tuning.
 """
@@ -401,6 +401,7 @@ def run_task(task: Task, args: argparse.Namespace) -> Outcome:
         max_iterations=args.max_iterations,
         max_timeout=args.max_timeout,
         logger=counter,
+        strategy=None if args.strategy == "off" else "small-model",
     )
     started = time.perf_counter()
     try:
@@ -455,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="qwen2.5-coder-1.5b", help="llamacpp model_name")
     parser.add_argument("--max-iterations", type=int, default=10)
     parser.add_argument("--max-timeout", type=float, default=180.0, help="seconds per task")
+    parser.add_argument(
+        "--strategy", choices=("on", "off"), default="on", help="the small-model strategy on (default) or off"
+    )
     parser.add_argument("--list", action="store_true", help="print the tasks and their answers, run nothing")
     args = parser.parse_args(argv)
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())

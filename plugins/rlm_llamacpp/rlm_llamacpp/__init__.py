@@ -1,7 +1,8 @@
 """rlm-llamacpp: an embedded local model served in-process by llama.cpp, the no-API-key backend.
 
-Registers the ``llamacpp`` client and offers it as the no-key default when a model is installed;
-everything heavy is imported by the factory, on first use.
+Registers the ``llamacpp`` client and offers it as the no-key default when a model is installed, and
+the ``small-model`` strategy, which that client offers as its default (``RLM(strategy=None)`` turns
+it off); everything heavy is imported by the factories, on first use.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 from rlm_core import hookimpl
 from rlm_core.plugins.hookspecs import Register
+from rlm_core.plugins.signatures import kwargs_of
 
 __version__ = "0.2.0"
 
@@ -25,6 +27,18 @@ def rlm_register_clients(register: Register) -> None:
     from rlm_llamacpp.offer import HINT
 
     register("llamacpp", _llamacpp, hint=HINT)
+
+
+@kwargs_of("rlm_llamacpp.strategy:SmallModelStrategy")  # misspelt settings get a did-you-mean
+def _small_model(**strategy_kwargs: Any) -> Any:
+    from rlm_llamacpp.strategy import SmallModelStrategy
+
+    return SmallModelStrategy(**strategy_kwargs)
+
+
+@hookimpl
+def rlm_register_strategies(register: Register) -> None:
+    register("small-model", _small_model)
 
 
 @hookimpl

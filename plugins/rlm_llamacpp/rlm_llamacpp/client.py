@@ -44,6 +44,9 @@ class LlamaCppClient(BaseClient):
     """
 
     backend = "llamacpp"
+    # The models this client serves are small: it offers this plugin's strategy for them, which
+    # RLM(strategy="auto") (the default) uses and RLM(strategy=None) turns off.
+    default_strategy = "small-model"
 
     def __init__(
         self,

@@ -224,7 +224,7 @@ def test_the_plugin_registers_llamacpp_through_its_entry_point() -> None:
     assert "llamacpp" in registry.names("clients")
     info = registry.infos["llamacpp"]
     assert info.distribution == "rlm-llamacpp" and info.error is None
-    assert info.registered == {"clients": ["llamacpp"]}
+    assert info.registered == {"clients": ["llamacpp"], "strategies": ["small-model"]}
     made = registry.create("clients", "llamacpp", **SMOL)
     assert isinstance(made, LlamaCppClient)
 

@@ -31,15 +31,15 @@ PERSON = {
 }
 
 
-class NoteCollector:
-    """A logger keeping the engine's notes on each iteration."""
+class CapCollector:
+    """A logger keeping the output cap of every sub-tier model call."""
 
     def __init__(self) -> None:
-        self.notes: list[str] = []
+        self.sub_caps: list[int] = []
 
     def on_event(self, event: Any) -> None:
-        if event.kind is EventKind.ITERATION_END:
-            self.notes.extend(event.payload.record.notes)
+        if event.kind is EventKind.LM_CALL_START and event.payload.tier == "sub":
+            self.sub_caps.append(event.payload.max_tokens)
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def test_an_object_schema_comes_back_valid(client: LlamaCppClient) -> None:
     assert problem is None and isinstance(value["name"], str) and isinstance(value["age"], int)
 
 
-def test_typed_batched_sub_calls_in_a_run_are_capped_for_a_small_root() -> None:
+def test_typed_batched_sub_calls_in_a_run_are_capped_by_the_small_model_strategy() -> None:
     code = (
         'items = ["The kettle broke, refund me.", "Thanks, it works great!"]\n'
         'labels = llm_query_batched(["Does this message ask for money back? " + m for m in items], '
@@ -94,13 +94,13 @@ def test_typed_batched_sub_calls_in_a_run_are_capped_for_a_small_root() -> None:
     )
     root = ScriptedClient([f"```repl\n{code}\n```", "FINAL(done)"], model_name="qwen2.5-coder-1.5b")
     sub = LlamaCppClient(**SMOL)
-    notes = NoteCollector()
-    rlm = RLM(backend=root, other_backends=[sub], logger=notes)
+    caps = CapCollector()
+    rlm = RLM(backend=root, other_backends=[sub], logger=caps, strategy="small-model")
     result = rlm.completion("two messages", root_prompt="how many messages ask for money back?")
     rlm.close()
     sub.close()
-    output = root.requests[1].messages[-1].content
+    output = next(m.content for m in reversed(root.requests[1].messages) if m.author == "engine")
     labels = output.split("```output\n")[1].split("\n")[0]
     assert all(label in ("yes", "no") for label in eval(labels)) and len(eval(labels)) == 2
     assert result.usage_summary.tier_total("sub").calls == 2
-    assert any("output capped at 200 tokens" in note for note in notes.notes)
+    assert caps.sub_caps and all(cap <= 200 for cap in caps.sub_caps)

@@ -1,0 +1,282 @@
+"""The ``small-model`` strategy: help for 1-3B root models, given through the core's strategy contract.
+
+What it does, each step logged under its name:
+
+- a short system prompt with two worked examples (a look-up by exact words; a judgement over many
+  items with typed sub-calls);
+- before the first turn it runs one cell that defines three helpers in the REPL (``find_text``,
+  ``list_items``, ``ask_each``), shown to the model as code the engine ran, so the model chooses
+  the words to search for and the question to ask each item, and the helpers do the loops small
+  models get wrong;
+- after each turn without an answer it restates the question;
+- when the model sends a block it already ran and the output is the same, or replies in prose
+  after its code ran, it asks for the final answer at once (the model's FINAL is still its own);
+- when ``FINAL(...)`` raised (an unquoted answer, a name that does not exist) it says how to quote;
+- root turns, sub-calls and the output shown are capped (small models ramble; a CPU is slow).
+
+It never refuses, rewrites or supplies an answer. Its scope and known misfires are in the README.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from rlm_core.guidance import prompts
+from rlm_core.guidance.strategy import (
+    Action,
+    AskForFinal,
+    BaseStrategy,
+    CapCall,
+    CapOutput,
+    RunCode,
+    StartView,
+    Tell,
+    TurnView,
+)
+
+NAME = "small-model"
+
+SYSTEM_PROMPT = """\
+You answer a question about a long text. The text is stored in the Python variable `context`. You \
+cannot read it directly: you run Python code, and you see only what your code prints.
+
+Reply with exactly one ```repl code block, and I run it and show you what it printed. When the \
+printed output shows the answer, reply with only FINAL(the answer).
+
+Helpers already defined in the REPL:
+- find_text("word", "other word", ...): prints the passages of `context` that contain all the given \
+words (in any case) and returns them as a list.
+- list_items(): returns the items of `context` (its non-empty lines, or the elements of a list) and \
+prints how many there are and the first three.
+- ask_each(items, question, choices): asks a helper model the question about each item and returns \
+the answers in order, each one of the choices.
+- llm_query(prompt): asks a helper model about a short piece of text.
+
+Example 1, a question about an exact fact, "What is the launch code of the Aurora project?":
+You:
+```repl
+find_text("Aurora", "code")
+```
+Me:
+```output
+1 passage:
+The launch code of the Aurora project is 7741-B, set in March.
+```
+You: FINAL(7741-B)
+
+Example 2, a question about the kind of many items, "Each line is a support ticket, either 'bug' \
+(something is broken) or 'request' (a wish for something new). How many tickets are bugs?":
+You:
+```repl
+items = list_items()
+answers = ask_each(items, "Is this ticket a 'bug' or a 'request'?", ["bug", "request"])
+print(answers.count("bug"), "of", len(answers))
+```
+Me:
+```output
+3 items. The first three:
+t1 | The export button does nothing.
+t2 | Please add a dark mode.
+t3 | Login fails with error 500.
+2 of 3
+```
+You: FINAL(2)
+
+Rules:
+1. For exact facts (names, numbers, codes, dates), call find_text with the most specific words of \
+the question. If it finds nothing, try fewer words or other spellings.
+2. When the question is about the kind, label, meaning or tone of many items, words will not find \
+the answer, since the labels are not written in the text: use list_items and ask_each with the \
+possible labels as choices, then count or compare the answers with code.
+3. Never change `context`. Never write the output yourself: wait for it.
+4. Answer every part of the question, in a few words.
+{tools}"""
+
+# Runs in the REPL (stdlib only: it must work in every sandbox). Names are plain so that a small
+# model can call them; they are ordinary variables the model may rebind.
+HELPERS = '''\
+import json as _json
+import re as _re
+
+
+def _rlm_texts():
+    if isinstance(context, str):
+        return context.splitlines()
+    if isinstance(context, dict):
+        return [f"{key}: {_json.dumps(value, default=str)}" for key, value in context.items()]
+    if isinstance(context, (list, tuple)):
+        return [item if isinstance(item, str) else _json.dumps(item, default=str) for item in context]
+    return str(context).splitlines()
+
+
+def find_text(*words, limit=10, width=400):
+    """Print the passages of context that contain all the words (any case); return them."""
+    wanted = [str(w).lower() for w in words if str(w).strip()]
+    passages = []
+    for line in _rlm_texts():
+        pieces = _re.split(r"(?<=[.!?])\\s+", line) if len(line) > width else [line]
+        passages.extend(p for p in pieces if p.strip())
+    found = [p for p in passages if all(w in p.lower() for w in wanted)]
+    print(f"{len(found)} passage(s)" + (":" if found else " contain all of " + repr(words)))
+    for passage in found[:limit]:
+        print(passage[:width])
+    if len(found) > limit:
+        print(f"... and {len(found) - limit} more")
+    return found
+
+
+def list_items():
+    """The non-empty lines (or elements) of context; prints how many and the first three."""
+    items = [t for t in _rlm_texts() if t.strip()]
+    print(f"{len(items)} items. The first three:")
+    for item in items[:3]:
+        print(item[:300])
+    return items
+
+
+final = FINAL  # small models write the finish in lower case; it means the same
+
+
+def ask_each(items, question, choices=None):
+    """Ask a helper model the question about each item; the answers, in order."""
+    if choices:
+        # The whole task says what the labels mean; the per-item question is often terse.
+        frame = f"This is one item of a larger task: {_rlm_task}\\n\\n" if _rlm_task else ""
+        asked = [f"{frame}Answer about this one item only. {question}\\n\\nItem: {item}" for item in items]
+        return llm_query_batched(asked, choices=list(choices))
+    return llm_query_batched([f"{question}\\n\\n{item}" for item in items])
+'''
+
+_FINAL_RAISED = re.compile(r"\bFINAL(?:_VAR)?\(")
+_PYTHON_ERROR = re.compile(r"\b(NameError|SyntaxError)\b")
+
+
+class SmallModelStrategy(BaseStrategy):
+    """Settings (``strategy_kwargs``): ``root_max_tokens`` (400), ``sub_max_tokens`` (200),
+    ``max_output_chars`` (4,000), ``helpers`` (True: define the REPL helpers before the first turn)."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        *,
+        root_max_tokens: int = 400,
+        sub_max_tokens: int = 200,
+        max_output_chars: int = 4_000,
+        helpers: bool = True,
+    ) -> None:
+        self.root_max_tokens = root_max_tokens
+        self.sub_max_tokens = sub_max_tokens
+        self.max_output_chars = max_output_chars
+        self.helpers = helpers
+
+    def system_prompt(self, view: StartView) -> str | None:
+        if not self.helpers:
+            return None  # the examples use the helpers: without them the core's prompt fits better
+        return SYSTEM_PROMPT.format(tools=prompts.describe_tools(view.tools))
+
+    def on_start(self, view: StartView) -> Sequence[Action]:
+        actions: list[Action] = [
+            CapCall(self.root_max_tokens, "root", why="one code block or a FINAL line per turn"),
+            CapCall(self.sub_max_tokens, "sub", why="sub-calls answer one short question each"),
+            CapOutput(self.max_output_chars, why="a small model's window holds a few thousand tokens"),
+        ]
+        if self.helpers:
+            actions.append(
+                RunCode(
+                    f"_rlm_task = {view.root_prompt!r}\n" + HELPERS,
+                    why="define find_text, list_items and ask_each",
+                    shown="it defined the helpers find_text, list_items and ask_each described in "
+                    "the instructions.",
+                )
+            )
+        actions.append(Tell(_restated(view.root_prompt, first=True), why="the question, and what to do"))
+        return actions
+
+    def on_turn(self, view: TurnView) -> Sequence[Action]:
+        actions: list[Action] = []
+        mine = [cell for cell in view.cells if cell.author == "model"]
+        if any(_final_raised(cell.code, cell.error) for cell in mine):
+            actions.append(
+                Tell(
+                    "FINAL(...) failed before it could finish, so the run goes on. To answer with "
+                    'text, quote it: FINAL("your answer"); to answer with a variable, define it first.',
+                    why="FINAL(...) raised",
+                )
+            )
+        repeated = bool(mine) and all(_ran_before(cell, view.history) for cell in mine)
+        if mine and all(_found_nothing(cell) for cell in mine):
+            if repeated and _times_run(mine[-1], view.history) >= 3:
+                actions.append(AskForFinal("Your code found nothing three times."))
+            else:
+                # Asking for the answer now would only get a guess: say what else there is to try.
+                actions.append(Tell(FOUND_NOTHING, why="the model's search found nothing"))
+            return actions
+        if repeated:
+            actions.append(AskForFinal("You sent code you ran before, and it printed the same output again."))
+            return actions
+        ran_code = any(cell.author == "model" for cell in view.history)
+        if not view.cells and not ran_code:
+            # Prose before any code: small models answer from nothing; what they say is not known.
+            actions.append(Tell(NO_CODE_YET, why="no code has run yet"))
+            return actions
+        if not view.cells and view.reply.strip() and not view.last_turn:
+            actions.append(AskForFinal("Your reply had no code block."))
+            return actions
+        actions.append(Tell(_restated(view.root_prompt), why="restate the question"))
+        return actions
+
+
+FOUND_NOTHING = (
+    "That found nothing: the text does not hold those words together. For an exact fact, try fewer "
+    "or other words. If the answer depends on what each item means (a label, a category, a count "
+    "of some kind), words will not find it: items = list_items(), then answers = ask_each(items, "
+    "a short question about one item, [its possible answers]), then count the answers with code."
+)
+NO_CODE_YET = (
+    "You have not run any code yet, so nothing is known about the text, and a reply without "
+    "FINAL(...) is not an answer. Reply with one ```repl block: for an exact fact, call find_text "
+    "with the most specific words of the question; for many items, start with list_items()."
+)
+
+
+def _restated(question: str | None, first: bool = False) -> str:
+    asked = f"The question is: {question}\n" if question else ""
+    if first:
+        return f"{asked}Reply with one ```repl block."
+    return (
+        f"{asked}If the output above answers every part of the question, reply with only "
+        "FINAL(the answer). Otherwise reply with one ```repl block that finds what is missing."
+    )
+
+
+def _final_raised(code: str, error: str | None) -> bool:
+    return bool(error and _PYTHON_ERROR.search(error) and _FINAL_RAISED.search(code))
+
+
+_NOTHING = re.compile(r"\A\s*(0 passage\(s\)[^\n]*\n?\s*(\[\])?|\[\]|None|0)?\s*\Z")
+
+
+def _found_nothing(cell: Any) -> bool:
+    """The cell ran without error and printed nothing, an empty list, or find_text's "0 passage(s)"."""
+    return not cell.error and bool(_NOTHING.match(cell.stdout))
+
+
+def _times_run(cell: Any, history: Sequence[Any]) -> int:
+    key = cell.code.strip()
+    return sum(1 for other in history if other.author == "model" and other.code.strip() == key)
+
+
+def _ran_before(cell: Any, history: Sequence[Any]) -> bool:
+    """The same code ran earlier in the run (before this turn) and printed the same thing."""
+    key = cell.code.strip()
+    output = cell.stdout + (cell.error or "")
+    return any(
+        other is not cell
+        and other.code.strip() == key
+        and other.stdout + (other.error or "") == output
+        and other.started_at < cell.started_at
+        for other in history
+    )

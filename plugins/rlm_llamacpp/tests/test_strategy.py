@@ -1,0 +1,107 @@
+"""The small-model strategy with scripted models (no llama.cpp needed): the do-no-harm contract,
+what it adds, and that the embedded client offers it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlm_llamacpp.client import LlamaCppClient
+from rlm_llamacpp.strategy import SmallModelStrategy
+
+from rlm_core import RLM
+from rlm_core.events import EventKind
+from rlm_core.testing import ScriptedClient
+from rlm_core.testing.strategy_contract import StrategyContract, repl, scripted_model, turns_asked
+from rlm_core.types import StopReason
+
+
+class TestSmallModelDoesNoHarm(StrategyContract):
+    def make_strategy(self) -> Any:
+        return "small-model"
+
+
+class TestSmallModelWithoutHelpersDoesNoHarm(StrategyContract):
+    def make_strategy(self) -> Any:
+        return SmallModelStrategy(helpers=False)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def on_event(self, event: Any) -> None:
+        self.events.append(event)
+
+
+def test_the_embedded_client_offers_the_strategy() -> None:
+    assert LlamaCppClient.default_strategy == "small-model"
+
+
+def test_the_helpers_search_list_and_ask_each_item() -> None:
+    context = "Intro line.\nThe passcode for the vault is amber-9. More text follows here.\nEnd."
+    root = scripted_model(
+        (
+            repl("hits = find_text('PASSCODE', 'vault')"),
+            repl("items = list_items()\nprint(ask_each(items, 'Is it about a vault?', ['yes', 'no']))"),
+            "FINAL(amber-9)",
+        ),
+        "root",
+    )
+    sub = ScriptedClient(["no", "yes", "no"], model_name="sub")
+    result = RLM(backend=root, other_backends=[sub], strategy="small-model").completion(
+        context, root_prompt="What is the passcode?"
+    )
+    assert result.response == "amber-9" and result.answer_source == "final"
+    turns = [r for r in root.requests if r.purpose == "root"]
+    first_output = turns[1].messages[-2].content
+    assert "1 passage(s):" in first_output and "amber-9" in first_output
+    second_output = turns[2].messages[-2].content
+    assert "3 items." in second_output and "['no', 'yes', 'no']" in second_output
+    assert [r.max_tokens for r in sub.requests] == [200, 200, 200]
+    # The whole task frames each typed per-item question.
+    assert all("larger task: What is the passcode?" in r.messages[-1].content for r in sub.requests)
+    assert all(r.max_tokens == 400 for r in root.requests)
+
+
+def test_the_question_is_restated_after_a_turn_without_an_answer() -> None:
+    root = scripted_model((repl("print(len(context))"), "FINAL(3)"), "root")
+    RLM(backend=root, strategy="small-model").completion("abc", root_prompt="How long is it?")
+    turns = [r for r in root.requests if r.purpose == "root"]
+    told = turns[1].messages[-1]
+    assert told.author == "strategy:small-model" and "The question is: How long is it?" in told.content
+
+
+def test_the_same_block_with_the_same_output_asks_for_the_final_answer() -> None:
+    recorder = Recorder()
+    root = scripted_model((repl("print(len(context))"), repl("print(len(context))"), "FINAL(3)"), "root")
+    result = RLM(backend=root, strategy="small-model", logger=recorder).completion(
+        "abc", root_prompt="How long?"
+    )
+    assert (result.response, result.stop_reason, result.answer_source) == ("3", StopReason.FINAL, "final")
+    assert root.requests[-1].purpose == "extract"
+    assert root.requests[-1].messages[-1].author == "strategy:small-model"
+    actions = [e.data["action"]["action"] for e in recorder.events if e.kind is EventKind.STRATEGY_ACTION]
+    assert "ask_for_final" in actions
+
+
+def test_a_final_that_raised_gets_a_quoting_tip_and_is_not_an_answer() -> None:
+    root = scripted_model((repl("FINAL(GR-348)"), 'FINAL("GR-348")'), "root")
+    result = RLM(backend=root, strategy="small-model").completion("GR-348", root_prompt="Which code?")
+    assert result.response == "GR-348" and turns_asked(root) == 2
+    turns = [r for r in root.requests if r.purpose == "root"]
+    assert any("quote it" in m.content for m in turns[1].messages[-2:])
+
+
+def test_a_search_that_found_nothing_is_told_what_else_to_try_not_asked_for_a_guess() -> None:
+    search = repl("find_text('spam', 'ham')")
+    root = scripted_model((search, search, search, "FINAL(0)"), "root")
+    recorder = Recorder()
+    RLM(backend=root, strategy="small-model", logger=recorder).completion(
+        "Instance 1 | win a prize now\nInstance 2 | see you at 6", root_prompt="How many are spam?"
+    )
+    acted = [e.data["action"] for e in recorder.events if e.kind is EventKind.STRATEGY_ACTION]
+    after_turns = [a["action"] for a in acted if a["action"] in ("tell", "ask_for_final")][1:]
+    # Twice told to try other words or ask_each; after a third empty run, asked for the answer.
+    assert after_turns == ["tell", "tell", "ask_for_final"]
+    told = next(a["text"] for a in acted if a.get("why") == "the model's search found nothing")
+    assert "ask_each" in told
