@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -90,6 +91,38 @@ def server_for() -> Iterator[Callable[[Path], ViewerServer]]:
 def open_run(page: Any, question: str) -> None:
     page.locator("#run-rows tr", has_text=question).locator(".run-link").click()
     page.wait_for_selector("#timeline > li")
+    page.wait_for_selector("#run[data-loaded='true']")  # every line read: counts below are final
+
+
+def fact(page: Any, label: str) -> str:
+    """The text of one fact in the run's header (the ``dd`` under the ``dt`` called ``label``)."""
+    term = page.locator("dt", has_text=re.compile(f"^{re.escape(label)}$"))
+    return str(page.locator(".run-summary .facts > div", has=term).locator("dd").inner_text())
+
+
+# Fields each log schema added, newest last: an older log is a real one without them.
+ADDED_IN_SCHEMA = {
+    2: {"span_id", "parent_span_id", "calls", "batch_id", "batch_index", "started_at", "cost"},
+    3: {"author", "actions", "answer_source", "final_source", "strategy", "system_prompt_author"},
+}
+
+
+def as_older_log(text: str, version: int) -> str:
+    """A log of the current schema rewritten as schema ``version`` wrote it."""
+    newer = set().union(*(fields for v, fields in ADDED_IN_SCHEMA.items() if v > version))
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in newer}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    lines = [strip(json.loads(line)) for line in text.splitlines()]
+    for line in lines:
+        if line["type"] in ("metadata", "child_run_start"):
+            line["schema_version"] = version
+    return "".join(json.dumps(line) + "\n" for line in lines)
 
 
 def search(page: Any, query: str, matches: int) -> None:
@@ -107,8 +140,8 @@ def test_run_list_shows_runs_sorts_and_filters(
 ) -> None:
     page.goto(server_for(log_dir).url)
     rows = page.locator("#run-rows tr")
-    rows.first.wait_for()
-    assert rows.count() == 2
+    rows.nth(2).wait_for()
+    assert rows.count() == 3
     rich = page.locator("#run-rows tr", has_text="How many?")
     text = rich.inner_text()
     for expected in (
@@ -125,11 +158,11 @@ def test_run_list_shows_runs_sorts_and_filters(
     page.click("#sort-question")
     assert "How many?" in rows.first.inner_text()
     page.click("#sort-question")
-    assert "Never ends?" in rows.first.inner_text()
+    assert "Who counted?" in rows.first.inner_text()
     assert page.get_attribute("#sort-question >> xpath=..", "aria-sort") == "descending"
     page.fill("#run-filter", "max_iter")
     page.wait_for_function("document.querySelectorAll('#run-rows tr').length === 1")
-    assert "Never ends?" in rows.first.inner_text() and page.inner_text("#run-count") == "1 of 2 runs"
+    assert "Never ends?" in rows.first.inner_text() and page.inner_text("#run-count") == "1 of 3 runs"
 
 
 def test_one_run_timeline_batch_child_rlm_waterfall_and_usage(
@@ -158,9 +191,10 @@ def test_one_run_timeline_batch_child_rlm_waterfall_and_usage(
     assert "4 slots" in batch.locator("summary").inner_text()
     batch.locator("summary").click()
     slots = batch.locator("details.subcall > summary")
+    slots.nth(3).wait_for()  # the batch's slots are built when it opens: wait for them
     assert slots.count() == 4 and "llm_query [3]" in slots.nth(3).inner_text()
     slots.nth(0).click()
-    assert "SUMMARY OF CHUNK 0" in batch.locator("details.subcall").nth(0).inner_text()
+    batch.locator("details.subcall").nth(0).get_by_text("SUMMARY OF CHUNK 0").first.wait_for()
     # The child RLM expands in place, with its own iterations and its own sub-call.
     iteration(page, 3).locator("summary").first.click()
     child_call = iteration(page, 3).locator("details.subcall.has-child")
@@ -170,6 +204,7 @@ def test_one_run_timeline_batch_child_rlm_waterfall_and_usage(
     assert "Answer: 4 letters" in child_run.inner_text()
     child_run.locator("details.iteration > summary").first.click()
     child_first = child_run.locator("details.iteration").first
+    child_first.locator(".cell").first.wait_for()  # its body is built when it opens
     assert "x = llm_query(context)" in child_first.inner_text()
     child_first.locator("details.subcall > summary").click()
     assert "leaf-model" in child_first.inner_text() and "depth 2" in child_first.inner_text()
@@ -193,8 +228,12 @@ def test_a_budget_stop_is_highlighted(page: Any, log_dir: Path, server_for: Any)
     page.goto(server_for(log_dir).url)
     open_run(page, "Never ends?")
     assert "ran out of iterations" in page.inner_text("#stop-banner")
+    assert "read out of the model's last turn" in page.inner_text("#stop-banner")
+    page.locator("#answer-source").wait_for()
+    assert fact(page, "Stop reason") == "max_iterations · read out of the last turn"
     iteration(page, 2).locator("summary").click()
-    assert "repeated an identical block" in iteration(page, 2).locator(".notes").inner_text()
+    # The engine's own plain note (it ran the repeated block, as it runs every block).
+    assert "ran a block it had run before" in iteration(page, 2).locator(".notes").inner_text()
 
 
 def test_search_finds_replies_code_outputs_and_child_runs(page: Any, log_dir: Path, server_for: Any) -> None:
@@ -287,15 +326,15 @@ def test_a_last_line_without_its_newline_still_counts(page: Any, tmp_path: Path,
 def test_newer_schema_and_foreign_files(page: Any, tmp_path: Path, server_for: Any) -> None:
     real = write_budget_stop_run(tmp_path / "src").read_text().splitlines()
     (tmp_path / "logs").mkdir()
-    newer = json.loads(real[0]) | {"schema_version": 3, "new_field": {"a": 1}}
+    newer = json.loads(real[0]) | {"schema_version": 4, "new_field": {"a": 1}}
     (tmp_path / "logs" / "newer.jsonl").write_text("\n".join([json.dumps(newer), *real[1:]]) + "\n")
     (tmp_path / "logs" / "other.jsonl").write_text('{"event": "something else"}\n')
     page.goto(server_for(tmp_path / "logs").url)
     page.locator("#run-rows tr").nth(1).wait_for()
-    assert "foreign" in page.inner_text("#run-rows") and "schema 3" in page.inner_text("#run-rows")
+    assert "foreign" in page.inner_text("#run-rows") and "schema 4" in page.inner_text("#run-rows")
     page.locator("#run-rows tr", has_text="Never ends?").locator(".run-link").click()
     page.wait_for_selector("#problems:not([hidden])")
-    assert "log schema 3" in page.inner_text("#problems") and page.locator("#timeline > li").count() == 2
+    assert "log schema 4" in page.inner_text("#problems") and page.locator("#timeline > li").count() == 2
     page.goto(page.url.split("#")[0] + "#/run/other.jsonl")
     page.wait_for_selector("#problems:not([hidden])")
     assert "Line 1 (foreign)" in page.inner_text("#problems")
@@ -303,20 +342,12 @@ def test_newer_schema_and_foreign_files(page: Any, tmp_path: Path, server_for: A
 
 
 def test_a_version_1_log_still_shows(page: Any, tmp_path: Path, server_for: Any) -> None:
-    # Version 1 logs had no span ids, no per-iteration model calls, no batch ids, no costs per call.
-    v2_only = {"span_id", "parent_span_id", "calls", "batch_id", "batch_index", "started_at", "cost"}
-
-    def strip(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in v2_only}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-
-    lines = [json.loads(line) for line in write_rich_run(tmp_path / "src").read_text().splitlines()]
-    old = [strip(line) | ({"schema_version": 1} if line["type"] == "metadata" else {}) for line in lines]
+    # Version 1 logs had no span ids, no per-iteration model calls, no batch ids, no costs per call,
+    # and no provenance (schema 3).
+    text = write_rich_run(tmp_path / "src").read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
     (tmp_path / "logs").mkdir()
-    (tmp_path / "logs" / "v1.jsonl").write_text("".join(json.dumps(line) + "\n" for line in old))
+    (tmp_path / "logs" / "v1.jsonl").write_text(as_older_log(text, 1))
     page.goto(server_for(tmp_path / "logs").url)
     open_run(page, "How many?")
     assert page.locator("#timeline > li").count() == 5 and page.is_hidden("#problems")
@@ -331,7 +362,128 @@ def test_a_version_1_log_still_shows(page: Any, tmp_path: Path, server_for: Any)
     assert iteration(page, 2).locator("details.subcall").count() == 4  # no batch ids: four plain calls
     iteration(page, 3).locator("summary").first.click()
     iteration(page, 3).locator("details.subcall.has-child > summary").click()
+    iteration(page, 3).locator(".child-run").wait_for()  # built when the sub-call opens
     assert "Answer: 4 letters" in iteration(page, 3).inner_text()
+
+
+def test_a_version_2_log_reads_as_the_models_own(page: Any, tmp_path: Path, server_for: Any) -> None:
+    from playwright.sync_api import expect
+
+    # Before schema 3 nothing said who wrote what: every cell is the model's, no strategy, no source.
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "v2.jsonl").write_text(as_older_log(write_rich_run(tmp_path / "src").read_text(), 2))
+    page.goto(server_for(tmp_path / "logs").url)
+    open_run(page, "How many?")
+    assert page.is_hidden("#problems") and page.locator("#timeline > li").count() == 5
+    assert fact(page, "Strategy") == "no strategy" and fact(page, "Stop reason") == "final"
+    assert page.locator("#answer-source").count() == 0
+    iteration(page, 1).locator("summary").first.click()
+    cell = iteration(page, 1).locator("section.cell")
+    expect(cell).to_have_count(1)
+    expect(cell.locator(".author-label")).to_have_text("model")
+    assert cell.locator(".cell-author").count() == 0 and iteration(page, 1).locator(".actions").count() == 0
+    iteration(page, 1).locator("details.messages > summary").click()
+    expect(iteration(page, 1).locator("details.messages .block > h4")).to_have_text(["user"])
+
+
+def test_a_strategy_run_shows_who_did_what(
+    page: Any, log_dir: Path, server_for: Any, screenshots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(server_for(log_dir).url)
+    row = page.locator("#run-rows tr", has_text="Who counted?")
+    expect(row).to_contain_text("strategy small-model")
+    expect(row).to_contain_text("answer from strategy:small-model")
+    # A person clicks the question, not the link in the first column: the whole row opens the run.
+    row.locator("td[data-label='Question']").click()
+    expect(page.locator("#run-title")).to_have_text("Who counted?")
+    page.wait_for_selector("#run[data-loaded='true']")
+    assert fact(page, "Stop reason") == "strategy · answer from strategy:small-model"
+    assert fact(page, "Strategy") == "small-model" and fact(page, "System prompt by") == "the engine"
+    assert "accepted by strategy:small-model" in page.inner_text("#strategy-banner")
+    expect(page.locator("#waterfall .bar-code.bar-by-strategy")).to_have_count(1)
+
+    first = iteration(page, 1)
+    heading = first.locator("summary").first.inner_text()
+    assert "1 cell run by a strategy" in heading and "4 strategy actions" in heading
+    first.locator("summary").first.click()
+    cells = first.locator("section.cell")
+    expect(cells).to_have_count(2)  # the body is built when the iteration opens: wait for it
+    strategy_cell, model_cell = cells.nth(0), cells.nth(1)
+    expect(strategy_cell.locator(".cell-author")).to_have_text(
+        "run by strategy:small-model — not the model's code"
+    )
+    assert "words = context.split()" in strategy_cell.inner_text()
+    expect(model_cell.locator(".author-label")).to_have_text("model")
+    assert model_cell.locator(".cell-author").count() == 0
+    rule = "(el) => getComputedStyle(el).borderLeftWidth"  # the strategy's cell is set apart
+    assert strategy_cell.evaluate(rule) == "4px" and model_cell.evaluate(rule) == "0px"
+
+    actions = first.locator(".actions li.action")
+    expect(actions).to_have_count(4)
+    run_code, tell, cap, ask = actions.all_inner_texts()
+    assert all(text.startswith("strategy:small-model") for text in (run_code, tell, cap, ask))
+    assert "run_code" in run_code and "Why: count the words first" in run_code
+    assert "tell" in tell and "Said: The count is printed above: check it, then answer." in tell
+    assert "cap_output" in cap and "at most 2,000 characters of each cell's output" in cap
+    assert "ask_for_final" in ask and "Why: The word count is known." in ask
+    assert "Not sure yet: I have only seen three words." in ask  # the model's reply to the request
+    assert first.locator(".notes").count() == 0  # the engine had nothing to note this turn
+    first.locator("details.messages > summary").click()
+    expect(first.locator("details.messages .block > h4")).to_have_text(
+        ["user message · by the engine", "user message · by strategy:small-model"]
+    )
+
+    second = iteration(page, 2)
+    assert "answer accepted by strategy:small-model" in second.locator("summary").first.inner_text()
+    second.locator("summary").first.click()
+    expect(second.locator(".actions")).to_contain_text("accept_answer")
+    notes, acted = second.locator(".notes").inner_text(), second.locator(".actions").inner_text()
+    assert "ran a block it had run before" in notes and "accept_answer" not in notes
+    assert "Answer: 9 words" in acted and "ran a block" not in acted
+    expect(second.locator(".block.final > h4")).to_have_text(
+        "Final answer · answer from strategy:small-model"
+    )
+    page.screenshot(path=str(screenshots / "strategy-run.png"), full_page=True)
+    # Search reads the strategy's actions too.
+    page.fill("#search", "accept_answer")
+    expect(page.locator("#search-status")).to_have_text("1 of 2 iterations match “accept_answer”")
+
+
+def test_a_run_row_opens_from_anywhere_on_it_and_from_the_keyboard(
+    page: Any, log_dir: Path, server_for: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(server_for(log_dir).url)
+    for column in ("Answer", "Stop reason", "Iterations"):
+        page.locator("#run-rows tr", has_text="Never ends?").locator(f"td[data-label='{column}']").click()
+        expect(page.locator("#run-title")).to_have_text("Never ends?")
+        page.go_back()
+    # Selecting a question to copy it is not a click on the row.
+    question = page.locator("#run-rows tr", has_text="Who counted?").locator("td[data-label='Question']")
+    start, end = question.evaluate(
+        """(cell) => {
+          const range = document.createRange();
+          range.selectNodeContents(cell);
+          const rects = [...range.getClientRects()], first = rects[0], last = rects[rects.length - 1];
+          return [[first.left + 1, first.top + first.height / 2], [last.right - 1, last.top + last.height / 2]];
+        }"""
+    )
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(*end, steps=5)
+    page.mouse.up()
+    assert page.evaluate("String(window.getSelection())").strip()
+    assert page.evaluate("location.hash") == "" and page.locator("#run-rows").count() == 1
+    # The keyboard's way in is the row's one link, named by its question; the row shows the focus.
+    link = page.get_by_role("link", name=re.compile(r"Who counted\?"))
+    link.focus()
+    row_background = "(el) => getComputedStyle(el.closest('tr')).backgroundColor"
+    assert link.evaluate(row_background) not in ("rgba(0, 0, 0, 0)", "transparent")
+    page.keyboard.press("Enter")
+    expect(page.locator("#run-title")).to_have_text("Who counted?")
 
 
 def test_an_empty_directory_says_how_to_make_logs(
@@ -365,10 +517,9 @@ def test_keyboard_only(page: Any, log_dir: Path, server_for: Any) -> None:
     assert page.evaluate(f"{focused}.id") == "run-link-0"
     page.keyboard.press("End")
     page.keyboard.press("Home")
-    target = page.evaluate(f"{focused}.closest('tr').innerText")
+    question = page.evaluate(f"{focused}.closest('tr').querySelector('[data-label=Question]').innerText")
     page.keyboard.press("Enter")
     page.wait_for_selector("#timeline > li")
-    question = "How many?" if "How many?" in target else "Never ends?"
     assert question in page.inner_text("#run-title")
     # In the timeline: arrows move between iterations, Enter and Space open and close them.
     page.locator("#timeline > li > details > summary").first.focus()
@@ -413,6 +564,7 @@ def test_the_export_opens_standalone(page: Any, log_dir: Path, tmp_path: Path) -
     assert page.locator("#timeline > li").count() == 5
     iteration(page, 3).locator("summary").first.click()
     iteration(page, 3).locator("details.subcall.has-child > summary").click()
+    iteration(page, 3).locator(".child-run").wait_for()  # built when the sub-call opens
     assert "Answer: 4 letters" in iteration(page, 3).inner_text()
     assert [url for url in requests if not url.startswith(("file:", "data:"))] == []
 
@@ -427,6 +579,7 @@ def test_long_texts_are_shortened_in_memory_and_read_again_on_request(
     iteration(page, 1).locator("details.batch > summary").click()
     slot = iteration(page, 1).locator("details.subcall").first
     slot.locator("summary").click()
+    slot.locator(".shortened").first.wait_for()  # the slot's texts are built when it opens
     assert "Shortened: 5,000 more characters" in slot.inner_text()
     shown = len(slot.locator("pre").nth(1).inner_text())
     iteration(page, 1).get_by_role("button", name="Show the full texts").click()

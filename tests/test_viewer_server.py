@@ -68,6 +68,47 @@ def test_run_list_summarises_each_log_from_its_first_and_last_lines(log_dir: Pat
     assert stopped["result"]["stop_reason"] == "max_iterations" and stopped["problems"] == []
 
 
+def test_a_v3_log_serves_who_did_what(log_dir: Path, server_for: Any) -> None:
+    server = server_for(log_dir)
+    runs = runs_by_question(server)
+    helped = runs["Who counted?"]
+    assert helped["metadata"]["schema_version"] == 3
+    assert helped["metadata"]["strategy"] == "small-model"
+    assert helped["metadata"]["system_prompt_author"] == "engine"
+    assert helped["result"]["stop_reason"] == "strategy"
+    assert helped["result"]["answer_source"] == "strategy:small-model"
+    assert runs["How many?"]["metadata"]["strategy"] is None
+    assert runs["How many?"]["result"]["answer_source"] == "final"
+    assert runs["Never ends?"]["result"]["answer_source"] == "last_turn_extract"
+
+    status, _, body = get(f"{server.url}api/page?file={helped['file']}&offset=0")
+    assert status == 200
+    lines = [json.loads(line) for line in body.splitlines()]
+    first, second = (line for line in lines if line["type"] == "iteration")
+    assert [cell["author"] for cell in first["code_blocks"]] == ["strategy:small-model", "model"]
+    assert [(a["strategy"], a["action"]) for a in first["actions"]] == [
+        ("small-model", "run_code"),
+        ("small-model", "tell"),
+        ("small-model", "cap_output"),
+        ("small-model", "ask_for_final"),
+    ]
+    assert first["actions"][0]["detail"]["why"] == "count the words first"
+    assert first["actions"][3]["detail"]["reply"] == "Not sure yet: I have only seen three words."
+    assert [m["author"] for m in first["new_messages"]] == ["engine", "strategy:small-model"]
+    assert first["answer_source"] is None and first["notes"] == []
+    assert [cell["author"] for cell in second["code_blocks"]] == ["model"]
+    assert second["actions"] == [
+        {
+            "strategy": "small-model",
+            "action": "accept_answer",
+            "detail": {"text": "9 words", "why": "the model printed the count again but never called FINAL"},
+        }
+    ]
+    assert second["answer_source"] == "strategy:small-model" and second["final_answer"] == "9 words"
+    assert second["notes"] == ["the model ran a block it had run before, with the same output"]
+    assert lines[-1]["type"] == "result" and lines[-1]["answer_source"] == "strategy:small-model"
+
+
 def test_summary_reads_only_the_ends_of_a_big_log(tmp_path: Path) -> None:
     path = write_rich_run(tmp_path)
     lines = path.read_bytes().split(b"\n")
@@ -256,7 +297,7 @@ def test_rlm_view_prints_its_address_serves_and_stops_on_ctrl_c(log_dir: Path) -
         line = process.stdout.readline()
         assert "http://127.0.0.1:" in line, line
         url = line[line.index("http://") :].split()[0]
-        assert len(get_json(url + "api/runs")["runs"]) == 2
+        assert len(get_json(url + "api/runs")["runs"]) == 3
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
         assert process.stderr is not None and "stopped" in process.stderr.read()

@@ -5,10 +5,22 @@ Every line comes from ``RLM.completion`` with ``RLMLogger``; nothing here writes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from rlm_core import RLM
 from rlm_core.clients.base import Price
+from rlm_core.guidance.strategy import (
+    AcceptAnswer,
+    Action,
+    AskForFinal,
+    BaseStrategy,
+    CapOutput,
+    RunCode,
+    StartView,
+    Tell,
+    TurnView,
+)
 from rlm_core.loggers.jsonl import RLMLogger
 from rlm_core.testing import ScriptedClient
 from rlm_core.types import LMRequest
@@ -75,10 +87,55 @@ def write_budget_stop_run(log_dir: Path) -> Path:
     return Path(result.log_path)
 
 
+COUNT_CODE = "words = context.split()\nprint(len(words), 'words')"
+
+
+class CountingStrategy(BaseStrategy):
+    """A strategy that helps as a small model's strategy might: it counts the words itself, says so,
+    asks for the final answer early and, when the model still gives none, accepts the count."""
+
+    name = "small-model"
+
+    def on_start(self, view: StartView) -> Sequence[Action]:
+        return (
+            RunCode(COUNT_CODE, why="count the words first"),
+            Tell("The count is printed above: check it, then answer.", why="restate the question"),
+            CapOutput(2000, why="a small model reads short outputs better"),
+        )
+
+    def on_turn(self, view: TurnView) -> Sequence[Action]:
+        if view.iteration == 1:
+            return (AskForFinal(why="The word count is known."),)
+        return (AcceptAnswer("9 words", why="the model printed the count again but never called FINAL"),)
+
+
+def write_strategy_run(log_dir: Path) -> Path:
+    """A run a strategy helped ("Who counted?"): a cell the strategy ran, its tell, an output cap, an
+    early request for the final answer the model did not meet; then the model runs the strategy's
+    block again (an engine note says so) and the strategy accepts an answer
+    (``stop_reason="strategy"``, ``answer_source="strategy:small-model"``)."""
+    root = ScriptedClient(
+        [
+            repl("print(words[:3])"),
+            "Not sure yet: I have only seen three words.",  # the reply to the early request
+            repl(COUNT_CODE),  # the strategy's own block again: the engine notes the repeat
+        ],
+        model_name="tiny-model",
+        price=ROOT_PRICE,
+    )
+    with RLMLogger(log_dir=log_dir) as logger:
+        rlm = RLM(backend=root, strategy=CountingStrategy(), max_iterations=4, logger=logger)
+        result = rlm.completion("one two three four five six seven eight nine", root_prompt="Who counted?")
+    assert result.log_path is not None
+    return Path(result.log_path)
+
+
 def write_sample_logs(log_dir: Path) -> Path:
-    """A directory with two runs: the rich one ("How many?") and the budget stop ("Never ends?")."""
+    """A directory with three runs: the rich one ("How many?"), the budget stop ("Never ends?") and
+    the one a strategy helped ("Who counted?")."""
     write_rich_run(log_dir)
     write_budget_stop_run(log_dir)
+    write_strategy_run(log_dir)
     return log_dir
 
 
@@ -90,7 +147,8 @@ def write_large_run(
     With the defaults the log is about 50 MB, most of it sub-call responses (as with long summaries).
     """
     per_turn = max(1, subcalls // iterations)
-    # Each turn's code differs: the engine's guards refuse a block identical to the last one.
+    # Each turn's code (so each turn's sub-call prompts) differs, as in a real run; a repeated block
+    # would run all the same, with only a plain engine note that it repeated.
     turns = [
         repl(
             f"parts = llm_query_batched([f'part {turn}.{{i}}' for i in range({per_turn})])\nprint(len(parts))"

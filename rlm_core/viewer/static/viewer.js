@@ -1,9 +1,11 @@
 /* rlm view: the run list and one run's timeline, sub-call tree, waterfall and usage, from JSONL logs.
+   Who did what (log schema 3) is shown throughout: cells a strategy ran, its actions, each message's
+   author and where the answer came from; older logs have none of it and read as the model's.
    Plain browser JavaScript, no build step. Data comes from the viewer's server (paged by byte offset,
    tailed while a run is written) or, in an exported file, from the embedded #rlm-embedded JSON. */
 "use strict";
 
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 const FIRST_PAGE_BYTES = 256 * 1024; // small, so the first iterations show at once
 const PAGE_BYTES = 2 * 1024 * 1024; // about 50 ms of parsing: the page stays responsive while it loads
 // Longer texts are kept cut in memory, so a huge log's heap stays a fraction of its size; "Show the
@@ -20,6 +22,23 @@ const BUDGET_STOPS = {
   timeout: "reached the time limit (max_timeout)",
   cancelled: "was cancelled",
   error: "stopped on an error",
+};
+// Where a run's answer came from (the result's answer_source); "strategy:<name>" is shown as such.
+const ANSWER_SOURCES = {
+  final: "from the model's FINAL",
+  final_var: "from the model's FINAL_VAR",
+  answer_dict: "from the model's answer dict (answer[\"ready\"])",
+  last_turn_extract: "read out of the last turn",
+  partial: "partial: the text the model wrote last",
+};
+// What each strategy action did, in words (the action records' "action").
+const ACTION_LABELS = {
+  tell: "told the model",
+  run_code: "ran code for the model",
+  accept_answer: "accepted an answer",
+  ask_for_final: "asked the model for its final answer",
+  cap_call: "capped the output tokens of model calls",
+  cap_output: "capped the cell output the model is shown",
 };
 
 const decoder = new TextDecoder("utf-8");
@@ -80,6 +99,26 @@ const shorten = (text, n) => {
   text = text == null ? "" : String(text);
   return text.length > n ? text.slice(0, n - 1) + "…" : text;
 };
+
+/* ---------- who did what ---------- */
+
+function answerSourceText(source) {
+  if (source == null || source === "") return null;
+  if (ANSWER_SOURCES[source]) return ANSWER_SOURCES[source];
+  if (String(source).startsWith("strategy:")) return "answer from " + source;
+  return "answer source: " + source;
+}
+
+const authorOf = (item) => (item && item.author) || "model"; // logs before schema 3: the model's
+const byStrategy = (author) => typeof author === "string" && author.startsWith("strategy:");
+
+function authorName(author) {
+  // A message's or prompt's author, as a reader would say it.
+  if (author === "model") return "the model";
+  if (author === "engine") return "the engine";
+  if (author === "user") return "the caller";
+  return author;
+}
 
 /* ---------- routing ---------- */
 
@@ -145,10 +184,12 @@ function listRow(run) {
     file: run.file,
     time: meta.started_at || run.modified || 0,
     root: meta.root_model || "",
+    strategy: meta.strategy || "",
     subs: (meta.sub_models || []).join(", "),
     question: meta.root_prompt || "",
     answer: result ? result.response || "" : "",
     error: result ? result.error : null,
+    source: result ? result.answer_source || null : null,
     stop,
     iterations: result ? result.iterations : run.last_iteration || 0,
     rootTokens: tokens("root"),
@@ -162,7 +203,7 @@ function listRow(run) {
 }
 
 function stopBadge(stop, error) {
-  const kind = stop === "final" && !error ? "ok" : stop === "unfinished" ? "live" : "bad";
+  const kind = error ? "bad" : stop === "final" ? "ok" : stop === "unfinished" ? "live" : stop === "strategy" ? "strategy" : "bad";
   const label = stop === "unfinished" ? "unfinished or running" : stop;
   return h("span", { class: "badge badge-" + kind }, label);
 }
@@ -215,7 +256,7 @@ function renderList(main, data) {
     return;
   }
   const filterBox = h("input", {
-    type: "search", id: "run-filter", placeholder: "model, question, answer, stop reason…",
+    type: "search", id: "run-filter", placeholder: "model, strategy, question, answer, stop reason…",
     value: listState.filter,
     oninput: (e) => { listState.filter = e.target.value; fillRows(); },
   });
@@ -225,7 +266,7 @@ function renderList(main, data) {
       h("button", { type: "button", class: "sort", id: "sort-" + key, onclick: () => sortBy(key) },
         label, h("span", { "aria-hidden": "true" }, sorted ? (listState.sortDir > 0 ? " ▲" : " ▼") : "")));
   }));
-  const body = h("tbody", { id: "run-rows", onkeydown: rowKeys });
+  const body = h("tbody", { id: "run-rows", onkeydown: rowKeys, onclick: rowClick });
   const count = h("p", { id: "run-count", class: "muted", "aria-live": "polite" });
   main.replaceChildren(
     h("section", { "aria-labelledby": "runs-title" },
@@ -247,7 +288,7 @@ function renderList(main, data) {
   function fillRows() {
     const q = listState.filter.trim().toLowerCase();
     const rows = listState.runs.filter((r) => !q ||
-      [r.file, r.root, r.subs, r.question, r.answer, r.stop, r.error].join(" ").toLowerCase().includes(q));
+      [r.file, r.root, r.strategy, r.subs, r.question, r.answer, r.stop, r.source, r.error].join(" ").toLowerCase().includes(q));
     const key = listState.sortKey;
     rows.sort((a, b) => {
       const x = a[key] ?? -Infinity, y = b[key] ?? -Infinity;
@@ -255,16 +296,20 @@ function renderList(main, data) {
     });
     body.replaceChildren(...rows.map((r, i) => {
       const problems = r.run.problems || [];
-      return h("tr", { class: problems.length ? "has-problem" : null },
+      const started = fmtTime(r.time);
+      // The whole row opens the run (rowClick); its one link is the keyboard's way in, named by the question.
+      return h("tr", { class: "run-row" + (problems.length ? " has-problem" : "") },
         h("td", { "data-label": "Started" },
-          h("a", { href: "#/run/" + encodeURIComponent(r.file), class: "run-link", id: "run-link-" + i },
-            fmtTime(r.time)),
+          h("a", { href: "#/run/" + encodeURIComponent(r.file), class: "run-link", id: "run-link-" + i,
+            "aria-label": "Open the run started " + started + (r.question ? ": " + shorten(r.question, 120) : "") }, started),
           h("div", { class: "muted small" }, r.file)),
-        h("td", { "data-label": "Root model" }, r.root || "—"),
+        h("td", { "data-label": "Root model" }, r.root || "—",
+          r.strategy ? h("div", { class: "muted small" }, "strategy " + r.strategy) : null),
         h("td", { "data-label": "Sub models" }, r.subs || "—"),
         h("td", { "data-label": "Question", class: "wrap" }, shorten(r.question, 120) || "—"),
         h("td", { "data-label": "Answer", class: "wrap" }, shorten(r.answer, 120) || "—"),
         h("td", { "data-label": "Stop reason" }, stopBadge(r.stop, r.error),
+          r.source ? h("div", { class: "muted small answer-source" }, answerSourceText(r.source)) : null,
           problems.map((p) => h("div", { class: "problem small" }, p))),
         h("td", { "data-label": "Iterations", class: "num" }, fmtInt(r.iterations)),
         h("td", { "data-label": "Root tokens", class: "num" }, fmtInt(r.rootTokens), ofBudget(fmtInt(r.rootBudget))),
@@ -292,6 +337,17 @@ function moveFocus(items, current, key) {
   else return false;
   items[next].focus();
   return true;
+}
+
+function rowClick(event) {
+  // A click anywhere on a run's row opens it, as its link does; links and buttons keep their own
+  // click, and a click that ends a text selection (copying a question) does not navigate.
+  if (event.button !== 0 || event.target.closest("a, button, input, summary")) return;
+  const selection = window.getSelection();
+  if (selection && !selection.isCollapsed && String(selection).trim()) return;
+  const row = event.target.closest("tr");
+  const link = row && row.querySelector(".run-link");
+  if (link) link.click();
 }
 
 function rowKeys(event) {
@@ -379,6 +435,7 @@ function trimRecord(rec, at, length) {
   });
   cut(rec, "response");
   (rec.new_messages || []).forEach((m) => cut(m, "content"));
+  (rec.actions || []).forEach((a) => { if (a && a.detail) ["text", "code", "reply", "why"].forEach((k) => cut(a.detail, k)); });
   (rec.code_blocks || []).forEach((b) => { cut(b, "code"); cut(b, "stdout"); cut(b, "stderr"); cut(b, "error"); cutCalls(b.subcalls); });
   if (trimmed) rec._line = { at, length };
 }
@@ -489,7 +546,7 @@ function buildRunView(state) {
     const li = at && [...timeline.children].find((item) => String(item._record.iteration) === at);
     if (li) { li._open(); li.scrollIntoView({ block: "start" }); li.querySelector("summary").focus(); }
   } });
-  const searchBox = h("input", { type: "search", id: "search", placeholder: "words in replies, code, outputs, sub-calls", oninput: onSearch });
+  const searchBox = h("input", { type: "search", id: "search", placeholder: "words in replies, code, outputs, sub-calls, strategy actions", oninput: onSearch });
   const searchStatus = h("p", { id: "search-status", class: "muted", "aria-live": "polite" });
   const timeline = h("ol", { class: "timeline", id: "timeline", onkeydown: timelineKeys });
   const partial = h("p", { id: "partial-line", class: "problem", hidden: true });
@@ -561,9 +618,13 @@ function renderSummary(section, state) {
   const meta = (state.root && state.root.meta) || {};
   const result = state.root && state.root.result;
   const stop = result ? result.stop_reason : "unfinished";
+  const source = result ? answerSourceText(result.answer_source) : null;
   const items = [
     ["Answer", result ? result.response || "(empty)" : "no answer yet"],
-    ["Stop reason", stopBadge(stop, result && result.error)],
+    ["Stop reason", [stopBadge(stop, result && result.error),
+      source ? h("span", { class: "answer-source", id: "answer-source" }, " · " + source) : null]],
+    ["Strategy", h("span", { id: "run-strategy", class: meta.strategy ? "strategy-name" : "muted" }, meta.strategy || "no strategy")],
+    meta.system_prompt_author ? ["System prompt by", authorName(meta.system_prompt_author)] : null,
     ["Root model", meta.root_model || "—"],
     ["Sub models", (meta.sub_models || []).join(", ") || "—"],
     ["Started", fmtTime(meta.started_at)],
@@ -574,11 +635,18 @@ function renderSummary(section, state) {
   ];
   const banner = [];
   if (result && result.error) banner.push(h("p", { class: "alert", role: "alert" }, "Error: " + result.error));
-  if (result && BUDGET_STOPS[stop]) banner.push(h("p", { class: "alert stop", id: "stop-banner" }, "The run " + BUDGET_STOPS[stop] + " before a final answer."));
+  if (result && BUDGET_STOPS[stop]) {
+    const answered = result.answer_source === "last_turn_extract" ? "; the answer shown was read out of the model's last turn"
+      : result.answer_source === "partial" ? "; the answer shown is the text the model wrote last" : "";
+    banner.push(h("p", { class: "alert stop", id: "stop-banner" }, "The run " + BUDGET_STOPS[stop] + " before a final answer" + answered + "."));
+  }
+  if (result && stop === "strategy" && !result.error) {
+    banner.push(h("p", { class: "alert by-strategy", id: "strategy-banner" }, "The model did not finish this run itself: its answer was accepted by " + (result.answer_source || "its strategy") + "."));
+  }
   section.replaceChildren(
     h("h2", { id: "run-title" }, meta.root_prompt || (state.root ? "Run " + (meta.run_id || "").slice(0, 8) : "Not an rlm-core log")),
     ...banner,
-    h("dl", { class: "facts" }, items.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", { class: k === "Answer" ? "answer" : null }, v)))));
+    h("dl", { class: "facts" }, items.filter(Boolean).map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", { class: k === "Answer" ? "answer" : null }, v)))));
 }
 
 function renderProblems(section, state) {
@@ -653,7 +721,10 @@ function renderWaterfall(container, state) {
       // Spans of the top-level run know their iteration: clicking one opens it (child spans open the parent's).
       const at = run === state.root ? it.iteration : null;
       for (const c of it.calls || []) lanes[c.tier === "root" ? "root" : "sub"].push({ start: c.started_at, dur: c.latency, label: c.purpose + " · " + c.model + " · " + fmtDuration(c.latency), error: c.error, at });
-      for (const b of it.code_blocks || []) lanes.code.push({ start: b.started_at, dur: b.duration, label: "code cell, iteration " + it.iteration + (run === state.root ? "" : " of a child run") + " · " + fmtDuration(b.duration), error: b.error, at });
+      for (const b of it.code_blocks || []) {
+        const author = authorOf(b);
+        lanes.code.push({ start: b.started_at, dur: b.duration, label: "code cell, iteration " + it.iteration + (run === state.root ? "" : " of a child run") + (author === "model" ? "" : " · run by " + author) + " · " + fmtDuration(b.duration), error: b.error, at, strategy: author !== "model" });
+      }
     }
   }
   const t0 = meta.started_at;
@@ -670,7 +741,7 @@ function renderWaterfall(container, state) {
       h("span", { class: "lane-label" }, names[lane] + " (" + spans.length + ")"),
       h("div", { class: "track", role: "img", "aria-label": names[lane] + ": " + spans.length + " spans, " + fmtDuration(sums[lane]) + " in total" },
         spans.map((s) => h("span", {
-          class: "bar bar-" + lane + (s.error ? " bar-error" : ""), title: s.label, "data-iteration": s.at,
+          class: "bar bar-" + lane + (s.strategy ? " bar-by-strategy" : "") + (s.error ? " bar-error" : ""), title: s.label, "data-iteration": s.at,
           style: "left:" + (((s.start || t0) - t0) / total * 100).toFixed(3) + "%;width:" + Math.max((s.dur || 0) / total * 100, 0.15).toFixed(3) + "%",
         })))))));
 }
@@ -692,7 +763,10 @@ function iterationItem(state, run, rec, getQuery) {
   const hasError = (rec.code_blocks || []).some((b) => b.error || b.timed_out) || (rec.calls || []).some((c) => c.error);
   const rootUsage = rec.root_usage || {};
   const tokens = (rootUsage.input_tokens || 0) + (rootUsage.output_tokens || 0);
-  const details = h("details", { class: "iteration" + (hasError ? " has-error" : "") + (rec.final_answer != null ? " is-final" : "") });
+  const strategyCells = (rec.code_blocks || []).filter((b) => authorOf(b) !== "model").length;
+  const actions = rec.actions || [];
+  const acceptedBy = byStrategy(rec.answer_source) ? rec.answer_source : null;
+  const details = h("details", { class: "iteration" + (hasError ? " has-error" : "") + (rec.final_answer != null ? " is-final" + (acceptedBy ? " accepted-by-strategy" : "") : "") + (actions.length || strategyCells ? " has-strategy" : "") });
   const body = h("div", { class: "body" });
   let built = false;
   details.append(
@@ -704,7 +778,11 @@ function iterationItem(state, run, rec, getQuery) {
       (rec.code_blocks || []).length ? h("span", { class: "chip" }, rec.code_blocks.length + " code cells") : null,
       hasError ? h("span", { class: "badge badge-bad" }, "error") : null,
       (rec.notes || []).length ? h("span", { class: "badge badge-note" }, "engine note") : null,
-      rec.final_answer != null ? h("span", { class: "badge badge-ok" }, "final answer") : null,
+      strategyCells ? h("span", { class: "badge badge-strategy" }, strategyCells === 1 ? "1 cell run by a strategy" : strategyCells + " cells run by a strategy") : null,
+      actions.length ? h("span", { class: "badge badge-strategy" }, actions.length === 1 ? "1 strategy action" : actions.length + " strategy actions") : null,
+      rec.final_answer != null ? (acceptedBy
+        ? h("span", { class: "badge badge-strategy" }, "answer accepted by " + acceptedBy)
+        : h("span", { class: "badge badge-ok" }, "final answer")) : null,
       h("span", { class: "preview" }, shorten(String(rec.response || "").replace(/\s+/g, " "), 90))),
     body);
   const build = () => { body.replaceChildren(iterationBody(state, rec, getQuery())); built = true; };
@@ -742,8 +820,14 @@ function iterationBody(state, rec, q) {
   }
   parts.push(pre("Model reply", rec.response, q, "reply", rec._response_full));
   (rec.code_blocks || []).forEach((b, i) => {
-    parts.push(h("section", { class: "cell" + (b.error || b.timed_out ? " has-error" : "") },
-      h("h3", {}, "Code cell " + (i + 1), h("span", { class: "chip" }, fmtDuration(b.duration)), b.timed_out ? h("span", { class: "badge badge-bad" }, "timed out") : null),
+    const author = authorOf(b);
+    const mine = author === "model";
+    parts.push(h("section", { class: "cell " + (mine ? "by-model" : "by-strategy") + (b.error || b.timed_out ? " has-error" : ""), "data-author": author },
+      h("h3", {}, "Code cell " + (i + 1),
+        mine ? h("span", { class: "author-label" }, "model")
+          : h("span", { class: "badge badge-strategy cell-author" }, "run by " + author + " — not the model's code"),
+        h("span", { class: "chip" }, fmtDuration(b.duration)), b.timed_out ? h("span", { class: "badge badge-bad" }, "timed out") : null,
+        b.final_source ? h("span", { class: "badge badge-ok" }, "finished the run · " + b.final_source) : null),
       pre("Code", b.code, q, "code", b._code_full),
       pre("Output", b.stdout, q, "stdout", b._stdout_full),
       pre("Standard error", b.stderr, q, "stderr", b._stderr_full),
@@ -752,12 +836,56 @@ function iterationBody(state, rec, q) {
       (b.subcalls || []).length ? h("div", { class: "block" }, h("h4", {}, "Sub-calls"), subcallTree(state, b.subcalls, callsBySpan, q)) : null));
   });
   if ((rec.notes || []).length) parts.push(h("div", { class: "block notes" }, h("h4", {}, "Engine notes to the model"), h("ul", {}, rec.notes.map((n) => h("li", {}, marked(n, q))))));
-  if (rec.final_answer != null) parts.push(pre("Final answer", rec.final_answer, q, "final"));
-  if ((rec.new_messages || []).length) {
-    parts.push(lazyDetails({ class: "messages" }, "Messages added this turn (" + rec.new_messages.length + ")", () =>
-      h("div", {}, rec.new_messages.map((m) => pre(m.role, m.content, q)))));
+  if ((rec.actions || []).length) parts.push(actionsBlock(rec.actions, q));
+  if (rec.final_answer != null) {
+    const source = answerSourceText(rec.answer_source);
+    parts.push(pre("Final answer" + (source ? " · " + source : ""), rec.final_answer, q, "final" + (byStrategy(rec.answer_source) ? " by-strategy" : "")));
+  }
+  const messages = rec.new_messages || [];
+  if (messages.length) {
+    const authors = new Map();
+    for (const m of messages) if (m.author) authors.set(m.author, (authors.get(m.author) || 0) + 1);
+    const by = [...authors].map(([a, n]) => authorName(a) + " " + n).join(", ");
+    parts.push(lazyDetails({ class: "messages" }, "Messages added this turn (" + messages.length + (by ? ": " + by : "") + ")", () =>
+      h("div", {}, messages.map((m) => pre(m.role + (m.author ? " message · by " + authorName(m.author) : ""), m.content, q,
+        "message" + (byStrategy(m.author) ? " by-strategy" : ""), m._content_full)))));
   }
   return h("div", {}, parts);
+}
+
+function actionsBlock(actions, q) {
+  // A strategy's actions, apart from the engine's own notes: who, what, and what it said.
+  return h("div", { class: "block actions" },
+    h("h4", {}, "Strategy actions (not the engine's, not the model's)"),
+    h("ol", { class: "action-list" }, actions.map((a) => actionItem(a || {}, q))));
+}
+
+function actionItem(action, q) {
+  const detail = action.detail && typeof action.detail === "object" ? action.detail : {};
+  const kind = String(action.action || "unknown");
+  const fields = [];
+  const field = (label, value, cls) => fields.push(h("div", { class: "action-field " + (cls || "") },
+    h("span", { class: "action-key" }, label + ": "), h("span", { class: "action-value" }, marked(value, q))));
+  const shortened = (key) => detail["_" + key + "_full"]
+    ? h("p", { class: "muted small shortened" }, "Shortened: " + fmtInt(detail["_" + key + "_full"] - String(detail[key]).length) + " more characters (Show the full texts, above).") : null;
+  const known = new Set(["text", "why", "code", "reply", "max_tokens", "tier", "chars"]);
+  if (detail.text != null && detail.text !== "") field(kind === "accept_answer" ? "Answer" : "Said", detail.text, "action-text");
+  if (detail.why != null && detail.why !== "") field("Why", detail.why, "action-why");
+  if (detail.max_tokens != null) field("Cap", fmtInt(detail.max_tokens) + " output tokens for " + (detail.tier === "sub" ? "sub-calls" : "root calls"), "action-cap");
+  if (detail.chars != null) field("Cap", "at most " + fmtInt(detail.chars) + " characters of each cell's output", "action-cap");
+  if (detail.code != null) fields.push(h("div", { class: "action-field action-code" }, h("span", { class: "action-key" }, "Code (its cell is shown above, marked as the strategy's):"), h("pre", { tabindex: "0" }, marked(detail.code, q)), shortened("code")));
+  if ("reply" in detail) fields.push(h("div", { class: "action-field action-reply" }, h("span", { class: "action-key" }, "The model's reply:"),
+    h("pre", { tabindex: "0" }, marked(detail.reply == null || detail.reply === "" ? "(empty)" : detail.reply, q)), shortened("reply")));
+  for (const [key, value] of Object.entries(detail)) {
+    if (known.has(key) || key.startsWith("_")) continue;
+    field(key, typeof value === "string" ? value : JSON.stringify(value), "action-other");
+  }
+  return h("li", { class: "action action-" + kind.replace(/[^a-z_]/gi, "") },
+    h("div", { class: "action-head" },
+      h("span", { class: "badge badge-strategy" }, "strategy:" + (action.strategy || "?")),
+      " ", h("span", { class: "fn" }, kind),
+      ACTION_LABELS[kind] ? h("span", { class: "chip" }, ACTION_LABELS[kind]) : null),
+    fields);
 }
 
 function subcallTree(state, subcalls, callsBySpan, q) {
@@ -821,14 +949,20 @@ function childRunSection(state, child, q) {
   const list = h("ol", { class: "timeline nested", onkeydown: timelineKeys }, child.iterations.map((rec) => iterationItem(state, child, rec, () => q)));
   return h("section", { class: "child-run" },
     h("h4", {}, "Child RLM run " + child.meta.run_id.slice(0, 8) + " (depth " + child.meta.depth + ", " + child.meta.root_model + ")",
-      result ? stopBadge(result.stop_reason, result.error) : stopBadge("unfinished")),
+      result ? stopBadge(result.stop_reason, result.error) : stopBadge("unfinished"),
+      result && answerSourceText(result.answer_source) ? h("span", { class: "chip answer-source" }, answerSourceText(result.answer_source)) : null),
     result ? h("p", {}, "Answer: ", marked(result.response, q)) : null,
     list);
 }
 
 function haystack(state, rec) {
   if (!rec._haystack) {
-    const parts = [rec.response, ...(rec.notes || []), rec.final_answer];
+    const parts = [rec.response, ...(rec.notes || []), rec.final_answer, rec.answer_source];
+    for (const a of rec.actions || []) {
+      if (!a) continue;
+      parts.push("strategy:" + a.strategy, a.action);
+      for (const value of Object.values(a.detail || {})) if (typeof value === "string") parts.push(value);
+    }
     const walk = (calls) => (calls || []).forEach((c) => {
       parts.push(c.prompt, c.response, c.error, c.model);
       const childId = c.child_run_id || state.childOfSpan.get(c.span_id);
@@ -836,7 +970,7 @@ function haystack(state, rec) {
       if (child) child.iterations.forEach((it) => parts.push(haystack(state, it)));
       walk(c.children);
     });
-    for (const b of rec.code_blocks || []) { parts.push(b.code, b.stdout, b.stderr, b.error); walk(b.subcalls); }
+    for (const b of rec.code_blocks || []) { parts.push(b.code, b.stdout, b.stderr, b.error, b.author); walk(b.subcalls); }
     rec._haystack = parts.filter((p) => p != null).join("\n").toLowerCase();
   }
   return rec._haystack;
