@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?= -rs
 
-.PHONY: install install-demo sandbox-engine check check-wheels browser lint types test demo quickstart bench bench-sandbox bench-batch bench-viewer bench-small stress clean
+.PHONY: install install-demo sandbox-engine check check-wheels browser lint types test demo quickstart bench bench-sandbox bench-batch bench-viewer bench-small bench-real stress clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -93,6 +93,11 @@ stress: install
 # Accuracy of the embedded 1.5B model on generated long-context tasks (~2 min on 2 cores).
 bench-small: install-demo
 	$(BIN)/python bench/small_model_tasks.py
+
+# The embedded model on public data with its own ground truth (needles in real essays, OOLONG-style
+# counting over real labelled messages), with and without the small-model strategy (about an hour).
+bench-real: install-demo
+	$(BIN)/python bench/eval_real_data.py --strategy both
 
 clean:
 	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache bench/.venv-reference
