@@ -141,12 +141,10 @@ final = FINAL  # small models write the finish in lower case; it means the same
 
 def ask_each(items, question, choices=None):
     """Ask a helper model the question about each item; the answers, in order."""
+    asked = [f"{question}\\n\\nItem: {item}" for item in items]
     if choices:
-        # The whole task says what the labels mean; the per-item question is often terse.
-        frame = f"This is one item of a larger task: {_rlm_task}\\n\\n" if _rlm_task else ""
-        asked = [f"{frame}Answer about this one item only. {question}\\n\\nItem: {item}" for item in items]
         return llm_query_batched(asked, choices=list(choices))
-    return llm_query_batched([f"{question}\\n\\n{item}" for item in items])
+    return llm_query_batched(asked)
 '''
 
 _FINAL_RAISED = re.compile(r"\bFINAL(?:_VAR)?\(")
@@ -186,7 +184,7 @@ class SmallModelStrategy(BaseStrategy):
         if self.helpers:
             actions.append(
                 RunCode(
-                    f"_rlm_task = {view.root_prompt!r}\n" + HELPERS,
+                    HELPERS,
                     why="define find_text, list_items and ask_each",
                     shown="it defined the helpers find_text, list_items and ask_each described in "
                     "the instructions.",

@@ -58,8 +58,7 @@ def test_the_helpers_search_list_and_ask_each_item() -> None:
     second_output = turns[2].messages[-2].content
     assert "3 items." in second_output and "['no', 'yes', 'no']" in second_output
     assert [r.max_tokens for r in sub.requests] == [200, 200, 200]
-    # The whole task frames each typed per-item question.
-    assert all("larger task: What is the passcode?" in r.messages[-1].content for r in sub.requests)
+    assert sub.requests[0].messages[-1].content.startswith("Is it about a vault?\n\nItem: Intro line.")
     assert all(r.max_tokens == 400 for r in root.requests)
 
 
