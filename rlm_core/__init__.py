@@ -21,6 +21,8 @@ from rlm_core.errors import (
     RLMError,
     RunTimeoutError,
     SandboxError,
+    SandboxStartError,
+    StrategyError,
     UnknownNameError,
 )
 from rlm_core.plugins.hookspecs import hookimpl, hookspec
@@ -62,6 +64,8 @@ __all__ = [
     "RLMError",
     "RunTimeoutError",
     "SandboxError",
+    "SandboxStartError",
+    "StrategyError",
     "UnknownNameError",
     "__version__",
     "hookimpl",

@@ -81,11 +81,17 @@ class ProviderError(RLMError):
         super().__init__(message)
 
 
-class EnvironmentError_(RLMError):
-    """An execution environment (REPL, sandbox) failed to start, crashed, or was closed."""
+class SandboxError(RLMError):
+    """An execution environment (REPL, sandbox) failed, crashed, or was closed."""
 
 
-SandboxError = EnvironmentError_
+class SandboxStartError(SandboxError):
+    """A sandbox could not be started: its SDK is missing, its credentials were refused, its engine
+    cannot be reached, or its runtime did not come up."""
+
+
+# The name this error had first; it stays importable.
+EnvironmentError_ = SandboxError
 
 
 class CodeTimeoutError(RLMError, TimeoutError):

@@ -24,7 +24,7 @@ from types import FrameType
 from typing import Any
 
 from rlm_core.environments.sandbox import SandboxEnvironment
-from rlm_core.errors import ConfigurationError, SandboxError
+from rlm_core.errors import ConfigurationError, SandboxError, SandboxStartError
 
 DEFAULT_IMAGE = "python:3.11-slim"
 LABEL = "rlm-core"
@@ -51,7 +51,7 @@ def _docker() -> Any:
     try:
         import docker
     except ImportError:
-        raise SandboxError(
+        raise SandboxStartError(
             "the docker environment needs docker-py, which is not installed; pip install 'rlm-core[docker]'"
         ) from None
     return docker
@@ -72,7 +72,7 @@ def make_client(base_url: str | None = None, timeout: float = 60.0) -> Any:
         )
         client.ping()
     except Exception as exc:
-        raise SandboxError(
+        raise SandboxStartError(
             f"no Docker-API engine reachable at {_engine_address(base_url)}: {exc}. Start Docker, or "
             "podman's API service (scripts/setup-podman.sh in the rlm-core repository), and set DOCKER_HOST "
             "(e.g. unix:///run/podman.sock)"

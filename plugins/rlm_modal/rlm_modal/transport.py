@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rlm_core.environments.ownership import LiveSandboxes
-from rlm_core.errors import ConfigurationError, SandboxError
+from rlm_core.errors import ConfigurationError, SandboxError, SandboxStartError
 from rlm_modal.owner import new_run_id, owner_tags
 
 logger = logging.getLogger("rlm_modal")
@@ -35,7 +35,7 @@ def import_modal() -> Any:
     try:
         import modal
     except ImportError:
-        raise SandboxError(
+        raise SandboxStartError(
             "the modal environment needs the Modal SDK, which is not installed; pip install rlm-modal"
         ) from None
     return modal
@@ -307,13 +307,13 @@ class ModalTransport:
         except Exception as exc:
             raise SandboxError(f"could not create {self.workdir} in {self.describe()}: {exc}") from exc
 
-    def _start_error(self, modal: Any, exc: Exception) -> SandboxError:
+    def _start_error(self, modal: Any, exc: Exception) -> SandboxStartError:
         if isinstance(exc, modal.exception.AuthError):
-            return SandboxError(
+            return SandboxStartError(
                 f"Modal rejected the credentials ({exc}); run `modal token new`, or set MODAL_TOKEN_ID and "
                 "MODAL_TOKEN_SECRET on the host (they never enter the sandbox)"
             )
-        return SandboxError(
+        return SandboxStartError(
             f"could not start a Modal sandbox in app {self.app_name!r}: {type(exc).__name__}: {exc}. Check "
             "the image, the resources (cpu, memory, gpu, region) and your Modal credentials"
         )

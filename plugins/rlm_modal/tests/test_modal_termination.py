@@ -22,7 +22,7 @@ from modal_fakes import FakeModalCloud
 from rlm_modal import transport as modal_transport
 from rlm_modal.environment import modal_environment
 
-from rlm_core.errors import SandboxError
+from rlm_core.errors import SandboxError, SandboxStartError
 
 
 async def _host(function: str, args: dict[str, Any]) -> Any:
@@ -69,8 +69,9 @@ def test_a_runtime_that_cannot_start_terminates_the_sandbox(
 
 def test_rejected_credentials_say_how_to_fix_them(modal_cloud: FakeModalCloud, workdir: str) -> None:
     modal_cloud.fail("create", modal.exception.AuthError("Token missing"))
-    with pytest.raises(SandboxError, match="modal token new"):
+    with pytest.raises(SandboxStartError, match="modal token new") as caught:
         asyncio.run(modal_environment(workdir=workdir).start(_host, {}))
+    assert type(caught.value).__name__ == "SandboxStartError"  # the name a user reads
     assert modal_cloud.sandboxes == {}
 
 

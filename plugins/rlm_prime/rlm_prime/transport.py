@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rlm_core.environments.ownership import LiveSandboxes
-from rlm_core.errors import ConfigurationError, SandboxError
+from rlm_core.errors import ConfigurationError, SandboxError, SandboxStartError
 from rlm_prime.owner import new_run_id, owner_labels
 
 logger = logging.getLogger("rlm_prime")
@@ -38,7 +38,7 @@ def import_prime() -> Any:
     try:
         import prime_sandboxes
     except ImportError:
-        raise SandboxError(
+        raise SandboxStartError(
             "the prime environment needs the Prime Intellect SDK, which is not installed; pip install rlm-prime"
         ) from None
     return prime_sandboxes
@@ -284,12 +284,12 @@ class PrimeTransport:
                 env={"PIP_BREAK_SYSTEM_PACKAGES": "1", "PIP_ROOT_USER_ACTION": "ignore"},
             )
 
-    def _start_error(self, sdk: Any, exc: Exception) -> SandboxError:
+    def _start_error(self, sdk: Any, exc: Exception) -> SandboxStartError:
         if isinstance(exc, sdk.UnauthorizedError):
-            return SandboxError(
+            return SandboxStartError(
                 f"Prime Intellect rejected the API key ({exc}); set PRIME_API_KEY (or run `prime login`)"
             )
-        return SandboxError(
+        return SandboxStartError(
             f"could not start a Prime sandbox from {self.image!r}: {type(exc).__name__}: {exc}. Check the "
             "image, the resources (cpu_cores, memory_gb, gpu) and your Prime account"
         )
@@ -303,9 +303,9 @@ class PrimeTransport:
                 timeout=_INSTALL_TIMEOUT if "install" in what else _COMMAND_TIMEOUT,
             )
         except Exception as exc:
-            raise SandboxError(f"{what} in {self.describe()} failed: {exc}") from exc
+            raise SandboxStartError(f"{what} in {self.describe()} failed: {exc}") from exc
         if response.exit_code != 0:
-            raise SandboxError(
+            raise SandboxStartError(
                 f"{what} in {self.describe()} failed (exit code {response.exit_code}): "
                 f"{(response.stderr or response.stdout or '').strip()[-600:]}"
             )
