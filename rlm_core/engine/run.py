@@ -450,7 +450,8 @@ class Run:
             return self._answered(record, final, source or AnswerSource.FINAL.value, StopReason.FINAL)
         notes = self.notes.after_cells(record.code_blocks, self._sub_window_chars)
         if not reply.code_blocks and reply.final_text is None and reply.final_var is None:
-            notes.insert(0, self.notes.no_code(ran_code=bool(self._cells)))
+            ran_code = any(cell.author == "model" for cell in self._cells)  # a strategy's cells do not count
+            notes.insert(0, self.notes.no_code(ran_code=ran_code))
         record.notes.extend(note.log for note in notes)
         feedback.extend(note.message for note in notes)
         feedback.append(prompts.CONTINUE_PROMPT)
