@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from test_batch_support import ROOT, ServerProcess, question_for
 
-from rlm_core.batch import arun_batch
+from rlm_core.batch import BatchLockedError, arun_batch, lock_path_for, run_batch
+from rlm_core.batch.holder import Holder
 
 try:
     import ray
@@ -105,6 +106,41 @@ async def test_the_ledger_actor_holds_the_job_ceiling(
     assert report.summary.ok == 4 and report.summary.not_started == 8
     assert [r.id for r in report.results if r.ok] == ids[:4]
     assert sum(server.counts(ROOT).values()) == 2 * 5
+
+
+async def test_the_driver_holds_the_output_for_the_whole_ray_job(
+    ray_cluster: None, server: ServerProcess, tmp_path: Path
+) -> None:
+    output = tmp_path / "results.jsonl"
+    seen: list[tuple[Holder | None, BaseException | None]] = []
+
+    def second_job_while_running(result: Any) -> None:
+        if seen:
+            return
+        holder = Holder.parse(lock_path_for(output).read_text())
+        try:  # another job on the same output, started while this one runs on the cluster
+            run_batch(items(["x1"]), output, rlm_kwargs=server.rlm_kwargs())
+        except BatchLockedError as exc:
+            seen.append((holder, exc))
+        else:
+            seen.append((holder, None))
+
+    ids = [f"l{n}" for n in range(6)]
+    report = await arun_batch(
+        items(ids),
+        output,
+        rlm_kwargs=server.rlm_kwargs(),
+        executor="ray",
+        max_concurrent=2,
+        on_result=second_job_while_running,
+    )
+    ((holder, refused),) = seen
+    assert holder is not None and holder.pid == os.getpid()  # the driver, which writes the file
+    assert isinstance(refused, BatchLockedError) and f"pid {os.getpid()}" in str(refused)
+    assert report.summary.ok == len(ids)
+    assert Counter(json.loads(line)["id"] for line in output.read_text().splitlines()) == Counter(ids)
+    assert server.counts(ROOT)["x1"] == 0  # the refused job asked nothing
+    assert not lock_path_for(output).exists()
 
 
 def test_rlm_batch_ray_joins_a_running_cluster(

@@ -18,6 +18,7 @@ from rlm_core.batch.execute import RLMPool, execute_item
 from rlm_core.batch.items import BatchInputError, BatchItem, iter_items
 from rlm_core.batch.job_client import JobClient
 from rlm_core.batch.ledger import JobLedger, LedgerState
+from rlm_core.batch.lock import OutputLock
 from rlm_core.batch.results import STATUS_NOT_STARTED, BatchResult, BatchSummary
 from rlm_core.batch.settings import job_settings_of
 from rlm_core.batch.store import ResultStore, is_finished
@@ -144,6 +145,15 @@ async def arun_batch(
         raise BatchInputError(f"max_concurrent must be >= 1, got {max_concurrent}")
     if max_model_calls is not None and max_model_calls < 1:
         raise BatchInputError(f"max_model_calls must be >= 1 or None, got {max_model_calls}")
+    if executor not in ("local", "ray"):
+        raise BatchInputError(f"executor must be 'local' or 'ray', got {executor!r}")
+    if executor == "ray" and rlm_kwargs is None:
+        raise BatchInputError(
+            "executor='ray' builds an RLM on each worker from rlm_kwargs (backend names and "
+            "settings, not client objects); pass rlm_kwargs=..."
+        )
+    if log_dir is not None and rlm_kwargs is None:
+        raise BatchInputError("log_dir needs rlm_kwargs; an RLM object brings its own logger")
     options = JobOptions(
         max_concurrent=max_concurrent,
         max_model_calls=max_model_calls,
@@ -152,47 +162,44 @@ async def arun_batch(
         cache_path=str(cache) if cache is not None else None,
     )
     source = iter_items(items, question)
-    store = ResultStore(output) if output is not None else None
-    previous = store.load() if store is not None else {}
-    ledger = JobLedger(
-        max_job_tokens,
-        max_job_cost,
-        prior_tokens=sum(int(r.get("tokens") or 0) for r in previous.values()),
-        prior_cost=sum(float(r.get("cost") or 0.0) for r in previous.values()),
-        prior_items=sum(1 for r in previous.values() if r.get("tokens")),
-    )
-    job_settings = job_settings_of(rlm_kwargs if rlm_kwargs is not None else rlm)
-    if log_dir is not None and rlm_kwargs is None:
-        raise BatchInputError("log_dir needs rlm_kwargs; an RLM object brings its own logger")
-    if executor == "ray":
-        from rlm_core.batch.ray_executor import RayExecutor
+    # Taken before the results file is read and held until the job's end, in this process (the Ray
+    # driver too): a second job on the same output would run every unfinished item again. Taken
+    # here on the loop, not in a thread: it is quick, and a lock won in a thread for a caller that
+    # was cancelled meanwhile would stay held.
+    with OutputLock(output) if output is not None else contextlib.nullcontext():
+        store = ResultStore(output) if output is not None else None
+        previous = store.load() if store is not None else {}
+        ledger = JobLedger(
+            max_job_tokens,
+            max_job_cost,
+            prior_tokens=sum(int(r.get("tokens") or 0) for r in previous.values()),
+            prior_cost=sum(float(r.get("cost") or 0.0) for r in previous.values()),
+            prior_items=sum(1 for r in previous.values() if r.get("tokens")),
+        )
+        job_settings = job_settings_of(rlm_kwargs if rlm_kwargs is not None else rlm)
+        if executor == "ray":
+            from rlm_core.batch.ray_executor import RayExecutor
 
-        if rlm_kwargs is None:
-            raise BatchInputError(
-                "executor='ray' builds an RLM on each worker from rlm_kwargs (backend names and "
-                "settings, not client objects); pass rlm_kwargs=..."
-            )
-        runner: Executor = RayExecutor(options, ledger, rlm_kwargs, address=ray_address, log_dir=log_dir)
-    elif executor == "local":
-        if log_dir is not None:
-            from rlm_core.loggers.jsonl import RLMLogger
+            assert rlm_kwargs is not None
+            runner: Executor = RayExecutor(options, ledger, rlm_kwargs, address=ray_address, log_dir=log_dir)
+        else:
+            if log_dir is not None:
+                from rlm_core.loggers.jsonl import RLMLogger
 
-            rlm_kwargs = {**(rlm_kwargs or {}), "logger": RLMLogger(log_dir)}
-        runner = LocalExecutor(options, ledger, rlm, rlm_kwargs)
-    else:
-        raise BatchInputError(f"executor must be 'local' or 'ray', got {executor!r}")
-    job = _Job(runner, store, progress, max_concurrent, keep_results, on_result)
-    try:
-        if progress is not None:
-            progress.start(_count_items(items, question))
-        await job.run(source, previous, job_settings, retry_failed)
-    finally:
-        await runner.aclose()
-        if store is not None:
-            store.close()
-        summary = BatchSummary.of(job.summary_results, time.perf_counter() - job.started, job.stopped_by)
-        if progress is not None:
-            progress.close(summary)  # also when interrupted: the display must not stay live
+                rlm_kwargs = {**(rlm_kwargs or {}), "logger": RLMLogger(log_dir)}
+            runner = LocalExecutor(options, ledger, rlm, rlm_kwargs)
+        job = _Job(runner, store, progress, max_concurrent, keep_results, on_result)
+        try:
+            if progress is not None:
+                progress.start(_count_items(items, question))
+            await job.run(source, previous, job_settings, retry_failed)
+        finally:
+            await runner.aclose()
+            if store is not None:
+                store.close()
+            summary = BatchSummary.of(job.summary_results, time.perf_counter() - job.started, job.stopped_by)
+            if progress is not None:
+                progress.close(summary)  # also when interrupted: the display must not stay live
     results = sorted(job.results, key=lambda pair: pair[0]) if ordered else job.results
     return BatchReport([result for _, result in results] if keep_results else [], summary)
 

@@ -32,7 +32,8 @@ def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Run one RLM completion per item and append one JSON line per finished item to --output. "
             "Rerunning the same command skips finished items. Exit code 0 when every item ended with a "
-            "final answer, 1 when some failed or were held back by a job ceiling, 2 for usage errors."
+            "final answer, 1 when some failed or were held back by a job ceiling, 2 for usage errors "
+            "and when another job holds --output."
         ),
     )
     parser.add_argument(
@@ -41,7 +42,13 @@ def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
         help='a JSONL file of {"id", "context" | "context_path", "question", ...settings} '
         "or a folder of text files (with --question)",
     )
-    parser.add_argument("-o", "--output", required=True, metavar="RESULTS.jsonl", help="the results file")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="RESULTS.jsonl",
+        help="the results file; held by one job at a time (RESULTS.jsonl.lock beside it)",
+    )
     parser.add_argument("-q", "--question", help="the question asked of every file when ITEMS is a folder")
     for title, actions in _run_flags():
         group = parser.add_argument_group(title)
@@ -96,7 +103,7 @@ def batch_command(args: argparse.Namespace) -> int:
     except (ConfigurationError, PluginError, ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from exc
 
-    from rlm_core.batch import BatchInputError, run_batch
+    from rlm_core.batch import BatchInputError, BatchLockedError, run_batch
     from rlm_core.batch.progress import JsonProgress, RichProgress
 
     progress: Any = JsonProgress() if args.json else RichProgress() if sys.stderr.isatty() else None
@@ -119,7 +126,7 @@ def batch_command(args: argparse.Namespace) -> int:
             progress=progress,
             keep_results=False,
         )
-    except BatchInputError as exc:
+    except (BatchInputError, BatchLockedError) as exc:  # a second job on the output: say who holds it
         raise UsageError(str(exc)) from exc
     summary = report.summary
     if args.json:
