@@ -7,15 +7,13 @@ Commands are listed once in ``COMMANDS``; a later module adds one by adding a li
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
-    from rlm_core.events import RunEvent
     from rlm_core.loggers.base import RunLogger
 
 EXIT_OK = 0
@@ -268,46 +266,8 @@ def describe_backend_choice(args: argparse.Namespace) -> str | None:
     return str(describe(None, backend_kwargs))
 
 
-class FanOutLogger:
-    """Sends each event to several loggers; one that raises does not starve the others."""
-
-    def __init__(self, loggers: Sequence[RunLogger]) -> None:
-        self.loggers = list(loggers)
-
-    @property
-    def last_path(self) -> Path | None:
-        for logger in self.loggers:
-            path: Path | None = getattr(logger, "last_path", None)
-            if path:
-                return path
-        return None
-
-    def path_of(self, run_id: str) -> Path | None:
-        for logger in self.loggers:
-            path_of = getattr(logger, "path_of", None)
-            path: Path | None = path_of(run_id) if path_of is not None else None
-            if path:
-                return path
-        return None
-
-    def on_event(self, event: RunEvent) -> None:
-        self._each("on_event", event)
-
-    def close(self) -> None:
-        self._each("close")
-
-    def _each(self, method: str, *args: Any) -> None:
-        first: Exception | None = None
-        for logger in self.loggers:
-            try:
-                getattr(logger, method)(*args)
-            except Exception as exc:
-                first = first or exc
-        if first is not None:
-            raise first
-
-
-def _build_logger(args: argparse.Namespace) -> FanOutLogger | None:
+def _build_loggers(args: argparse.Namespace) -> list[RunLogger]:
+    """The loggers --log-dir and --verbose ask for; the RLM takes them all and closes them."""
     loggers: list[RunLogger] = []
     if args.log_dir:
         from rlm_core.loggers.jsonl import RLMLogger
@@ -320,14 +280,20 @@ def _build_logger(args: argparse.Namespace) -> FanOutLogger | None:
 
         # stderr keeps stdout for the answer alone, so it can be piped (and --json stays parseable).
         loggers.append(ConsoleLogger(console=Console(stderr=True)))
-    return FanOutLogger(loggers) if loggers else None
+    return loggers
+
+
+def _close(loggers: list[RunLogger]) -> None:
+    for logger in loggers:
+        with contextlib.suppress(Exception):  # closing must not hide why the run could not start
+            logger.close()
 
 
 def run_command(args: argparse.Namespace) -> int:
     from rlm_core.errors import ConfigurationError, PluginError, RLMError
 
     context = read_context(args.context_file)
-    logger = _build_logger(args)
+    loggers = _build_loggers(args)
     try:
         kwargs = build_rlm_kwargs(args)
         if args.verbose:
@@ -336,26 +302,23 @@ def run_command(args: argparse.Namespace) -> int:
                 print(f"rlm run: {choice}", file=sys.stderr)
         from rlm_core.rlm import RLM
 
-        rlm = RLM(**kwargs, logger=logger, verbose=False)
+        rlm = RLM(**kwargs, logger=loggers, verbose=False)
     except (ConfigurationError, PluginError, ValueError, TypeError) as exc:
         # TypeError: a client or environment factory rejected a --backend-kwarg/--env-kwarg name.
-        if logger is not None:
-            logger.close()
+        _close(loggers)
         raise UsageError(str(exc)) from exc
     try:
-        with rlm:
+        with rlm:  # closes the loggers too
             result = rlm.completion(context, root_prompt=args.question)
     except (ConfigurationError, PluginError) as exc:
         raise UsageError(str(exc)) from exc
     except RLMError as exc:
         print(f"rlm run: the run failed: {exc}", file=sys.stderr)
         return EXIT_NO_ANSWER
-    finally:
-        if logger is not None:
-            logger.close()
 
     finished = result.stop_reason.value == "final"
-    log_path = result.log_path or (str(logger.last_path) if logger and logger.last_path else None)
+    last_paths = [getattr(logger, "last_path", None) for logger in loggers]
+    log_path = result.log_path or next((str(path) for path in last_paths if path), None)
     if args.json:
         payload = {
             "response": result.response,
