@@ -104,3 +104,17 @@ def test_a_search_that_found_nothing_is_told_what_else_to_try_not_asked_for_a_gu
     assert after_turns == ["tell", "tell", "ask_for_final"]
     told = next(a["text"] for a in acted if a.get("why") == "the model's search found nothing")
     assert "ask_each" in told
+
+
+def test_final_in_lower_case_finishes_as_final_does() -> None:
+    root = scripted_model((repl("final('amber-9')"),), "root")
+    result = RLM(backend=root, strategy="small-model").completion("x", root_prompt="Which?")
+    assert (result.response, result.answer_source, result.stop_reason) == (
+        "amber-9",
+        "final",
+        StopReason.FINAL,
+    )
+    without = scripted_model((repl("final('amber-9')"), "FINAL(done)"), "root")
+    assert (
+        RLM(backend=without, strategy=None).completion("x").response == "done"
+    )  # only the strategy defines it
