@@ -8,7 +8,7 @@ the strategy as author; an answer it accepts ends the run with ``stop_reason="st
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rlm_core.engine.emitter import new_span_id
 from rlm_core.errors import StrategyError
@@ -29,11 +29,30 @@ from rlm_core.guidance.strategy import (
     author_of,
     describe,
 )
-from rlm_core.records import ActionRecord, IterationRecord
+from rlm_core.records import ActionRecord, CodeBlockRecord, IterationRecord
 from rlm_core.types import Message, StopReason
 
-if TYPE_CHECKING:
-    from rlm_core.engine.run import Run
+
+class RunControls(Protocol):
+    """What the driver may do to the run it serves (``engine.run.Run`` provides it): the driver
+    sees this much and no more, so the run loop and the strategy machinery do not import each
+    other."""
+
+    span_id: str
+    messages: list[Message]
+
+    def emit(self, kind: EventKind, payload: Any, span_id: str, parent_span_id: str | None) -> None: ...
+
+    def shown_output(self, block: CodeBlockRecord) -> str: ...
+
+    async def execute_cell(self, code: str, author: str = "model") -> CodeBlockRecord: ...
+
+    async def ask_for_final(self, opening: str, author: str) -> tuple[str | None, str | None, str]: ...
+
+    async def ask_to_choose(
+        self, question: str, options: list[str], author: str
+    ) -> tuple[str | None, str]: ...
+
 
 Accepted = tuple[str, str, StopReason]  # (answer, answer_source, stop_reason)
 
@@ -41,7 +60,7 @@ Accepted = tuple[str, str, StopReason]  # (answer, answer_source, stop_reason)
 class StrategyDriver:
     """One run's strategy (or none) and the caps its actions set."""
 
-    def __init__(self, strategy: Strategy | None, run: Run) -> None:
+    def __init__(self, strategy: Strategy | None, run: RunControls) -> None:
         self.strategy = strategy
         self.run = run
         self.author = author_of(strategy) if strategy is not None else ""
