@@ -7,7 +7,9 @@ What it does, each step logged under its name:
 - before the first turn it runs one cell that defines three helpers in the REPL (``find_text``,
   ``list_items``, ``ask_each``), shown to the model as code the engine ran, so the model chooses
   the words to search for and the question to ask each item, and the helpers do the loops small
-  models get wrong;
+  models get wrong. ``ask_each`` gives each sub-call the run's question as background (where the
+  user says what the labels mean) and answers a repeated call from its first answers (small
+  models often send the same cell twice; at temperature 0 the answers would be the same);
 - after each turn without an answer it restates the question;
 - when the model sends a block it already ran and the output is the same, or replies in prose
   after its code ran, it asks for the final answer at once (the model's FINAL is still its own);
@@ -50,8 +52,9 @@ Helpers already defined in the REPL:
 words (in any case) and returns them as a list.
 - list_items(): returns the items of `context` (its non-empty lines, or the elements of a list) and \
 prints how many there are and the first three.
-- ask_each(items, question, choices): asks a helper model the question about each item and returns \
-the answers in order, each one of the choices.
+- ask_each(items, question, choices): asks a helper model the question about each item (with the \
+whole task beside it, so it knows what the choices mean) and returns the answers in order, each \
+one of the choices.
 - llm_query(prompt): asks a helper model about a short piece of text.
 
 Example 1, a question about an exact fact, "What is the launch code of the Aurora project?":
@@ -91,7 +94,8 @@ the question. If it finds nothing, try fewer words or other spellings.
 the answer, since the labels are not written in the text: use list_items and ask_each with the \
 possible labels as choices, then count or compare the answers with code.
 3. Never change `context`. Never write the output yourself: wait for it.
-4. Answer every part of the question, in a few words.
+4. Answer every part of the question, in a few words, in the form it asks for: a number, a name, \
+a label, yes or no. Python's True and False are not yes and no.
 {tools}"""
 
 # Runs in the REPL (stdlib only: it must work in every sandbox). Names are plain so that a small
@@ -139,13 +143,31 @@ def list_items():
 final = FINAL  # small models write the finish in lower case; it means the same
 
 
+_rlm_asked = {}
+
+
 def ask_each(items, question, choices=None):
-    """Ask a helper model the question about each item; the answers, in order."""
-    asked = [f"{question}\\n\\nItem: {item}" for item in items]
+    """Ask a helper model the question about each item, with the task as background; the answers,
+    in order. The same question about the same items is asked once: later calls reuse the answers."""
+    background = f"The whole task, for background: {_RLM_TASK}\\n\\n" if _RLM_TASK else ""
+    asked = [f"{background}Answer this about one item: {question}\\n\\nItem: {item}" for item in items]
+    key = (tuple(asked), tuple(choices or ()))
+    if key in _rlm_asked:
+        print("(ask_each: the same question about the same items was asked before; these are its answers)")
+        return list(_rlm_asked[key])
     if choices:
-        return llm_query_batched(asked, choices=list(choices))
-    return llm_query_batched(asked)
+        answers = llm_query_batched(asked, choices=list(choices))
+    else:
+        answers = llm_query_batched(asked)
+    _rlm_asked[key] = list(answers)
+    return answers
 '''
+
+
+def helpers_code(question: str | None) -> str:
+    """The helper cell, with the run's question bound as ``_RLM_TASK`` for ask_each's background."""
+    return f"_RLM_TASK = {question or ''!r}\n" + HELPERS
+
 
 _FINAL_RAISED = re.compile(r"\bFINAL(?:_VAR)?\(")
 _PYTHON_ERROR = re.compile(r"\b(NameError|SyntaxError)\b")
@@ -184,7 +206,7 @@ class SmallModelStrategy(BaseStrategy):
         if self.helpers:
             actions.append(
                 RunCode(
-                    HELPERS,
+                    helpers_code(view.root_prompt),
                     why="define find_text, list_items and ask_each",
                     shown="it defined the helpers find_text, list_items and ask_each described in "
                     "the instructions.",

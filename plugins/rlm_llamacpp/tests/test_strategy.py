@@ -58,8 +58,30 @@ def test_the_helpers_search_list_and_ask_each_item() -> None:
     second_output = turns[2].messages[-2].content
     assert "3 items." in second_output and "['no', 'yes', 'no']" in second_output
     assert [r.max_tokens for r in sub.requests] == [200, 200, 200]
-    assert sub.requests[0].messages[-1].content.startswith("Is it about a vault?\n\nItem: Intro line.")
+    # each sub-call carries the run's question as background, then the model's own question
+    assert (
+        sub.requests[0]
+        .messages[-1]
+        .content.startswith(
+            "The whole task, for background: What is the passcode?\n\n"
+            "Answer this about one item: Is it about a vault?\n\nItem: Intro line."
+        )
+    )
     assert all(r.max_tokens == 400 for r in root.requests)
+
+
+def test_ask_each_sent_again_reuses_its_answers_and_says_so() -> None:
+    cell = repl("print(ask_each(list_items(), 'Is it spam?', ['spam', 'ham']))")
+    root = scripted_model((cell, cell, "FINAL(1)"), "root")
+    sub = ScriptedClient(["spam", "ham"], model_name="sub")
+    result = RLM(backend=root, other_backends=[sub], strategy="small-model").completion(
+        "win a prize\nsee you at 6", root_prompt="How many are spam?"
+    )
+    assert result.response == "1"
+    assert len(sub.requests) == 2  # two items, asked once although the cell ran twice
+    turns = [r for r in root.requests if r.purpose == "root"]
+    again = "\n".join(m.content for m in turns[2].messages[-3:])
+    assert "asked before; these are its answers" in again and "['spam', 'ham']" in again
 
 
 def test_the_question_is_restated_after_a_turn_without_an_answer() -> None:
