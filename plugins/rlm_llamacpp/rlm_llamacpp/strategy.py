@@ -148,7 +148,8 @@ _rlm_asked = {}
 
 def ask_each(items, question, choices=None):
     """Ask a helper model the question about each item, with the task as background; the answers,
-    in order. The same question about the same items is asked once: later calls reuse the answers."""
+    in order. The same question about the same items is asked once (unless a slot failed): later
+    calls reuse the answers."""
     background = f"The whole task, for background: {_RLM_TASK}\\n\\n" if _RLM_TASK else ""
     asked = [f"{background}Answer this about one item: {question}\\n\\nItem: {item}" for item in items]
     key = (tuple(asked), tuple(choices or ()))
@@ -159,7 +160,8 @@ def ask_each(items, question, choices=None):
         answers = llm_query_batched(asked, choices=list(choices))
     else:
         answers = llm_query_batched(asked)
-    _rlm_asked[key] = list(answers)
+    if not any(isinstance(a, str) and a.startswith("Error: ") for a in answers):
+        _rlm_asked[key] = list(answers)  # a failed slot is asked again next time, not remembered
     return answers
 '''
 

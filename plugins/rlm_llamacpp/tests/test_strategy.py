@@ -140,3 +140,19 @@ def test_final_in_lower_case_finishes_as_final_does() -> None:
     assert (
         RLM(backend=without, strategy=None).completion("x").response == "done"
     )  # only the strategy defines it
+
+
+def test_ask_each_asks_again_when_a_slot_failed() -> None:
+    from rlm_llamacpp.strategy import helpers_code
+
+    calls: list[list[str]] = []
+
+    def batched(prompts: list[str], choices: Any = None) -> list[str]:
+        calls.append(prompts)
+        return ["Error: TimeoutError: slow"] + ["spam"] * (len(prompts) - 1)
+
+    scope: dict[str, Any] = {"context": "a\nb", "llm_query_batched": batched, "FINAL": print}
+    exec(helpers_code("How many?"), scope)
+    scope["ask_each"](["a", "b"], "Spam?", ["spam", "ham"])
+    scope["ask_each"](["a", "b"], "Spam?", ["spam", "ham"])
+    assert len(calls) == 2
