@@ -69,6 +69,7 @@ def plain_gather(base_url: str, items: int, concurrency: int) -> float:
 
 
 def run_once(base_url: str, items: int, concurrency: int, executor: str) -> float:
+    from rlm_core import RLM
     from rlm_core.batch import arun_batch
 
     if executor == "plain":
@@ -81,6 +82,7 @@ def run_once(base_url: str, items: int, concurrency: int, executor: str) -> floa
             arun_batch(
                 job,
                 Path(folder) / "results.jsonl",
+                rlm_factory=RLM,
                 rlm_kwargs=rlm_kwargs,
                 max_concurrent=concurrency,
                 executor=executor,

@@ -444,7 +444,7 @@ class RLM:
     async def abatch(self, items: Any, **options: Any) -> list[Any]:
         """``batch()``, natively async. Items run on this RLM; items with their own settings and
         ``executor="ray"`` get an RLM built from this one's arguments (``init_kwargs``)."""
-        from rlm_core.batch import arun_batch
+        from rlm_core.batch.runner import arun_batch
 
         options.setdefault("rlm_kwargs", self.init_kwargs)
         report = await arun_batch(items, options.pop("output", None), rlm=self, **options)

@@ -54,6 +54,7 @@ async def test_a_thousand_items_at_concurrency_fifty(server: ServerProcess, tmp_
     report = await arun_batch(
         write_items(tmp_path / "items.jsonl", ids),
         output,
+        rlm_factory=RLM,
         rlm_kwargs=server.rlm_kwargs(),
         max_concurrent=50,
         max_model_calls=64,
@@ -108,7 +109,9 @@ async def test_job_token_ceiling_stops_new_items_at_the_right_point(
 ) -> None:
     ids = [f"c{n:02d}" for n in range(20)]
     probe = await arun_batch(
-        [{"id": "c99", "context": "ctx", "question": question_for("c99")}], rlm_kwargs=server.rlm_kwargs()
+        [{"id": "c99", "context": "ctx", "question": question_for("c99")}],
+        rlm_factory=RLM,
+        rlm_kwargs=server.rlm_kwargs(),
     )
     per_item = probe.results[0].tokens
     assert per_item > 0
@@ -116,6 +119,7 @@ async def test_job_token_ceiling_stops_new_items_at_the_right_point(
     report = await arun_batch(
         write_items(tmp_path / "items.jsonl", ids),
         output,
+        rlm_factory=RLM,
         rlm_kwargs=server.rlm_kwargs(),
         max_concurrent=1,
         max_job_tokens=int(per_item * 5.5),
@@ -128,6 +132,7 @@ async def test_job_token_ceiling_stops_new_items_at_the_right_point(
     again = await arun_batch(
         output.parent / "items.jsonl",
         output,
+        rlm_factory=RLM,
         rlm_kwargs=server.rlm_kwargs(),
         max_job_tokens=int(per_item * 5.5),
     )
@@ -136,6 +141,7 @@ async def test_job_token_ceiling_stops_new_items_at_the_right_point(
     raised = await arun_batch(
         output.parent / "items.jsonl",
         output,
+        rlm_factory=RLM,
         rlm_kwargs=server.rlm_kwargs(),
         max_job_tokens=per_item * 10,
         max_concurrent=3,
@@ -190,32 +196,41 @@ async def test_sub_call_cache_asks_each_identical_sub_call_once_across_runs(
         {"id": f"s{n}", "context": "c", "question": question_for(f"s{n}") + " [cache]"} for n in range(6)
     ]
     first = await arun_batch(
-        items, tmp_path / "one.jsonl", rlm_kwargs=server.rlm_kwargs(True), cache=cache, max_concurrent=1
+        items,
+        tmp_path / "one.jsonl",
+        rlm_factory=RLM,
+        rlm_kwargs=server.rlm_kwargs(True),
+        cache=cache,
+        max_concurrent=1,
     )
     assert all(r.ok for r in first.results)
     assert sum(server.counts(SUB).values()) == 1  # six items, one identical sub-call, asked once
     assert [r.cached_calls for r in first.results] == [0, 1, 1, 1, 1, 1]
-    second = await arun_batch(items, tmp_path / "two.jsonl", rlm_kwargs=server.rlm_kwargs(True), cache=cache)
+    second = await arun_batch(
+        items, tmp_path / "two.jsonl", rlm_factory=RLM, rlm_kwargs=server.rlm_kwargs(True), cache=cache
+    )
     assert sum(server.counts(SUB).values()) == 1  # the rerun asked nothing for it
     assert all(r.ok and r.cached_calls == 1 for r in second.results)
     assert all(
         r.usage["sub"]["total_tokens"] == 0 and r.usage["sub"]["total_calls"] == 1 for r in second.results
     )
     # Without temperature 0 nothing is cached: another answer could come back.
-    await arun_batch(items[:2], tmp_path / "three.jsonl", rlm_kwargs=server.rlm_kwargs(), cache=cache)
+    await arun_batch(
+        items[:2], tmp_path / "three.jsonl", rlm_factory=RLM, rlm_kwargs=server.rlm_kwargs(), cache=cache
+    )
     assert sum(server.counts(SUB).values()) == 3
 
 
 async def test_failed_items_are_kept_until_retry_failed(server: ServerProcess, tmp_path: Path) -> None:
     items = write_items(tmp_path / "items.jsonl", ["f1", "f2"], max_iterations=1)  # needs 2 turns
     output, kwargs = tmp_path / "results.jsonl", server.rlm_kwargs()
-    first = await arun_batch(items, output, rlm_kwargs=kwargs)
+    first = await arun_batch(items, output, rlm_factory=RLM, rlm_kwargs=kwargs)
     assert [r["stop_reason"] for r in read_results(output)] == ["max_iterations"] * 2
     assert first.summary.failed == 2 and first.summary.by_stop_reason == {"max_iterations": 2}
     asked = sum(server.counts(ROOT).values())
-    again = await arun_batch(items, output, rlm_kwargs=kwargs)
+    again = await arun_batch(items, output, rlm_factory=RLM, rlm_kwargs=kwargs)
     assert again.summary.resumed == 2 and sum(server.counts(ROOT).values()) == asked
-    retry = await arun_batch(items, output, rlm_kwargs=kwargs, retry_failed=True)
+    retry = await arun_batch(items, output, rlm_factory=RLM, rlm_kwargs=kwargs, retry_failed=True)
     assert retry.summary.failed == 2 and sum(server.counts(ROOT).values()) == 2 * asked
 
 
@@ -242,6 +257,38 @@ def test_a_folder_of_documents_with_one_question(server: ServerProcess, tmp_path
     docs.mkdir()
     for n in range(3):
         (docs / f"d{n}.txt").write_text(f"document {n}")
-    report = run_batch(docs, question=question_for("folder"), rlm_kwargs=server.rlm_kwargs())
+    report = run_batch(docs, question=question_for("folder"), rlm_factory=RLM, rlm_kwargs=server.rlm_kwargs())
     assert [r.id for r in report.results] == ["d0.txt", "d1.txt", "d2.txt"]
     assert all(r.response == "answer-folder" for r in report.results)
+
+
+class CountingRLM(RLM):
+    """A subclass, to see that items with their own settings are built as the caller's kind of RLM."""
+
+    built: list[dict[str, Any]] = []
+
+    def __init__(self, **kwargs: Any) -> None:
+        CountingRLM.built.append(kwargs)
+        super().__init__(**kwargs)
+
+
+def test_items_with_settings_are_built_by_the_factory(server: ServerProcess) -> None:
+    CountingRLM.built.clear()
+    tuned = BatchItem(id="t", question=question_for("t"), context="c", settings={"max_iterations": 1})
+    with CountingRLM(**server.rlm_kwargs()) as rlm:
+        (result,) = rlm.batch([tuned])  # factory: type(rlm)
+    assert result.stop_reason == "max_iterations"
+    assert [kwargs.get("max_iterations") for kwargs in CountingRLM.built] == [None, 1]
+
+    CountingRLM.built.clear()
+    report = run_batch([tuned], rlm_factory=CountingRLM, rlm_kwargs=server.rlm_kwargs())
+    assert report.results[0].stop_reason == "max_iterations"
+    assert [kwargs.get("max_iterations") for kwargs in CountingRLM.built] == [1]
+
+
+def test_rlm_kwargs_without_a_factory_says_what_to_pass(server: ServerProcess) -> None:
+    from rlm_core.batch import BatchInputError
+
+    with pytest.raises(BatchInputError, match=r"rlm_factory=rlm_core\.RLM"):
+        run_batch([{"id": "x", "context": "c", "question": "q"}], rlm_kwargs=server.rlm_kwargs())
+    assert server.counts(ROOT) == {}  # refused before any model call

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from test_batch_support import ROOT, ServerProcess, question_for
 
+from rlm_core import RLM
 from rlm_core.batch import BatchLockedError, arun_batch, lock_path_for, run_batch
 from rlm_core.batch.holder import Holder
 
@@ -72,7 +73,7 @@ async def test_a_killed_worker_loses_no_item_and_duplicates_none(
 
     killer = asyncio.create_task(kill_a_worker_mid_job())
     report = await arun_batch(
-        items(ids), output, rlm_kwargs=server.rlm_kwargs(), executor="ray", max_concurrent=8
+        items(ids), output, rlm_factory=RLM, rlm_kwargs=server.rlm_kwargs(), executor="ray", max_concurrent=8
     )
     await killer
     assert killed
@@ -91,12 +92,15 @@ async def test_a_killed_worker_loses_no_item_and_duplicates_none(
 async def test_the_ledger_actor_holds_the_job_ceiling(
     ray_cluster: None, server: ServerProcess, tmp_path: Path
 ) -> None:
-    probe = await arun_batch(items(["r99"]), rlm_kwargs=server.rlm_kwargs())  # tokens of one item
+    probe = await arun_batch(
+        items(["r99"]), rlm_factory=RLM, rlm_kwargs=server.rlm_kwargs()
+    )  # tokens of one item
     per_item = probe.results[0].tokens
     ids = [f"q{n:02d}" for n in range(12)]
     report = await arun_batch(
         items(ids),
         tmp_path / "results.jsonl",
+        rlm_factory=RLM,
         rlm_kwargs=server.rlm_kwargs(),
         executor="ray",
         max_concurrent=1,
@@ -119,7 +123,7 @@ async def test_the_driver_holds_the_output_for_the_whole_ray_job(
             return
         holder = Holder.parse(lock_path_for(output).read_text())
         try:  # another job on the same output, started while this one runs on the cluster
-            run_batch(items(["x1"]), output, rlm_kwargs=server.rlm_kwargs())
+            run_batch(items(["x1"]), output, rlm_factory=RLM, rlm_kwargs=server.rlm_kwargs())
         except BatchLockedError as exc:
             seen.append((holder, exc))
         else:
@@ -129,6 +133,7 @@ async def test_the_driver_holds_the_output_for_the_whole_ray_job(
     report = await arun_batch(
         items(ids),
         output,
+        rlm_factory=RLM,
         rlm_kwargs=server.rlm_kwargs(),
         executor="ray",
         max_concurrent=2,

@@ -1,5 +1,8 @@
 """Running one item: pick (or build) the RLM for its settings, read its context, run the completion
-and turn the outcome into a ``BatchResult``. Shared by the local and the Ray executors."""
+and turn the outcome into a ``BatchResult``. Shared by the local and the Ray executors.
+
+The batch layer sits below ``rlm_core.rlm``: it is handed an RLM (or a factory that builds one from
+``rlm_kwargs``) and only uses what ``BatchRLM`` names, so it never imports the class itself."""
 
 from __future__ import annotations
 
@@ -7,15 +10,26 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rlm_core.batch.items import BatchInputError, BatchItem
 from rlm_core.batch.job_client import wrap_clients
 from rlm_core.batch.results import BatchResult
 from rlm_core.batch.store import STATUS_FAILED, STATUS_OK
 
-if TYPE_CHECKING:
-    from rlm_core.rlm import RLM
+
+class BatchRLM(Protocol):
+    """What a batch needs of an RLM: its client set (wrapped for the job's limits, ledger and cache),
+    a completion, and a close. ``rlm_core.RLM`` is one."""
+
+    clients: Any
+
+    async def acompletion(self, prompt: Any, root_prompt: str | None = None) -> Any: ...
+    async def aclose(self) -> None: ...
+
+
+# Builds an RLM from its construction arguments: ``rlm_core.RLM`` itself, or a subclass.
+RLMFactory = Callable[..., BatchRLM]
 
 
 class RLMPool:
@@ -26,20 +40,26 @@ class RLMPool:
     def __init__(
         self,
         prepare: Callable[[Any], Any],
-        base: RLM | None = None,
+        base: BatchRLM | None = None,
         rlm_kwargs: Mapping[str, Any] | None = None,
+        factory: RLMFactory | None = None,
     ) -> None:
         if base is None and rlm_kwargs is None:
             raise BatchInputError("a batch needs an RLM or rlm_kwargs to build one")
+        if factory is None and base is not None:
+            factory = type(base)  # items with their own settings get the caller's kind of RLM
+        if factory is None:
+            raise BatchInputError("a batch built from rlm_kwargs needs a factory (e.g. rlm_core.RLM)")
+        self._factory = factory
         self._prepare = prepare
         self._base = base
         self._rlm_kwargs = dict(rlm_kwargs) if rlm_kwargs is not None else None
-        self._built: dict[str, RLM] = {}
+        self._built: dict[str, BatchRLM] = {}
         self._base_clients: dict[str, Any] | None = None
         if base is not None:
             self._base_clients = wrap_clients(base, prepare)
 
-    def get(self, settings: Mapping[str, Any]) -> RLM:
+    def get(self, settings: Mapping[str, Any]) -> BatchRLM:
         if not settings and self._base is not None:
             return self._base
         if self._rlm_kwargs is None:
@@ -51,9 +71,7 @@ class RLMPool:
         key = json.dumps(dict(settings), sort_keys=True, default=repr)
         rlm = self._built.get(key)
         if rlm is None:
-            from rlm_core.rlm import RLM
-
-            rlm = RLM(**{**self._rlm_kwargs, **settings})
+            rlm = self._factory(**{**self._rlm_kwargs, **settings})
             wrap_clients(rlm, self._prepare)
             self._built[key] = rlm
         return rlm

@@ -70,13 +70,19 @@ class _ActorLimit:
 
 
 class _BatchWorker:
-    """A Ray actor holding one RLM pool (built from picklable ``rlm_kwargs``) and running items on
-    its event loop, many at once."""
+    """A Ray actor holding one RLM pool (built by ``factory`` from picklable ``rlm_kwargs``) and
+    running items on its event loop, many at once."""
 
     def __init__(
-        self, rlm_kwargs: dict[str, Any], ledger: Any, log_dir: str | None, cache_path: str | None
+        self,
+        rlm_kwargs: dict[str, Any],
+        factory: Any,
+        ledger: Any,
+        log_dir: str | None,
+        cache_path: str | None,
     ) -> None:
         self.rlm_kwargs = dict(rlm_kwargs)
+        self.factory = factory
         if log_dir is not None:
             from rlm_core.loggers.jsonl import RLMLogger
 
@@ -103,6 +109,7 @@ class _BatchWorker:
         self.pool = RLMPool(
             lambda client: JobClient(client, limit=limit, on_usage=on_usage, cache=cache),
             rlm_kwargs=self.rlm_kwargs,
+            factory=self.factory,
         )
 
     async def run(self, item: BatchItem, fingerprint: str) -> BatchResult:
@@ -131,6 +138,7 @@ class RayExecutor:
         options: Any,
         ledger: JobLedger,
         rlm_kwargs: Any,
+        factory: Any,
         address: str | None = None,
         log_dir: str | Path | None = None,
         workers: int | None = None,
@@ -142,6 +150,13 @@ class RayExecutor:
             raise BatchInputError(
                 f"rlm_kwargs cannot be sent to Ray workers ({type(exc).__name__}: {exc}); give backend names "
                 "and plain settings, not client or logger objects (use log_dir= for logs)"
+            ) from exc
+        try:
+            ray.cloudpickle.dumps(factory)
+        except Exception as exc:
+            raise BatchInputError(
+                f"rlm_factory cannot be sent to Ray workers ({type(exc).__name__}: {exc}); give a class "
+                "or a module-level function"
             ) from exc
         self._connected_here = not ray.is_initialized()
         if self._connected_here:
@@ -159,7 +174,7 @@ class RayExecutor:
         kwargs = dict(rlm_kwargs)
         self.workers = [
             worker_actor.remote(
-                kwargs, self.ledger, None if log_dir is None else str(log_dir), options.cache_path
+                kwargs, factory, self.ledger, None if log_dir is None else str(log_dir), options.cache_path
             )
             for _ in range(count)
         ]

@@ -9,12 +9,12 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sized
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import attrs
 
 from rlm_core.batch.cache import SubCallCache
-from rlm_core.batch.execute import RLMPool, execute_item
+from rlm_core.batch.execute import BatchRLM, RLMFactory, RLMPool, execute_item
 from rlm_core.batch.items import BatchInputError, BatchItem, iter_items
 from rlm_core.batch.job_client import JobClient
 from rlm_core.batch.ledger import JobLedger, LedgerState
@@ -23,9 +23,6 @@ from rlm_core.batch.results import STATUS_NOT_STARTED, BatchResult, BatchSummary
 from rlm_core.batch.settings import job_settings_of
 from rlm_core.batch.store import ResultStore, is_finished
 from rlm_core.types import LMRequest, LMResponse
-
-if TYPE_CHECKING:
-    from rlm_core.rlm import RLM
 
 
 class Progress(Protocol):
@@ -69,12 +66,19 @@ class JobOptions:
 class LocalExecutor:
     """Items as asyncio tasks in this process, sharing one model-call limit, ledger and cache."""
 
-    def __init__(self, options: JobOptions, ledger: JobLedger, rlm: RLM | None, rlm_kwargs: Any) -> None:
+    def __init__(
+        self,
+        options: JobOptions,
+        ledger: JobLedger,
+        rlm: BatchRLM | None,
+        rlm_kwargs: Any,
+        factory: RLMFactory,
+    ) -> None:
         self.ledger = ledger
         self._limit = asyncio.Semaphore(options.max_model_calls) if options.max_model_calls else None
         self._cache = SubCallCache(options.cache_path) if options.cache_path else None
         self._hits: defaultdict[str, int] = defaultdict(int)
-        self.pool = RLMPool(self._wrap, base=rlm, rlm_kwargs=rlm_kwargs)
+        self.pool = RLMPool(self._wrap, base=rlm, rlm_kwargs=rlm_kwargs, factory=factory)
 
     def _wrap(self, client: Any) -> JobClient:
         return JobClient(client, limit=self._limit, on_usage=self._on_usage, cache=self._cache)
@@ -112,12 +116,21 @@ def _count_items(source: Any, question: str | None) -> int | None:
     return len(source) if isinstance(source, Sized) else None
 
 
+def _factory_for(rlm: BatchRLM | None, rlm_factory: RLMFactory | None) -> RLMFactory | None:
+    """What builds the RLMs of items with their own settings (and of Ray workers). The batch layer
+    sits below the ``RLM`` facade and never imports it: a caller hands it an RLM or a factory."""
+    if rlm_factory is not None:
+        return rlm_factory
+    return type(rlm) if rlm is not None else None
+
+
 async def arun_batch(
     items: Iterable[Any] | str | Path,
     output: str | Path | None = None,
     *,
-    rlm: RLM | None = None,
+    rlm: BatchRLM | None = None,
     rlm_kwargs: Mapping[str, Any] | None = None,
+    rlm_factory: RLMFactory | None = None,
     question: str | None = None,
     max_concurrent: int = 8,
     max_model_calls: int | None = None,
@@ -138,7 +151,9 @@ async def arun_batch(
     ``items``: a JSONL path, a folder (with ``question``) or an iterable of dicts/``BatchItem``s.
     ``output``: the results JSONL; rerunning with the same file skips finished items.
     ``rlm`` or ``rlm_kwargs``: what runs each item (``rlm_kwargs`` lets items override settings and
-    is what Ray workers build their RLMs from). ``max_model_calls`` bounds model calls in flight
+    is what Ray workers build their RLMs from); ``rlm_factory`` builds them (default: the class of
+    ``rlm``; with ``rlm_kwargs`` alone pass ``rlm_factory=rlm_core.RLM``, a subclass or any callable
+    taking the ``RLM(...)`` arguments, which must pickle for Ray). ``max_model_calls`` bounds model calls in flight
     across the whole job. ``log_dir`` gets one trajectory log per item (with ``rlm_kwargs``). ``keep_results=False`` returns no per-item list (for very large jobs).
     """
     if max_concurrent < 1:
@@ -151,6 +166,11 @@ async def arun_batch(
         raise BatchInputError(
             "executor='ray' builds an RLM on each worker from rlm_kwargs (backend names and "
             "settings, not client objects); pass rlm_kwargs=..."
+        )
+    if rlm is None and rlm_factory is None:
+        raise BatchInputError(
+            "a batch needs an RLM to run its items: pass rlm=RLM(...) (or call RLM(...).batch(items)), "
+            "or rlm_kwargs=... with rlm_factory=rlm_core.RLM"
         )
     if log_dir is not None and rlm_kwargs is None:
         raise BatchInputError("log_dir needs rlm_kwargs; an RLM object brings its own logger")
@@ -177,17 +197,21 @@ async def arun_batch(
             prior_items=sum(1 for r in previous.values() if r.get("tokens")),
         )
         job_settings = job_settings_of(rlm_kwargs if rlm_kwargs is not None else rlm)
+        factory = _factory_for(rlm, rlm_factory)
+        assert factory is not None  # checked above
         if executor == "ray":
             from rlm_core.batch.ray_executor import RayExecutor
 
             assert rlm_kwargs is not None
-            runner: Executor = RayExecutor(options, ledger, rlm_kwargs, address=ray_address, log_dir=log_dir)
+            runner: Executor = RayExecutor(
+                options, ledger, rlm_kwargs, factory, address=ray_address, log_dir=log_dir
+            )
         else:
             if log_dir is not None:
                 from rlm_core.loggers.jsonl import RLMLogger
 
                 rlm_kwargs = {**(rlm_kwargs or {}), "logger": RLMLogger(log_dir)}
-            runner = LocalExecutor(options, ledger, rlm, rlm_kwargs)
+            runner = LocalExecutor(options, ledger, rlm, rlm_kwargs, factory)
         job = _Job(runner, store, progress, max_concurrent, keep_results, on_result)
         try:
             if progress is not None:

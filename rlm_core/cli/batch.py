@@ -113,6 +113,7 @@ def batch_command(args: argparse.Namespace) -> int:
             args.items,
             args.output,
             rlm_kwargs=rlm_kwargs,
+            rlm_factory=RLM,
             question=args.question,
             max_concurrent=args.max_concurrent,
             max_model_calls=args.max_model_calls,
