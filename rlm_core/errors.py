@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+
+def did_you_mean(name: str, candidates: Iterable[str], cutoff: float = 0.7) -> str:
+    """`` Did you mean 'x'?`` for the closest candidate, or an empty string: the one suggestion helper
+    of every "unknown name" and "unknown setting" error."""
+    import difflib  # only on the error path
+
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=cutoff)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
 
 class RLMError(Exception):
     """Base class of every rlm-core error."""

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
-from rlm_core.config import RLMConfig, check_no_limit_keys, logger_settings
+import attrs
+
+from rlm_core.config import DEFAULTS, RLMConfig, check_no_limit_keys, logger_settings
 from rlm_core.engine.broker import Broker
 from rlm_core.engine.budget import RunBudget
 from rlm_core.engine.emitter import Emitter
@@ -27,6 +31,23 @@ from rlm_core.routing import ClientSet, RoutingPolicy
 from rlm_core.types import RLMChatCompletion, StopReason
 
 T = TypeVar("T")
+Init = TypeVar("Init", bound=Callable[..., None])
+CONFIG_FIELDS = tuple(field.name for field in attrs.fields(RLMConfig))
+
+
+def _recording_arguments(init: Init) -> Init:
+    """Keep the arguments ``RLM(...)`` was given, as given, in ``init_kwargs``: a batch builds the
+    same RLM elsewhere from them (items with their own settings, Ray workers), so
+    ``rlm.batch(items, executor="ray")`` needs nothing more."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def recorded(self: Any, *args: Any, **kwargs: Any) -> None:
+        arguments = signature.bind(self, *args, **kwargs).arguments
+        self.init_kwargs = {name: value for name, value in arguments.items() if name != "self"}
+        init(self, *args, **kwargs)
+
+    return cast(Init, recorded)
 
 
 async def _close_even_if_cancelled(environment: Environment) -> None:
@@ -58,9 +79,13 @@ class RLM:
     ``backend``/``backend_kwargs`` configure the root model (``backend=None`` picks one from the
     environment, see ``rlm_core.defaults``); ``other_backends``/``other_backend_kwargs`` the sub-call
     tiers (depth d uses entry d-1, the last one repeating). ``max_root_tokens`` limits the depth-0 calls
-    and ``max_sub_tokens`` all deeper calls together, per ``completion()``.
+    and ``max_sub_tokens`` all deeper calls together, per ``completion()``. The settings' defaults
+    and meanings are ``rlm_core.config.RLMConfig``'s.
     """
 
+    init_kwargs: dict[str, Any]  # the arguments as given (see _recording_arguments)
+
+    @_recording_arguments
     def __init__(
         self,
         backend: str | Any | None = None,
@@ -69,47 +94,29 @@ class RLM:
         environment_kwargs: Mapping[str, Any] | None = None,
         other_backends: Sequence[str | Any] | None = None,
         other_backend_kwargs: Sequence[Mapping[str, Any]] | None = None,
-        max_root_tokens: int = 1_000_000,
-        max_sub_tokens: int = 1_000_000,
-        max_iterations: int = 30,
-        max_depth: int = 1,
-        max_timeout: float | None = None,
+        max_root_tokens: int = DEFAULTS.max_root_tokens,
+        max_sub_tokens: int = DEFAULTS.max_sub_tokens,
+        max_iterations: int = DEFAULTS.max_iterations,
+        max_depth: int = DEFAULTS.max_depth,
+        max_timeout: float | None = DEFAULTS.max_timeout,
         routing: str | RoutingPolicy | None = None,
         logger: RunLogger | str | Sequence[RunLogger | str] | None = None,
         verbose: bool = False,
-        persistent: bool = False,
+        persistent: bool = DEFAULTS.persistent,
         custom_tools: Mapping[str, Any] | None = None,
-        custom_system_prompt: str | None = None,
-        max_concurrent_subcalls: int = 16,
-        max_output_chars: int = 10_000,
-        cell_timeout: float | None = None,
-        compaction_threshold: float = 0.8,
-        max_cost: float | None = None,
-        max_llm_calls: int | None = None,
+        custom_system_prompt: str | None = DEFAULTS.custom_system_prompt,
+        max_concurrent_subcalls: int = DEFAULTS.max_concurrent_subcalls,
+        max_output_chars: int = DEFAULTS.max_output_chars,
+        cell_timeout: float | None = DEFAULTS.cell_timeout,
+        compaction_threshold: float = DEFAULTS.compaction_threshold,
+        max_cost: float | None = DEFAULTS.max_cost,
+        max_llm_calls: int | None = DEFAULTS.max_llm_calls,
         strategy: str | Strategy | None = "auto",
         strategy_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        # The arguments as given, so a batch can build the same RLM elsewhere (per-item settings,
-        # Ray workers): rlm.batch(items, executor="ray") needs nothing more.
-        self.init_kwargs: dict[str, Any] = {
-            name: value for name, value in locals().items() if name not in ("self", "__class__")
-        }
-        self.config = RLMConfig(
-            max_root_tokens=max_root_tokens,
-            max_sub_tokens=max_sub_tokens,
-            max_cost=max_cost,
-            max_llm_calls=max_llm_calls,
-            max_iterations=max_iterations,
-            max_depth=max_depth,
-            max_timeout=max_timeout,
-            max_concurrent_subcalls=max_concurrent_subcalls,
-            max_output_chars=max_output_chars,
-            cell_timeout=cell_timeout,
-            custom_tools=dict(custom_tools or {}),
-            custom_system_prompt=custom_system_prompt,
-            compaction_threshold=compaction_threshold,
-            persistent=persistent,
-        )
+        # Defaults live in RLMConfig alone: what was not given takes them there.
+        given = self.init_kwargs
+        self.config = RLMConfig(**{name: given[name] for name in CONFIG_FIELDS if name in given})
         backend_kwargs = dict(backend_kwargs or {})
         check_no_limit_keys(backend_kwargs, "backend_kwargs")
         other_backends = list(other_backends or [])

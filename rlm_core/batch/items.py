@@ -15,26 +15,9 @@ from typing import Any
 
 import attrs
 
+from rlm_core.config import ITEM_SETTINGS
 from rlm_core.errors import RLMError
 
-# RLM(...) arguments an item may set for itself: limits and prompting, never clients or loggers
-# (those are the job's, so one set of connections and one rate limit serve every item).
-ITEM_SETTINGS = frozenset(
-    {
-        "max_iterations",
-        "max_depth",
-        "max_root_tokens",
-        "max_sub_tokens",
-        "max_timeout",
-        "cell_timeout",
-        "max_output_chars",
-        "custom_system_prompt",
-        "strategy",
-        "strategy_kwargs",
-        "compaction_threshold",
-        "max_concurrent_subcalls",
-    }
-)
 _ITEM_FIELDS = frozenset({"id", "context", "context_path", "question", "metadata", "settings"})
 
 

@@ -13,6 +13,18 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+# The limit flags of `rlm run` and `rlm batch`: flag, the RLM setting it sets (its help text is the
+# setting's own, from rlm_core.config), type, metavar.
+LIMIT_FLAGS: tuple[tuple[str, str, type, str], ...] = (
+    ("--max-iterations", "max_iterations", int, "N"),
+    ("--max-depth", "max_depth", int, "N"),
+    ("--max-root-tokens", "max_root_tokens", int, "N"),
+    ("--max-sub-tokens", "max_sub_tokens", int, "N"),
+    ("--max-llm-calls", "max_llm_calls", int, "N"),
+    ("--max-cost", "max_cost", float, "USD"),
+    ("--timeout", "max_timeout", float, "SECONDS"),
+)
+
 if TYPE_CHECKING:
     from rlm_core.loggers.base import RunLogger
 
@@ -128,12 +140,11 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="K=V",
         help="environment settings, e.g. image=python:3.11-slim (give CONTEXT_FILE before these)",
     )
+    from rlm_core.config import setting_doc
+
     limits = parser.add_argument_group("limits (omitted ones keep RLM's defaults)")
-    limits.add_argument("--max-iterations", type=int, metavar="N")
-    limits.add_argument("--max-depth", type=int, metavar="N")
-    limits.add_argument("--max-root-tokens", type=int, metavar="N")
-    limits.add_argument("--max-sub-tokens", type=int, metavar="N")
-    limits.add_argument("--timeout", type=float, metavar="SECONDS", help="wall-clock limit of the run")
+    for flag, setting, kind, metavar in LIMIT_FLAGS:
+        limits.add_argument(flag, dest=setting, type=kind, metavar=metavar, help=setting_doc(setting))
     out = parser.add_argument_group("output")
     out.add_argument("--log-dir", metavar="DIR", help="write a JSONL trajectory log into DIR")
     out.add_argument("--json", action="store_true", help="print a JSON object instead of the plain answer")
@@ -231,16 +242,10 @@ def build_rlm_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             sub_kwargs["model_name"] = backend_kwargs["model_name"]
         kwargs["other_backends"] = [sub_backend]
         kwargs["other_backend_kwargs"] = [sub_kwargs]
-    for option, name in (
-        ("max_iterations", "max_iterations"),
-        ("max_depth", "max_depth"),
-        ("max_root_tokens", "max_root_tokens"),
-        ("max_sub_tokens", "max_sub_tokens"),
-        ("timeout", "max_timeout"),
-    ):
-        value = getattr(args, option)
+    for _flag, setting, _kind, _metavar in LIMIT_FLAGS:
+        value = getattr(args, setting)
         if value is not None:
-            kwargs[name] = value
+            kwargs[setting] = value
     if args.strategy:
         kwargs["strategy"] = None if args.strategy.lower() == "none" else args.strategy
     return kwargs

@@ -14,20 +14,11 @@ import math
 
 import attrs
 
-from rlm_core.errors import BudgetExceededError, CallLimitError, ConfigurationError, CostLimitError
+from rlm_core.errors import BudgetExceededError, CallLimitError, CostLimitError
 
-MIN_BUDGET = 50
 # Output reserved for a call that did not ask for a cap. It bounds how many such calls can be in
 # flight under a small budget; it never fails a call (calls beyond it wait).
 DEFAULT_OUTPUT_RESERVE = 8192
-
-
-def validate_budget(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"{name} must be an int >= {MIN_BUDGET}, got {value!r}")
-    if value < MIN_BUDGET:
-        raise ConfigurationError(f"{name} must be >= {MIN_BUDGET} tokens, got {value}")
-    return value
 
 
 @attrs.define

@@ -16,9 +16,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import attrs
-
 from rlm_core._version import __version__
+from rlm_core.config import RunSettings
 from rlm_core.engine import typed_answers
 from rlm_core.engine.broker import Broker
 from rlm_core.engine.compaction import Compactor
@@ -47,26 +46,6 @@ from rlm_core.redact import redact_text
 from rlm_core.types import AnswerSource, LMRequest, Message, RLMChatCompletion, StopReason, TokenUsage
 
 logger = logging.getLogger("rlm_core.engine.run")
-
-
-@attrs.define
-class RunSettings:
-    """The knobs of a run (the RLM passes its own)."""
-
-    max_iterations: int = 30
-    max_depth: int = 1
-    max_timeout: float | None = None
-    max_output_chars: int = 10_000  # of REPL output shown to the model per block
-    cell_timeout: float | None = None
-    system_prompt: str | None = None
-    compaction_threshold: float = 0.8  # of the root model's window
-    custom_tools: dict[str, Any] = attrs.field(factory=dict)
-    backend: str = ""
-    environment: str = ""
-    max_root_tokens: int = 0
-    max_sub_tokens: int = 0
-    max_cost: float | None = None
-    max_llm_calls: int | None = None
 
 
 EnvironmentFactory = Callable[[], Awaitable[Environment]]
@@ -314,8 +293,8 @@ class Run:
 
     def _system_prompt(self) -> tuple[str, str]:
         """The system prompt and its author: the user's own, else the strategy's, else the core's."""
-        if self.settings.system_prompt:
-            return self.settings.system_prompt, "user"
+        if self.settings.custom_system_prompt:
+            return self.settings.custom_system_prompt, "user"
         default = prompts.system_prompt(self.context, self.settings.custom_tools)
         if self.strategy is None:
             return default, "engine"

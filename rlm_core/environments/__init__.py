@@ -1,8 +1,27 @@
-"""Code-execution environments: the contract, the sandbox host side and its transport contract."""
+"""Code-execution environments: the contract, the sandbox host side and its transport contract.
 
-from rlm_core.environments.base import Environment, ExecResult, HostCall
-from rlm_core.environments.sandbox import SandboxEnvironment
-from rlm_core.environments.transport import ByteStream, ChunkedUpload, Transport
+The public names load on first use, so importing one module of this package (``base``, the stdlib
+``runtime``) does not load the sandbox host and its asyncio machinery too."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rlm_core.environments.base import Environment, ExecResult, HostCall
+    from rlm_core.environments.sandbox import SandboxEnvironment
+    from rlm_core.environments.transport import ByteStream, ChunkedUpload, Transport
+
+_LAZY = {
+    "ByteStream": "rlm_core.environments.transport",
+    "ChunkedUpload": "rlm_core.environments.transport",
+    "Environment": "rlm_core.environments.base",
+    "ExecResult": "rlm_core.environments.base",
+    "HostCall": "rlm_core.environments.base",
+    "SandboxEnvironment": "rlm_core.environments.sandbox",
+    "Transport": "rlm_core.environments.transport",
+}
 
 __all__ = [
     "ByteStream",
@@ -13,3 +32,12 @@ __all__ = [
     "SandboxEnvironment",
     "Transport",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rlm_core.environments' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -30,7 +30,7 @@ from rlm_core.environments.runtime import (
     encode_frame,
 )
 from rlm_core.environments.transport import ByteStream, Transport
-from rlm_core.errors import ConfigurationError, SandboxError
+from rlm_core.errors import ConfigurationError, SandboxError, did_you_mean
 
 logger = logging.getLogger("rlm_core.sandbox")
 
@@ -214,8 +214,6 @@ class SandboxEnvironment:
         neither takes is a ``ConfigurationError`` listing what is accepted, with a suggestion.
         ``setting_defaults`` overrides this class's defaults for this kind of sandbox.
         """
-        import difflib
-
         settings_names = [n for n in inspect.signature(cls).parameters if n != "transport"]
         transport_names = [
             n
@@ -225,8 +223,8 @@ class SandboxEnvironment:
         accepted = [*transport_names, *settings_names]
         unknown = sorted(set(environment_kwargs) - set(accepted))
         if unknown:
-            guesses = {u: difflib.get_close_matches(u, accepted, n=1) for u in unknown}
-            hints = "; ".join(f"{u!r}: did you mean {g[0]!r}?" for u, g in guesses.items() if g)
+            guesses = {u: did_you_mean(u, accepted, cutoff=0.6) for u in unknown}
+            hints = "; ".join(f"{u!r}:{guess}" for u, guess in guesses.items() if guess)
             raise ConfigurationError(
                 f"{name} environment got unknown environment_kwargs {unknown}"
                 + (f" ({hints})" if hints else "")

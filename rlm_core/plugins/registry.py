@@ -15,7 +15,6 @@ is pinned on its plugin and never stops the others.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import os
@@ -30,7 +29,7 @@ from typing import Any
 import attrs
 import pluggy
 
-from rlm_core.errors import ConfigurationError, PluginError, UnknownNameError
+from rlm_core.errors import ConfigurationError, PluginError, UnknownNameError, did_you_mean
 from rlm_core.plugins import hookspecs
 from rlm_core.plugins.isolation import IsolatedPlugin, current_plugin
 from rlm_core.plugins.signatures import SIGNATURE_ATTRIBUTE
@@ -45,12 +44,6 @@ DISTRIBUTION_PREFIX = "rlm-"
 
 # A factory that only forwards ``**kwargs`` (to import its class lazily) names the callable whose
 # signature its settings follow in this attribute, as "module:qualname" (see ``kwargs_of``).
-def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """`` Did you mean 'x'?`` for the closest candidate, or an empty string."""
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.7)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
 @attrs.define(frozen=True)
 class Parameters:
     """The settings a factory takes: named ones, the required among them, and whether it also

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import difflib
 import functools
 import inspect
 import os
@@ -23,7 +22,7 @@ from rlm_bedrock.converse import (
 )
 from rlm_bedrock.errors import REGION_HINT, translate_error
 from rlm_core.clients.base import BaseClient, Price
-from rlm_core.errors import ConfigurationError, ProviderError
+from rlm_core.errors import ConfigurationError, ProviderError, did_you_mean
 from rlm_core.types import LMRequest, LMResponse
 
 __all__ = ["DEFAULT_MAX_CONCURRENCY", "DEFAULT_READ_TIMEOUT", "BedrockClient"]
@@ -385,8 +384,8 @@ def _reject_unknown(unknown: Mapping[str, Any]) -> None:
         return
     hints = []
     for name in sorted(unknown):
-        close = difflib.get_close_matches(name, _option_names(), n=1, cutoff=0.6)
-        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        hint = did_you_mean(name, _option_names(), cutoff=0.6)
+        hints.append(f"{name!r}" + (f" ({hint.strip()})" if hint else ""))
     raise ConfigurationError(
         f"BedrockClient got unknown backend_kwargs {', '.join(hints)}. Known options: "
         f"{', '.join(sorted(_option_names()))}. Model-specific fields go in additional_model_request_fields."

@@ -28,7 +28,7 @@ def test_importing_the_plugin_does_not_import_boto3() -> None:
 
 
 def test_a_misspelt_keyword_is_rejected_with_a_suggestion() -> None:
-    with pytest.raises(ConfigurationError, match=r"'regoin_name' \(did you mean 'region_name'\?\)"):
+    with pytest.raises(ConfigurationError, match=r"'regoin_name' \(Did you mean 'region_name'\?\)"):
         BedrockClient("amazon.nova-pro-v1:0", regoin_name="us-east-1")
     with pytest.raises(ConfigurationError, match="additional_model_request_fields"):
         BedrockClient("amazon.nova-pro-v1:0", region_name="us-east-1", top_k=5)
