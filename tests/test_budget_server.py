@@ -14,14 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rlm_core import RLM
-from rlm_core.testing import LoopbackLLMServer
+from rlm_core.testing import LoopbackLLMServer, repl
 from rlm_core.types import StopReason
 
 ROOT, SUB = "root-model", "sub-model"
-
-
-def repl(code: str) -> str:
-    return f"```repl\n{code}\n```"
 
 
 @pytest.fixture(scope="module")

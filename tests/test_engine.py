@@ -14,12 +14,8 @@ from rlm_core import RLM
 from rlm_core.errors import ConfigurationError, ProviderError
 from rlm_core.events import EventKind
 from rlm_core.plugins.registry import get_registry
-from rlm_core.testing import ScriptedClient, count_message_tokens, count_tokens
+from rlm_core.testing import ScriptedClient, count_message_tokens, count_tokens, repl
 from rlm_core.types import LMRequest, StopReason
-
-
-def repl(code: str) -> str:
-    return f"```repl\n{code}\n```"
 
 
 def last_user_message(request: LMRequest) -> str:

@@ -18,14 +18,10 @@ from rlm_core.clients.base import Price
 from rlm_core.errors import ConfigurationError
 from rlm_core.events import EventKind, RunEvent
 from rlm_core.loggers.jsonl import read_trajectory
-from rlm_core.testing import LoopbackLLMServer, ScriptedClient
+from rlm_core.testing import LoopbackLLMServer, ScriptedClient, repl
 from rlm_core.types import LMRequest, StopReason
 
 ROOT, SUB = "root-model", "sub-model"
-
-
-def repl(code: str) -> str:
-    return f"```repl\n{code}\n```"
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,7 @@ import pytest
 from rlm_core import RLM
 from rlm_core.environments.local import LocalEnvironment
 from rlm_core.errors import ConfigurationError
-from rlm_core.testing import ScriptedClient
-
-
-def repl(code: str) -> str:
-    return f"```repl\n{code}\n```"
+from rlm_core.testing import ScriptedClient, repl
 
 
 def test_custom_system_prompt_replaces_the_default() -> None:

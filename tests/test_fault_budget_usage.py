@@ -16,14 +16,10 @@ import pytest
 
 from rlm_core import RLM, RLMLogger
 from rlm_core.loggers.jsonl import read_trajectory
-from rlm_core.testing import LoopbackLLMServer
+from rlm_core.testing import LoopbackLLMServer, repl
 from rlm_core.types import StopReason
 
 ROOT, SUB = "root-model", "sub-model"
-
-
-def repl(code: str) -> str:
-    return f"```repl\n{code}\n```"
 
 
 @pytest.fixture

@@ -11,17 +11,13 @@ import pytest
 
 from rlm_core import RLM
 from rlm_core.errors import ConfigurationError
-from rlm_core.testing import ScriptedClient
+from rlm_core.testing import ScriptedClient, repl
 from rlm_core.types import StopReason
 
 TEST_IMAGE = os.environ.get("RLM_TEST_IMAGE", "rlm-test-python:3.11")
 _IN_CI = os.environ.get("CI", "").lower() == "true"
 HAVE_DOCKER = bool(os.environ.get("DOCKER_HOST")) or _IN_CI
 DOCKER_SKIP = "DOCKER_HOST is unset; run scripts/setup-podman.sh and export what it prints"
-
-
-def repl(code: str) -> str:
-    return f"```repl\n{code}\n```"
 
 
 def environment_settings(name: str, timeout: float = 20) -> dict[str, Any]:

@@ -7,11 +7,7 @@ from hypothesis import strategies as st
 
 from rlm_core import RLM
 from rlm_core.guidance.parsing import parse_reply
-from rlm_core.testing import ScriptedClient
-
-
-def repl(code: str) -> str:
-    return f"```repl\n{code}\n```"
+from rlm_core.testing import ScriptedClient, repl
 
 
 def test_a_final_line_announcing_code_below_is_not_a_final_answer() -> None:

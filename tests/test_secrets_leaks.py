@@ -22,7 +22,7 @@ from rlm_core.errors import ConfigurationError
 from rlm_core.events import RunEvent
 from rlm_core.loggers.console import ConsoleLogger
 from rlm_core.redact import REDACTED, redact, redact_text, safe_repr
-from rlm_core.testing import LoopbackLLMServer, ScriptedClient
+from rlm_core.testing import LoopbackLLMServer, ScriptedClient, repl
 
 ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 key_shapes = st.one_of(
@@ -48,10 +48,6 @@ def docker_kwargs() -> dict[str, Any]:
     if not os.environ.get("DOCKER_HOST") and not _IN_CI:
         pytest.skip("DOCKER_HOST is unset; run scripts/setup-podman.sh and export what it prints")
     return {"image": TEST_IMAGE, "pull": False, "timeout": 30, "kill_grace": 2}
-
-
-def repl(code: str) -> str:
-    return f"```repl\n{code}\n```"
 
 
 class Recorder:

@@ -12,7 +12,7 @@ from rlm_core import RLM
 from rlm_core.clients.anthropic_client import ANSWER_TOOL, AnthropicClient, _message_info
 from rlm_core.clients.openai_client import OpenAIClient
 from rlm_core.engine.typed_answers import TypedAnswerError, answer_spec, read_answer, validate
-from rlm_core.testing import LoopbackLLMServer, ScriptedClient, pytest_plugin
+from rlm_core.testing import LoopbackLLMServer, ScriptedClient, pytest_plugin, repl
 from rlm_core.types import LMRequest, Message
 
 openai_server = pytest_plugin.openai_server
@@ -24,10 +24,6 @@ PERSON = {
     "required": ["name", "age"],
     "additionalProperties": False,
 }
-
-
-def repl(code: str) -> str:
-    return f"```repl\n{code}\n```"
 
 
 # -- the validator ----------------------------------------------------------------------------------

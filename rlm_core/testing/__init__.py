@@ -14,7 +14,7 @@ registers the pytest fixtures ``openai_server``, ``anthropic_server`` and ``scri
         assert response.usage.output_tokens == openai_server.total_output_tokens
 
     def test_engine_with_a_script(scripted_client_factory):
-        root = scripted_client_factory(["```repl\\nFINAL('done')\\n```"])
+        root = scripted_client_factory([repl("FINAL('done')")])  # rlm_core.testing.repl
         ...
 
 Faults: ``server.fail_next(2, status=500)``, ``malformed_next()``, ``drop_next()``,
@@ -23,7 +23,7 @@ Faults: ``server.fail_next(2, status=500)``, ``malformed_next()``, ``drop_next()
 
 from __future__ import annotations
 
-from rlm_core.testing.scripted import FailOn, ReplyScript, ScriptedClient
+from rlm_core.testing.scripted import FailOn, ReplyScript, ScriptedClient, repl
 from rlm_core.testing.servers import AnthropicServer, LoopbackLLMServer, ModelTotals, OpenAIServer
 from rlm_core.testing.tokens import count_message_tokens, count_tokens, truncate_to_tokens
 
@@ -37,5 +37,6 @@ __all__ = [
     "ScriptedClient",
     "count_message_tokens",
     "count_tokens",
+    "repl",
     "truncate_to_tokens",
 ]

@@ -16,7 +16,13 @@ from rlm_core.errors import ConfigurationError, ProviderError
 from rlm_core.testing.tokens import count_message_tokens, count_tokens, truncate_to_tokens
 from rlm_core.types import LMRequest, LMResponse, TokenUsage
 
-__all__ = ["FailOn", "ReplyScript", "ScriptedClient"]
+__all__ = ["FailOn", "ReplyScript", "ScriptedClient", "repl"]
+
+
+def repl(code: str) -> str:
+    """A model reply holding one ```repl code block, as a root model writes it."""
+    return f"```repl\n{code}\n```"
+
 
 ReplyScript = Sequence[str] | Callable[[LMRequest], "str | LMResponse"] | None
 FailOn = (

@@ -26,12 +26,8 @@ from typing import Any, ClassVar
 import attrs
 import pytest
 
-from rlm_core.testing.scripted import ScriptedClient
+from rlm_core.testing.scripted import ScriptedClient, repl
 from rlm_core.types import LMRequest, RLMChatCompletion, StopReason
-
-
-def repl(code: str) -> str:
-    return f"```repl\n{code}\n```"
 
 
 @attrs.define(frozen=True)

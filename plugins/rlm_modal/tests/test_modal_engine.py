@@ -7,11 +7,7 @@ import asyncio
 from modal_fakes import FakeModalCloud
 
 from rlm_core import RLM
-from rlm_core.testing import ScriptedClient
-
-
-def repl(code: str) -> str:
-    return f"```repl\n{code}\n```"
+from rlm_core.testing import ScriptedClient, repl
 
 
 def test_persistent_turns_in_one_sandbox(modal_cloud: FakeModalCloud, workdir: str) -> None:

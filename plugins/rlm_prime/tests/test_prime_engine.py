@@ -7,11 +7,7 @@ import asyncio
 from prime_fakes import FakePrimeCloud
 
 from rlm_core import RLM
-from rlm_core.testing import ScriptedClient
-
-
-def repl(code: str) -> str:
-    return f"```repl\n{code}\n```"
+from rlm_core.testing import ScriptedClient, repl
 
 
 def test_persistent_turns_in_one_sandbox(prime_cloud: FakePrimeCloud, workdir: str) -> None:
