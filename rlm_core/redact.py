@@ -3,7 +3,8 @@
 ``redact(value)`` masks values under secret-named keys, known key shapes, URL credentials and the
 values of this process's secret-named environment variables inside any string; ``redact_env(mapping)``
 drops secret variables from an environment handed to a sandbox; ``safe_repr(value)`` describes a
-value for an error message without echoing anything that may be a secret.
+value for an error message without echoing anything that may be a secret; ``Secret`` holds a
+credential inside a client object.
 """
 
 from __future__ import annotations
@@ -18,6 +19,23 @@ from typing import Any
 import attrs
 
 REDACTED = "[REDACTED]"
+
+
+class Secret:
+    """Holds a credential (an API key, a secret access key) so that repr(), vars() and logs of the
+    client holding it never show it; ``reveal()`` gives it to the SDK call that needs it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
 
 # Name parts that mark a mapping key or environment variable as secret. "key" alone counts: the
 # design says anything named key is secret; numbers under such names survive anyway.

@@ -7,7 +7,8 @@ import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from rlm_core.clients.sdk_client import IncompleteReplyError, SDKChatClient, _Secret, fit_signature
+from rlm_core.clients.sdk_client import IncompleteReplyError, SDKChatClient, fit_signature
+from rlm_core.redact import Secret
 from rlm_core.types import LMRequest, Message, TokenUsage
 
 __all__ = ["ANSWER_TOOL", "DEFAULT_MAX_TOKENS", "AnthropicClient", "to_anthropic_messages"]
@@ -41,10 +42,10 @@ class AnthropicClient(SDKChatClient):
         self, model_name: str | None = None, *, auth_token: str | None = None, **kwargs: Any
     ) -> None:
         token = auth_token or (None if kwargs.get("api_key") else os.environ.get("ANTHROPIC_AUTH_TOKEN"))
-        self._auth_token = _Secret(token) if token else None
+        self._auth_token = Secret(token) if token else None
         super().__init__(model_name, **kwargs)
 
-    def _resolve_api_key(self, api_key: str | None) -> _Secret | None:
+    def _resolve_api_key(self, api_key: str | None) -> Secret | None:
         if self._auth_token is not None and not api_key and not os.environ.get("ANTHROPIC_API_KEY"):
             return None  # the bearer token authenticates instead
         return super()._resolve_api_key(api_key)

@@ -7,7 +7,7 @@ import os
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from rlm_core.clients.sdk_client import IncompleteReplyError, SDKChatClient, _Secret, fit_signature  # noqa: F401
+from rlm_core.clients.sdk_client import IncompleteReplyError, SDKChatClient, fit_signature
 from rlm_core.errors import ConfigurationError
 from rlm_core.types import LMRequest, TokenUsage
 

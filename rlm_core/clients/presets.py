@@ -7,8 +7,8 @@ import os
 from typing import Any, ClassVar
 
 from rlm_core.clients.openai_client import OpenAIClient
-from rlm_core.clients.sdk_client import _Secret
 from rlm_core.errors import ConfigurationError, UnknownNameError
+from rlm_core.redact import Secret
 
 __all__ = [
     "PRESETS",
@@ -64,7 +64,7 @@ class PortkeyClient(_PresetClient):
         if provider:
             headers["x-portkey-provider"] = provider
         self.default_headers = {**headers, **self.default_headers}
-        self._api_key = _Secret(provider_api_key or "portkey")
+        self._api_key = Secret(provider_api_key or "portkey")
 
 
 class LiteLLMClient(_PresetClient):
@@ -134,7 +134,7 @@ class AzureOpenAIClient(OpenAIClient):
         self.azure_endpoint = endpoint
         self.api_version = version
 
-    def _resolve_api_key(self, api_key: str | None) -> _Secret | None:
+    def _resolve_api_key(self, api_key: str | None) -> Secret | None:
         if self._token_auth and not api_key and not os.environ.get("AZURE_OPENAI_API_KEY"):
             return None
         return super()._resolve_api_key(api_key)

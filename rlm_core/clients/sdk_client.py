@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from rlm_core.clients.base import BaseClient, Price
 from rlm_core.errors import ConfigurationError, ProviderError, RLMError
-from rlm_core.redact import redact_text, safe_repr
+from rlm_core.redact import Secret, redact_text, safe_repr
 from rlm_core.types import LMRequest, LMResponse, TokenUsage
 
 __all__ = ["IncompleteReplyError", "SDKChatClient", "fit_signature"]
@@ -31,21 +31,6 @@ _MAX_PROVIDER_TEXT = 400
 
 class IncompleteReplyError(RLMError):
     """A reply or stream ended before it held a message; clients turn it into ProviderError."""
-
-
-class _Secret:
-    """Holds an API key so that repr(), vars() and logs of the client never show it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "'***'"
 
 
 class SDKChatClient(BaseClient):
@@ -117,15 +102,15 @@ class SDKChatClient(BaseClient):
 
     # -- configuration -----------------------------------------------------------------------
 
-    def _resolve_api_key(self, api_key: str | None) -> _Secret | None:
+    def _resolve_api_key(self, api_key: str | None) -> Secret | None:
         if api_key:
-            return _Secret(api_key)
+            return Secret(api_key)
         for name in self.api_key_envs:
             value = os.environ.get(name)
             if value:
-                return _Secret(value)
+                return Secret(value)
         if not self.api_key_required:
-            return _Secret(self.placeholder_api_key) if self.placeholder_api_key else None
+            return Secret(self.placeholder_api_key) if self.placeholder_api_key else None
         raise ConfigurationError(
             f"{type(self).__name__} for model {self.model_name!r} found no API key: set the "
             f"{self._key_hint()} environment variable or pass backend_kwargs={{'api_key': ...}}."

@@ -23,6 +23,7 @@ from rlm_bedrock.converse import (
 from rlm_bedrock.errors import REGION_HINT, translate_error
 from rlm_core.clients.base import BaseClient, Price
 from rlm_core.errors import ConfigurationError, ProviderError, did_you_mean
+from rlm_core.redact import Secret
 from rlm_core.types import LMRequest, LMResponse
 
 __all__ = ["DEFAULT_MAX_CONCURRENCY", "DEFAULT_READ_TIMEOUT", "BedrockClient"]
@@ -42,21 +43,6 @@ _COMPAT_API_KEY_ENV = "AWS_BEDROCK_API_KEY"
 _COMPAT_REGION_ENV = "AWS_BEDROCK_REGION"
 _NATIVE_API_KEY_ENV = "AWS_BEARER_TOKEN_BEDROCK"
 _USER_AGENT = "rlm-bedrock"
-
-
-class _Secret:
-    """A credential that repr(), vars() and logs of the client never show."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "'***'"
 
 
 class BedrockClient(BaseClient):
@@ -146,8 +132,8 @@ class BedrockClient(BaseClient):
         )
         self.max_concurrency = _positive("max_concurrency", max_concurrency, int)
         self._access_key_id = aws_access_key_id
-        self._secret_access_key = _Secret(aws_secret_access_key) if aws_secret_access_key else None
-        self._session_token = _Secret(aws_session_token) if aws_session_token else None
+        self._secret_access_key = Secret(aws_secret_access_key) if aws_secret_access_key else None
+        self._session_token = Secret(aws_session_token) if aws_session_token else None
         self._api_key = _resolve_api_key(api_key)
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -355,7 +341,7 @@ def _shared_loader(data_path: str | None) -> Any:
 class _StaticTokenProvider:
     """Hands botocore a Bedrock API key as the bearer token for every request."""
 
-    def __init__(self, token: _Secret) -> None:
+    def __init__(self, token: Secret) -> None:
         self._token = token
 
     def load_token(self, **kwargs: Any) -> Any:
@@ -364,12 +350,12 @@ class _StaticTokenProvider:
         return FrozenAuthToken(self._token.reveal())
 
 
-def _resolve_api_key(api_key: str | None) -> _Secret | None:
+def _resolve_api_key(api_key: str | None) -> Secret | None:
     if api_key:
-        return _Secret(api_key)
+        return Secret(api_key)
     # botocore reads AWS_BEARER_TOKEN_BEDROCK itself; the upstream variable name is mapped onto it.
     if not os.environ.get(_NATIVE_API_KEY_ENV) and os.environ.get(_COMPAT_API_KEY_ENV):
-        return _Secret(os.environ[_COMPAT_API_KEY_ENV])
+        return Secret(os.environ[_COMPAT_API_KEY_ENV])
     return None
 
 
