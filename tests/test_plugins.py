@@ -8,6 +8,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -161,3 +162,18 @@ def test_trace_env_var_prints_hook_calls(
     registry = PluginRegistry()
     registry.names("environments")
     assert "rlm_register_environments -> rlmtest_good" in capsys.readouterr().err
+
+
+def test_a_lazy_factory_imports_its_module_on_first_call_only(tmp_path: Path, monkeypatch: Any) -> None:
+    from rlm_core.plugins.signatures import SIGNATURE_ATTRIBUTE, lazy_factory
+
+    (tmp_path / "lazy_target_mod.py").write_text(
+        "class Widget:\n    def __init__(self, size: int = 1) -> None:\n        self.size = size\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    factory = lazy_factory("lazy_target_mod:Widget")
+    assert "lazy_target_mod" not in sys.modules
+    assert getattr(factory, SIGNATURE_ATTRIBUTE) == "lazy_target_mod:Widget"
+    assert factory(size=3).size == 3
+    assert "lazy_target_mod" in sys.modules
+    monkeypatch.delitem(sys.modules, "lazy_target_mod")

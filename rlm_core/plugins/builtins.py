@@ -1,26 +1,13 @@
 """The built-in plugin: rlm-core registers its own clients, environments, policies and loggers
-through the same hooks a third-party plugin uses. Factories import their modules lazily."""
+through the same hooks a third-party plugin uses. Factories import their modules lazily
+(``lazy_factory``), so discovering plugins imports no client, environment or logger module."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rlm_core.plugins.hookspecs import Register, hookimpl
-from rlm_core.plugins.signatures import kwargs_of
-
-
-@kwargs_of("rlm_core.clients.openai_client:OpenAIClient")
-def _openai(**kwargs: Any) -> Any:
-    from rlm_core.clients.openai_client import OpenAIClient
-
-    return OpenAIClient(**kwargs)
-
-
-@kwargs_of("rlm_core.clients.anthropic_client:AnthropicClient")
-def _anthropic(**kwargs: Any) -> Any:
-    from rlm_core.clients.anthropic_client import AnthropicClient
-
-    return AnthropicClient(**kwargs)
+from rlm_core.plugins.signatures import lazy_factory
 
 
 def _preset(name: str) -> Any:
@@ -38,76 +25,29 @@ PRESET_NAMES = ("openrouter", "portkey", "litellm", "vllm", "azure_openai", "gem
 
 @hookimpl(tryfirst=True)  # built-ins register first; a plugin replaces one with replace=True
 def rlm_register_clients(register: Register) -> None:
-    register("openai", _openai)
-    register("anthropic", _anthropic)
+    register("openai", lazy_factory("rlm_core.clients.openai_client:OpenAIClient"))
+    register("anthropic", lazy_factory("rlm_core.clients.anthropic_client:AnthropicClient"))
     for name in PRESET_NAMES:
         register(name, _preset(name))
 
 
-@kwargs_of("rlm_core.environments.local:LocalEnvironment")
-def _local(**kwargs: Any) -> Any:
-    from rlm_core.environments.local import LocalEnvironment
-
-    return LocalEnvironment(**kwargs)
-
-
-@kwargs_of("rlm_core.environments.subprocess_env:SubprocessEnvironment")
-def _subprocess(**kwargs: Any) -> Any:
-    from rlm_core.environments.subprocess_env import SubprocessEnvironment
-
-    return SubprocessEnvironment(**kwargs)
-
-
-@kwargs_of("rlm_core.environments.docker_env:DockerEnvironment")
-def _docker(**kwargs: Any) -> Any:
-    from rlm_core.environments.docker_env import DockerEnvironment
-
-    return DockerEnvironment(**kwargs)
-
-
 @hookimpl(tryfirst=True)  # built-ins register first; a plugin replaces one with replace=True
 def rlm_register_environments(register: Register) -> None:
-    register("local", _local)
-    register("subprocess", _subprocess)
-    register("docker", _docker)
-
-
-def _tiered(**kwargs: Any) -> Any:
-    from rlm_core.routing import TieredPolicy
-
-    return TieredPolicy(**kwargs)
-
-
-def _fallback(**kwargs: Any) -> Any:
-    from rlm_core.routing import FallbackPolicy
-
-    return FallbackPolicy(**kwargs)
+    register("local", lazy_factory("rlm_core.environments.local:LocalEnvironment"))
+    register("subprocess", lazy_factory("rlm_core.environments.subprocess_env:SubprocessEnvironment"))
+    register("docker", lazy_factory("rlm_core.environments.docker_env:DockerEnvironment"))
 
 
 @hookimpl(tryfirst=True)  # built-ins register first; a plugin replaces one with replace=True
 def rlm_register_routing_policies(register: Register) -> None:
-    register("tiered", _tiered)
-    register("fallback", _fallback)
-
-
-@kwargs_of("rlm_core.loggers.jsonl:RLMLogger")
-def _jsonl(**kwargs: Any) -> Any:
-    from rlm_core.loggers.jsonl import RLMLogger
-
-    return RLMLogger(**kwargs)
-
-
-@kwargs_of("rlm_core.loggers.console:ConsoleLogger")
-def _console(**kwargs: Any) -> Any:
-    from rlm_core.loggers.console import ConsoleLogger
-
-    return ConsoleLogger(**kwargs)
+    register("tiered", lazy_factory("rlm_core.routing:TieredPolicy"))
+    register("fallback", lazy_factory("rlm_core.routing:FallbackPolicy"))
 
 
 @hookimpl(tryfirst=True)  # built-ins register first; a plugin replaces one with replace=True
 def rlm_register_loggers(register: Register) -> None:
-    register("jsonl", _jsonl)
-    register("console", _console)
+    register("jsonl", lazy_factory("rlm_core.loggers.jsonl:RLMLogger"))
+    register("console", lazy_factory("rlm_core.loggers.console:ConsoleLogger"))
 
 
 _DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"

@@ -11,7 +11,7 @@ from typing import Any
 
 from rlm_core import hookimpl
 from rlm_core.plugins.hookspecs import Register
-from rlm_core.plugins.signatures import kwargs_of
+from rlm_core.plugins.signatures import lazy_factory
 
 __version__ = "0.2.0"
 
@@ -29,16 +29,10 @@ def rlm_register_clients(register: Register) -> None:
     register("llamacpp", _llamacpp, hint=HINT)
 
 
-@kwargs_of("rlm_llamacpp.strategy:SmallModelStrategy")  # misspelt settings get a did-you-mean
-def _small_model(**strategy_kwargs: Any) -> Any:
-    from rlm_llamacpp.strategy import SmallModelStrategy
-
-    return SmallModelStrategy(**strategy_kwargs)
-
-
 @hookimpl
 def rlm_register_strategies(register: Register) -> None:
-    register("small-model", _small_model)
+    # imported on first use; misspelt settings get a did-you-mean
+    register("small-model", lazy_factory("rlm_llamacpp.strategy:SmallModelStrategy"))
 
 
 @hookimpl
