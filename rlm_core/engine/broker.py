@@ -25,6 +25,25 @@ from rlm_core.types import LMRequest, LMResponse, TokenUsage
 from rlm_core.unicode_safety import without_lone_surrogates
 
 
+@attrs.define(frozen=True)
+class RoutePlan:
+    """The routing policy's decision for one request: the client names to try, in order, and the
+    first of them, whose window and output cap are the ones the caller sizes the request for."""
+
+    names: tuple[str, ...]
+    first: Any
+
+    @property
+    def context_window(self) -> int | None:
+        window = getattr(self.first, "context_window", None)
+        return window if isinstance(window, int) and window > 0 else None
+
+    @property
+    def max_tokens(self) -> int | None:
+        cap = getattr(self.first, "max_tokens", None)
+        return cap if isinstance(cap, int) and cap > 0 else None
+
+
 class Broker:
     """Shared by a run and its child runs (they share clients, limits, the sub-call limit and the ledger)."""
 
@@ -47,8 +66,8 @@ class Broker:
         self.estimators = estimators if estimators is not None else {}
         self._sub_slots = asyncio.Semaphore(max_concurrent_subcalls)
 
-    def route(self, request: LMRequest) -> list[str]:
-        """The client names the policy picked for ``request``, in the order to try them."""
+    def plan(self, request: LMRequest) -> RoutePlan:
+        """What the routing policy picked for ``request``: the clients to try, in order."""
         selected = self.policy.select(request, self.clients)
         names: Sequence[str] = [selected] if isinstance(selected, str) else selected
         if not names:
@@ -59,23 +78,18 @@ class Broker:
                     f"routing policy {self.policy!r} selected {name!r}, which is not configured "
                     f"(configured: {', '.join(self.clients.clients)})"
                 )
-        return list(names)
+        return RoutePlan(tuple(names), self.clients.clients[names[0]])
 
-    def client_for(self, request: LMRequest) -> Any:
-        """The client that would serve ``request`` first (its window, output cap and prompt style
-        are the ones that matter for it)."""
-        return self.clients.clients[self.route(request)[0]]
-
-    async def complete(self, request: LMRequest, route: list[str] | None = None) -> LMResponse:
-        """Make the call; ``route`` is a routing decision already taken for it (else the policy is asked)."""
+    async def complete(self, request: LMRequest, plan: RoutePlan | None = None) -> LMResponse:
+        """Make the call; ``plan`` is a routing decision already taken for it (else the policy is asked)."""
         if request.depth == 0:
-            return await self._complete(request, route)
+            return await self._complete(request, plan)
         async with self._sub_slots:
-            return await self._complete(request, route)
+            return await self._complete(request, plan)
 
-    async def _complete(self, request: LMRequest, route: list[str] | None) -> LMResponse:
+    async def _complete(self, request: LMRequest, plan: RoutePlan | None) -> LMResponse:
         last_error: ProviderError | None = None
-        for name in route or self.route(request):
+        for name in (plan or self.plan(request)).names:
             try:
                 return await self._call(name, request)
             except ProviderError as exc:

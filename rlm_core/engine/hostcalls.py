@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from rlm_core.engine import typed_answers
 from rlm_core.engine.broker import Broker
+from rlm_core.engine.cell_scope import CellScope
 from rlm_core.engine.emitter import new_span_id
 from rlm_core.engine.typed_answers import AnswerSpec, TypedAnswerError
 from rlm_core.errors import RLMError
@@ -27,8 +28,7 @@ class RunContext(Protocol):
     depth: int
     run_id: str
     span_id: str
-    cell_span_id: str | None
-    cell_subcalls: list[SubCallRecord] | None
+    cell: CellScope | None  # the code cell running now, if any
 
     @property
     def sub_max_tokens(self) -> int | None:
@@ -75,7 +75,8 @@ class HostCalls:
         return result
 
     def _cell_span(self) -> str | None:
-        return self.run.cell_span_id or self.run.span_id
+        cell = self.run.cell
+        return cell.span_id if cell is not None else self.run.span_id
 
     async def batch(
         self, function: str, prompts: list[Any], model: str | None, spec: AnswerSpec | None = None
@@ -130,6 +131,9 @@ class HostCalls:
             batch_index=batch_index,
             started_at=time.time(),
         )
+        cell = run.cell  # the cell that made the call, even if it has ended when the call does
+        if cell is not None:
+            cell.call_started(record)
         run.emit(
             EventKind.SUBCALL_START,
             SubcallStarted(record.call_id, function, record.model, batch_index),
@@ -137,7 +141,6 @@ class HostCalls:
             parent_span_id,
         )
         started = time.perf_counter()
-        sink = run.cell_subcalls
         try:
             if function == "rlm_query" and run.depth + 1 < run.settings.max_depth and spec is None:
                 answer: Any = await self.start_child(prompt, record)
@@ -152,8 +155,8 @@ class HostCalls:
             raise
         finally:
             record.duration = time.perf_counter() - started
-            if sink is not None:
-                sink.append(record)
+            if cell is not None:
+                cell.call_ended(record)
             run.emit(
                 EventKind.SUBCALL_END,
                 SubcallEnded(record.call_id, function, record, record.duration),

@@ -19,7 +19,8 @@ from typing import Any
 from rlm_core._version import __version__
 from rlm_core.config import RunSettings
 from rlm_core.engine import typed_answers
-from rlm_core.engine.broker import Broker
+from rlm_core.engine.broker import Broker, RoutePlan
+from rlm_core.engine.cell_scope import CellScope
 from rlm_core.engine.compaction import Compactor
 from rlm_core.engine.emitter import Emitter, new_span_id
 from rlm_core.engine.hostcalls import HostCalls
@@ -35,7 +36,6 @@ from rlm_core.events import (
     IterationStarted,
     RunEnded,
     RunStarted,
-    SubcallStarted,
 )
 from rlm_core.guidance import prompts
 from rlm_core.guidance.notes import PlainNotes
@@ -103,12 +103,9 @@ class Run:
         self.strategy = strategy
         self.messages: list[Message] = []
         self.iterations = 0
-        self.cell_span_id: str | None = None  # the code cell running now: parent of its sub-calls
-        self.cell_subcalls: list[SubCallRecord] | None = None
+        self.cell: CellScope | None = None  # the code cell running now: host calls file under it
         self.all_subcalls: list[SubCallRecord] = []
-        # What an interruption must still log: the cell running now and its sub-calls not yet ended.
-        self._cell_in_flight: CodeBlockRecord | None = None
-        self._subcalls_in_flight: dict[str, SubCallRecord] = {}
+        self._unfinished_cell: CellScope | None = None  # a cell that raised: an interruption logs it
         self._partial = ""
         self._answer_source: str | None = None
         self._stop = StopReason.FINAL  # why the run ends when an iteration returns an answer
@@ -119,7 +116,7 @@ class Run:
         self.ledger.add_run(self.run_id, parent_run_id)
         self.host_call = HostCalls(self, self._child_run)
         self.compactor = Compactor(environment, turn, settings.compaction_threshold)
-        self.root_client = self._expected_root_client()
+        self.root_client = self._tier_client()
         self.root_model: str = str(
             getattr(self.root_client, "model_name", "") or type(self.root_client).__name__
         )
@@ -128,32 +125,14 @@ class Run:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _expected_root_client(self) -> Any:
-        """The client the policy would pick for this run's root calls (it sets the prompt style).
-
-        A policy that fails here fails again on the first real call, inside the run, where it ends
-        the run with a result and a log rather than an exception from the constructor.
-        """
-        try:
-            return self.broker.client_for(self._root_request([]))
-        except RLMError:
-            clients = self.broker.clients
-            return clients.clients[clients.for_depth(self.depth)]
+    def _tier_client(self) -> Any:
+        """The client this run's tier is configured with. It names the root model in the run's
+        metadata; the routing policy is asked per call (each call's record says which model served
+        it), never here with a made-up request."""
+        clients = self.broker.clients
+        return clients.clients[clients.for_depth(self.depth)]
 
     def emit(self, kind: EventKind, payload: Any, span_id: str, parent_span_id: str | None) -> None:
-        if isinstance(payload, SubcallStarted):
-            self._subcalls_in_flight[span_id] = SubCallRecord(
-                call_id=payload.call_id,
-                function=payload.function,
-                depth=self.depth + 1,
-                model=payload.model,
-                span_id=span_id,
-                parent_span_id=parent_span_id,
-                batch_index=payload.batch_index,
-                started_at=time.time(),
-            )
-        elif kind is EventKind.SUBCALL_END:
-            self._subcalls_in_flight.pop(span_id, None)
         if self.emitter.active:
             self.emitter.emit(
                 kind,
@@ -359,9 +338,8 @@ class Run:
         started = time.perf_counter()
         mark = self.ledger.mark()
         # Ask the policy once per turn: the client it picks decides the window and the output cap.
-        route = self.broker.route(self._root_request(self.messages))
-        window = getattr(self.broker.clients.clients[route[0]], "context_window", None)
-        if self.compactor.needed(self.messages, window):
+        plan = self.broker.plan(self._root_request(self.messages))
+        if self.compactor.needed(self.messages, plan.context_window):
             self.messages = await self.compactor.compact(self.messages)
         record = IterationRecord(
             run_id=self.run_id,
@@ -372,7 +350,7 @@ class Run:
             parent_span_id=self.span_id,
         )
         try:
-            final = await self._turn(number, record, route)
+            final = await self._turn(number, record, plan)
         except (asyncio.CancelledError, KeyboardInterrupt):
             self._record_interruption(record)
             raise
@@ -391,21 +369,16 @@ class Run:
     def _record_interruption(self, record: IterationRecord) -> None:
         """The run was cancelled mid-iteration: the cell that was running and the sub-calls still in
         flight go into the iteration's record, so the log shows where the run stopped."""
-        block = self._cell_in_flight
-        if block is not None:
-            block.error = "interrupted: the run was cancelled while this cell ran"
-            for call in self._subcalls_in_flight.values():
-                call.error = "interrupted: the run was cancelled while this call was in flight"
-                call.duration = time.time() - call.started_at
-                block.subcalls.append(call)
-            record.code_blocks.append(block)
+        cell, self._unfinished_cell = self._unfinished_cell, None
+        if cell is not None:
+            record.code_blocks.append(cell.interrupted())
         record.notes.append("interrupted: the run was cancelled during this iteration")
 
-    async def _turn(self, number: int, record: IterationRecord, route: list[str]) -> str | None:
+    async def _turn(self, number: int, record: IterationRecord, plan: RoutePlan) -> str | None:
         if number == 1:
             await self.driver.start(record, self._start_view(self.messages[0].content))
         record.new_messages = self._unlogged_messages()
-        response = await self._ask_root(self.messages, "root", route)
+        response = await self._ask_root(self.messages, "root", plan)
         reply = parse_reply(response.text)
         record.response = response.text
         if reply.prose:  # set before the code runs: an interrupted run returns it as its partial answer
@@ -480,18 +453,18 @@ class Run:
         span = new_span_id()
         parent = self._iteration_span or self.span_id
         self.emit(EventKind.CODE_START, CodeStarted(code), span, parent)
-        subcalls: list[SubCallRecord] = []
-        self.cell_span_id, self.cell_subcalls = span, subcalls
         started_at, started = time.time(), time.perf_counter()
-        self._cell_in_flight = CodeBlockRecord(
-            code=code, subcalls=subcalls, span_id=span, started_at=started_at, author=author
-        )
+        cell = CellScope(span, CodeBlockRecord(code=code, span_id=span, started_at=started_at, author=author))
+        self.cell, self._unfinished_cell = cell, None
         try:
             result = await self.environment.execute(code, timeout=self.settings.cell_timeout)
+        except BaseException:
+            self._unfinished_cell = cell
+            raise
         finally:
-            self.cell_span_id, self.cell_subcalls = None, None
+            self.cell = None
         wall = time.perf_counter() - started  # includes the sub-calls and child runs the cell waited for
-        self._cell_in_flight = None  # kept when execute() raised: an interruption logs it
+        subcalls = cell.subcalls
         self.all_subcalls.extend(subcalls)
         self.emit(EventKind.CODE_END, CodeEnded(code, result, wall), span, parent)
         block = self._block_record(code, result, subcalls)
@@ -539,17 +512,16 @@ class Run:
         """The window of the sub-model this run's ``llm_query`` goes to, in characters of typical
         text (asked only when needed, so a stateful routing policy is not consulted for nothing)."""
         request = LMRequest(messages=[], depth=self.depth + 1, run_id=self.run_id)
-        window = getattr(self.broker.client_for(request), "context_window", None)
-        return int(window * TYPICAL_BYTES_PER_TOKEN) if isinstance(window, int) and window > 0 else None
+        window = self.broker.plan(request).context_window
+        return int(window * TYPICAL_BYTES_PER_TOKEN) if window is not None else None
 
-    async def _ask_root(self, messages: list[Message], purpose: str, route: list[str] | None = None) -> Any:
+    async def _ask_root(self, messages: list[Message], purpose: str, plan: RoutePlan | None = None) -> Any:
         """A root call, with the output cap of the client the routing policy picked (lowered only by
         a strategy's ``CapCall``)."""
         request = self._root_request(messages, purpose)
-        route = route or self.broker.route(request)
-        client = self.broker.clients.clients[route[0]]
-        request.max_tokens = self.driver.root_cap(getattr(client, "max_tokens", None))
-        return await self.broker.complete(request, route)
+        plan = plan or self.broker.plan(request)
+        request.max_tokens = self.driver.root_cap(plan.max_tokens)
+        return await self.broker.complete(request, plan)
 
     async def ask_for_final(self, opening: str, author: str) -> tuple[str | None, str | None, str]:
         """One root call asking for the final answer without code: (answer, source, reply text).
@@ -570,11 +542,9 @@ class Run:
         ask = Message("user", f"{question}\n\n{spec.instruction()}", author=author)
         request = self._root_request([*self.messages, ask], "choose")
         request.response_schema = spec.wire
-        route = self.broker.route(request)
-        request.max_tokens = self.driver.root_cap(
-            getattr(self.broker.clients.clients[route[0]], "max_tokens", None)
-        )
-        response = await self.broker.complete(request, route)
+        plan = self.broker.plan(request)
+        request.max_tokens = self.driver.root_cap(plan.max_tokens)
+        response = await self.broker.complete(request, plan)
         value, problem = typed_answers.read_answer(response.text, spec)
         return (value if problem is None and value in options else None), response.text
 
