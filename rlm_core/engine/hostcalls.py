@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from rlm_core.engine import typed_answers
 from rlm_core.engine.broker import Broker
-from rlm_core.engine.cell_scope import CellScope
+from rlm_core.engine.cells import CellScope
 from rlm_core.engine.emitter import new_span_id
 from rlm_core.engine.typed_answers import AnswerSpec, TypedAnswerError
 from rlm_core.errors import RLMError

@@ -18,15 +18,15 @@ from typing import Any
 
 from rlm_core._version import __version__
 from rlm_core.config import RunSettings
-from rlm_core.engine import typed_answers
+from rlm_core.engine import cells, root_calls
 from rlm_core.engine.broker import Broker, RoutePlan
-from rlm_core.engine.cell_scope import CellScope
+from rlm_core.engine.cells import CellScope
 from rlm_core.engine.compaction import Compactor
 from rlm_core.engine.emitter import Emitter, new_span_id
 from rlm_core.engine.hostcalls import HostCalls
 from rlm_core.engine.strategy_driver import StrategyDriver
 from rlm_core.engine.tokens import TYPICAL_BYTES_PER_TOKEN
-from rlm_core.environments.base import Environment, ExecResult
+from rlm_core.environments.base import Environment
 from rlm_core.errors import BudgetExceededError, CallLimitError, CostLimitError, ProviderError, RLMError
 from rlm_core.events import (
     CodeEnded,
@@ -39,7 +39,7 @@ from rlm_core.events import (
 )
 from rlm_core.guidance import prompts
 from rlm_core.guidance.notes import PlainNotes
-from rlm_core.guidance.parsing import answer_from_prose, parse_reply
+from rlm_core.guidance.parsing import parse_reply
 from rlm_core.guidance.strategy import StartView, Strategy, TurnView, author_of
 from rlm_core.records import CodeBlockRecord, IterationRecord, RunMetadata, SubCallRecord
 from rlm_core.redact import redact_text
@@ -49,14 +49,13 @@ logger = logging.getLogger("rlm_core.engine.run")
 
 
 EnvironmentFactory = Callable[[], Awaitable[Environment]]
-
-
-def _truncate(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    head = limit * 2 // 3
-    tail = limit - head
-    return f"{text[:head]}\n[... {len(text) - limit:,} characters omitted ...]\n{text[-tail:]}"
+# The settings a run's log names in its metadata, as they are.
+_SETTINGS_IN_METADATA = (
+    "backend",
+    "environment",
+    *("max_iterations", "max_depth", "max_root_tokens", "max_sub_tokens", "max_timeout"),
+    *("max_cost", "max_llm_calls"),
+)
 
 
 def _stop_for(exc: BudgetExceededError) -> StopReason:
@@ -167,18 +166,11 @@ class Run:
         return RunMetadata(
             run_id=self.run_id,
             root_model=self.root_model,
-            backend=self.settings.backend,
-            environment=self.settings.environment,
             started_at=time.time(),
             depth=self.depth,
             parent_run_id=self.parent_run_id,
             other_backends=[clients.backends.get(name, "") for name in clients.tiers[1:]],
             sub_models=[getattr(clients.clients[n], "model_name", n) for n in clients.tiers[1:]],
-            max_iterations=self.settings.max_iterations,
-            max_depth=self.settings.max_depth,
-            max_root_tokens=self.settings.max_root_tokens,
-            max_sub_tokens=self.settings.max_sub_tokens,
-            max_timeout=self.settings.max_timeout,
             context_type=type(self.context).__name__,
             context_chars=context_chars,
             root_prompt=self.root_prompt,
@@ -186,10 +178,9 @@ class Run:
             rlm_core_version=__version__,
             span_id=self.span_id,
             parent_span_id=self.parent_span_id,
-            max_cost=self.settings.max_cost,
-            max_llm_calls=self.settings.max_llm_calls,
             strategy=self.strategy.name if self.strategy is not None else None,
             system_prompt_author=system_author,
+            **{name: getattr(self.settings, name) for name in _SETTINGS_IN_METADATA},
         )
 
     # -- child runs (rlm_query) ----------------------------------------------------------------
@@ -265,7 +256,7 @@ class Run:
             stop, error = StopReason.ERROR, f"internal error: {type(exc).__name__}: {exc}"
             logger.exception("rlm run %s failed unexpectedly", self.run_id)
         if answer is None and stop is StopReason.MAX_ITERATIONS:
-            answer, self._answer_source = await self._last_turn(prompts.OUT_OF_TURNS_NOTE)
+            answer, self._answer_source = await root_calls.last_turn(self, prompts.OUT_OF_TURNS_NOTE)
             if answer is None:
                 error = error or f"no final answer within max_iterations={self.settings.max_iterations}"
         return self._finish(answer, stop, error, started)
@@ -378,7 +369,7 @@ class Run:
         if number == 1:
             await self.driver.start(record, self._start_view(self.messages[0].content))
         record.new_messages = self._unlogged_messages()
-        response = await self._ask_root(self.messages, "root", plan)
+        response = await self.ask_root(self.messages, "root", plan)
         reply = parse_reply(response.text)
         record.response = response.text
         if reply.prose:  # set before the code runs: an interrupted run returns it as its partial answer
@@ -397,7 +388,9 @@ class Run:
                 final, source = block.final_answer, block.final_source or AnswerSource.FINAL.value
                 break
         if final is None and (reply.final_text is not None or reply.final_var is not None):
-            final, source = await self._final_from_text(reply.final_text, reply.final_var, feedback)
+            final, source = await root_calls.final_from_text(
+                self.environment, reply.final_text, reply.final_var, feedback
+            )
         if final is not None:  # the model's own finish: nothing may refuse or rewrite it
             return self._answered(record, final, source or AnswerSource.FINAL.value, StopReason.FINAL)
         notes = self.notes.after_cells(record.code_blocks, self._sub_window_chars)
@@ -441,13 +434,8 @@ class Run:
         return answer
 
     def shown_output(self, block: CodeBlockRecord) -> str:
-        parts = [block.stdout]
-        if block.stderr:
-            parts.append(block.stderr)
-        if block.error:
-            parts.append(block.error)
         limit = min(self.settings.max_output_chars, self.driver.output_cap or self.settings.max_output_chars)
-        return _truncate("\n".join(p.rstrip("\n") for p in parts if p), limit)
+        return cells.shown_output(block, limit)
 
     async def execute_cell(self, code: str, author: str = "model") -> CodeBlockRecord:
         span = new_span_id()
@@ -467,46 +455,11 @@ class Run:
         subcalls = cell.subcalls
         self.all_subcalls.extend(subcalls)
         self.emit(EventKind.CODE_END, CodeEnded(code, result, wall), span, parent)
-        block = self._block_record(code, result, subcalls)
+        block = cells.block_record(code, result, subcalls)
         block.span_id, block.started_at, block.duration = span, started_at, wall
         block.author = author
         self._cells.append(block)
         return block
-
-    def _block_record(self, code: str, result: ExecResult, subcalls: list[SubCallRecord]) -> CodeBlockRecord:
-        stderr = result.stderr
-        if result.state_lost:
-            stderr += (
-                "\n[the REPL was restarted: variables from earlier blocks are gone; context is reloaded]"
-            )
-        if result.restored:
-            names = ", ".join(result.restored)
-            stderr += (
-                f"\n[{names} cannot be reassigned here and was restored; store results in new variables]"
-            )
-        return CodeBlockRecord(
-            code=code,
-            stdout=result.stdout,
-            stderr=stderr.strip("\n"),
-            error=result.error,
-            final_answer=result.final_answer,
-            final_source=result.final_source if result.final_answer is not None else None,
-            duration=result.duration,
-            timed_out=result.timed_out,
-            subcalls=subcalls,
-        )
-
-    async def _final_from_text(
-        self, text: str | None, var: str | None, feedback: list[str]
-    ) -> tuple[str | None, str | None]:
-        """A finish written outside code: FINAL(text) as it stands, FINAL_VAR(name) read from the REPL."""
-        if var is None:
-            return text, AnswerSource.FINAL.value
-        result = await self.environment.execute(f"FINAL_VAR({var!r})")
-        if result.final_answer is not None:
-            return result.final_answer, AnswerSource.FINAL_VAR.value
-        feedback.append(f"FINAL_VAR({var}) failed: {result.error or 'no such variable'}")
-        return None, None
 
     def _sub_window_chars(self) -> int | None:
         """The window of the sub-model this run's ``llm_query`` goes to, in characters of typical
@@ -515,47 +468,17 @@ class Run:
         window = self.broker.plan(request).context_window
         return int(window * TYPICAL_BYTES_PER_TOKEN) if window is not None else None
 
-    async def _ask_root(self, messages: list[Message], purpose: str, plan: RoutePlan | None = None) -> Any:
+    async def ask_root(
+        self,
+        messages: list[Message],
+        purpose: str,
+        plan: RoutePlan | None = None,
+        schema: dict[str, Any] | None = None,
+    ) -> Any:
         """A root call, with the output cap of the client the routing policy picked (lowered only by
-        a strategy's ``CapCall``)."""
+        a strategy's ``CapCall``); ``schema`` asks for structured output."""
         request = self._root_request(messages, purpose)
+        request.response_schema = schema
         plan = plan or self.broker.plan(request)
         request.max_tokens = self.driver.root_cap(plan.max_tokens)
         return await self.broker.complete(request, plan)
-
-    async def ask_for_final(self, opening: str, author: str) -> tuple[str | None, str | None, str]:
-        """One root call asking for the final answer without code: (answer, source, reply text).
-        ``opening`` says why (out of turns, or a strategy's reason); the answer is the FINAL the
-        model writes, else None."""
-        ask = Message("user", f"{opening} {prompts.LAST_TURN_REQUEST}".strip(), author=author)
-        response = await self._ask_root([*self.messages, ask], "extract")
-        reply = parse_reply(response.text)
-        if reply.final_text is not None or reply.final_var is not None:
-            answer, source = await self._final_from_text(reply.final_text, reply.final_var, [])
-            return answer, source, response.text
-        return None, None, response.text
-
-    async def ask_to_choose(self, question: str, options: list[str], author: str) -> tuple[str | None, str]:
-        """One typed root call: the model picks one of ``options``. (pick or None, reply text)."""
-        spec = typed_answers.answer_spec(choices=options)
-        assert spec is not None
-        ask = Message("user", f"{question}\n\n{spec.instruction()}", author=author)
-        request = self._root_request([*self.messages, ask], "choose")
-        request.response_schema = spec.wire
-        plan = self.broker.plan(request)
-        request.max_tokens = self.driver.root_cap(plan.max_tokens)
-        response = await self.broker.complete(request, plan)
-        value, problem = typed_answers.read_answer(response.text, spec)
-        return (value if problem is None and value in options else None), response.text
-
-    async def _last_turn(self, why: str) -> tuple[str | None, str | None]:
-        """Out of iterations: one last root call for the answer. A reply without FINAL is taken as
-        the answer's text (``last_turn_extract``), without a leading "Final answer:" label."""
-        try:
-            answer, source, text = await self.ask_for_final(why, "engine")
-        except (BudgetExceededError, ProviderError):
-            return None, None
-        if answer is not None:
-            return answer, source
-        prose = parse_reply(text).prose
-        return (answer_from_prose(prose), AnswerSource.LAST_TURN_EXTRACT.value) if prose else (None, None)

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from rlm_core.engine import root_calls
 from rlm_core.engine.emitter import new_span_id
+from rlm_core.environments.base import Environment
 from rlm_core.errors import StrategyError
 from rlm_core.events import EventKind, StrategyActed
 from rlm_core.guidance.strategy import (
@@ -47,11 +49,12 @@ class RunControls(Protocol):
 
     async def execute_cell(self, code: str, author: str = "model") -> CodeBlockRecord: ...
 
-    async def ask_for_final(self, opening: str, author: str) -> tuple[str | None, str | None, str]: ...
+    # and what engine.root_calls needs to ask the run's model (RootCaller)
+    environment: Environment
 
-    async def ask_to_choose(
-        self, question: str, options: list[str], author: str
-    ) -> tuple[str | None, str]: ...
+    async def ask_root(
+        self, messages: list[Message], purpose: str, plan: Any = None, schema: dict[str, Any] | None = None
+    ) -> Any: ...
 
 
 Accepted = tuple[str, str, StopReason]  # (answer, answer_source, stop_reason)
@@ -134,8 +137,8 @@ class StrategyDriver:
                     return action.text, self.author, StopReason.STRATEGY
                 elif isinstance(action, Choose):
                     self._flush(said)  # what was said before the question is part of it
-                    picked, reply = await self.run.ask_to_choose(
-                        action.question, list(action.options), self.author
+                    picked, reply = await root_calls.ask_to_choose(
+                        self.run, action.question, list(action.options), self.author
                     )
                     detail.update(picked=picked, reply=reply)
                     self._log(record, action, detail)
@@ -144,7 +147,7 @@ class StrategyDriver:
                     continue
                 elif isinstance(action, AskForFinal):
                     self._flush(said)
-                    answer, source, reply = await self.run.ask_for_final(action.why, self.author)
+                    answer, source, reply = await root_calls.ask_for_final(self.run, action.why, self.author)
                     detail["reply"] = reply
                     self._log(record, action, detail)
                     if answer is not None and source is not None:
