@@ -196,7 +196,11 @@ def test_sdk_kwargs_fit_the_real_constructors(server: LoopbackLLMServer) -> None
 
 
 def test_the_builtin_plugin_builds_this_client(server: LoopbackLLMServer) -> None:
-    from rlm_core.plugins.builtins import _anthropic
+    from rlm_core.plugins.registry import get_registry
 
-    client = _anthropic(model_name="c", api_key=KEY, base_url=server.anthropic_base_url)
+    client = (
+        get_registry()
+        .get("clients", "anthropic")
+        .factory(model_name="c", api_key=KEY, base_url=server.anthropic_base_url)
+    )
     assert isinstance(client, AnthropicClient) and client.complete(ask()).text

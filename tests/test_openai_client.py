@@ -251,9 +251,11 @@ def test_sdk_kwargs_fit_the_real_constructors(server: LoopbackLLMServer) -> None
 
 
 def test_the_builtin_plugin_builds_this_client(server: LoopbackLLMServer) -> None:
-    from rlm_core.plugins.builtins import _openai
+    from rlm_core.plugins.registry import get_registry
 
-    client = _openai(model_name="m", api_key=KEY, base_url=server.base_url)
+    client = (
+        get_registry().get("clients", "openai").factory(model_name="m", api_key=KEY, base_url=server.base_url)
+    )
     assert isinstance(client, OpenAIClient) and client.complete(ask()).text
 
 

@@ -16,12 +16,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 import attrs
 
 from rlm_core.errors import ConfigurationError
+from rlm_core.testing import wire
+from rlm_core.testing.http import LoopbackHandler, LoopbackHTTPServer
 from rlm_core.testing.tokens import count_message_tokens, count_tokens, truncate_to_tokens
 
 __all__ = ["AnthropicServer", "LoopbackLLMServer", "ModelTotals", "OpenAIServer", "main"]
@@ -33,7 +34,6 @@ DEFAULT_MODEL = "loopback-model"
 DEFAULT_REPLY = "Hello from the loopback server."
 # Azure OpenAI puts the deployment in the path (the model name travels there, not in the body).
 _AZURE_CHAT = re.compile(r"/openai/deployments/[^/]+/chat/completions")
-_STREAM_PIECES = 4  # a reply is streamed in up to this many deltas: enough to exercise accumulation
 
 
 @attrs.define
@@ -51,48 +51,6 @@ class _Fault:
     status: int = 500
     body: bytes | None = None
     delay: float = 0.0
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    # The default backlog of 5 refuses connections under the 256-concurrent-call benchmark.
-    request_queue_size = 1024
-    owner: LoopbackLLMServer
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients that time out or drop their connection are expected in fault tests: stay quiet.
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, OSError)):
-            return
-        super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: the SDKs reuse pooled connections
-    disable_nagle_algorithm = True  # headers and body go out in separate writes
-    server: _HTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
-
-    def do_GET(self) -> None:
-        self.server.owner._handle_get(self)
-
-    def do_POST(self) -> None:
-        self.server.owner._handle_post(self)
-
-    def send_bytes(
-        self, status: int, body: bytes, content_type: str, headers: Mapping[str, str] | None = None
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def send_json(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
-        self.send_bytes(status, json.dumps(payload).encode("utf-8"), "application/json", headers)
 
 
 class LoopbackLLMServer:
@@ -143,7 +101,7 @@ class LoopbackLLMServer:
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
         self._ids = itertools.count(1)
-        self._httpd: _HTTPServer | None = None
+        self._httpd: LoopbackHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._faults: list[_Fault] = []
         self._replies: list[str] = []
@@ -161,7 +119,7 @@ class LoopbackLLMServer:
         if self._httpd is not None:
             return self
         self._stop_event.clear()
-        httpd = _HTTPServer((self._host, self._port), _Handler)
+        httpd = LoopbackHTTPServer((self._host, self._port), LoopbackHandler)
         httpd.owner = self
         self._httpd = httpd
         self._thread = threading.Thread(
@@ -241,12 +199,14 @@ class LoopbackLLMServer:
 
     def rate_limit_next(self, n: int = 1, retry_after: float = 0.01) -> None:
         """Answer the next ``n`` chat requests with HTTP 429 and a ``Retry-After`` header (seconds)."""
-        body = _openai_error("loopback fault: rate limited, retry later", "rate_limit_error")
+        body = wire.openai_error("loopback fault: rate limited, retry later", "rate_limit_error")
         self._add_faults(n, _Fault("status", status=429, body=json.dumps(body).encode(), delay=retry_after))
 
     def context_length_next(self, n: int = 1) -> None:
         """Answer the next ``n`` chat requests with HTTP 400 ``context_length_exceeded``."""
-        body = _openai_error("This model's maximum context length is 8192 tokens.", "invalid_request_error")
+        body = wire.openai_error(
+            "This model's maximum context length is 8192 tokens.", "invalid_request_error"
+        )
         body["error"]["code"] = "context_length_exceeded"
         self.fail_next(n, 400, body)
 
@@ -307,10 +267,10 @@ class LoopbackLLMServer:
 
     # -- request handling --------------------------------------------------------------------
 
-    def _handle_get(self, handler: _Handler) -> None:
+    def _handle_get(self, handler: LoopbackHandler) -> None:
         path = handler.path.split("?", 1)[0].rstrip("/")
         if path not in ("/v1/models", "/models"):
-            handler.send_json(404, _openai_error(f"no route GET {path}", "not_found_error"))
+            handler.send_json(404, wire.openai_error(f"no route GET {path}", "not_found_error"))
             return
         with self._lock:
             names = sorted({DEFAULT_MODEL, *self._models})
@@ -322,7 +282,7 @@ class LoopbackLLMServer:
             },
         )
 
-    def _handle_post(self, handler: _Handler) -> None:
+    def _handle_post(self, handler: LoopbackHandler) -> None:
         path = handler.path.split("?", 1)[0].rstrip("/")
         api: Literal["openai", "anthropic"]
         if path in ("/v1/chat/completions", "/chat/completions") or _AZURE_CHAT.fullmatch(path):
@@ -330,7 +290,7 @@ class LoopbackLLMServer:
         elif path == "/v1/messages":
             api = "anthropic"
         else:
-            handler.send_json(404, _openai_error(f"no route POST {path}", "not_found_error"))
+            handler.send_json(404, wire.openai_error(f"no route POST {path}", "not_found_error"))
             return
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
@@ -376,7 +336,7 @@ class LoopbackLLMServer:
             or bearer == f"Bearer {self.api_key}"
         )
 
-    def _send_fault(self, handler: _Handler, api: str, fault: _Fault) -> None:
+    def _send_fault(self, handler: LoopbackHandler, api: str, fault: _Fault) -> None:
         if fault.kind == "drop":
             handler.close_connection = True
             return
@@ -394,14 +354,16 @@ class LoopbackLLMServer:
 
     def _send_error(
         self,
-        handler: _Handler,
+        handler: LoopbackHandler,
         api: str,
         status: int,
         message: str,
         kind: str,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        payload = _anthropic_error(message, kind) if api == "anthropic" else _openai_error(message, kind)
+        payload = (
+            wire.anthropic_error(message, kind) if api == "anthropic" else wire.openai_error(message, kind)
+        )
         handler.send_json(status, payload, headers)
 
     def _next_reply(self, body: dict[str, Any]) -> str | None:
@@ -416,7 +378,7 @@ class LoopbackLLMServer:
                 return reply
             return self._replies[-1] if self.when_exhausted == "repeat" else None
 
-    def _reply(self, handler: _Handler, api: str, body: dict[str, Any]) -> None:
+    def _reply(self, handler: LoopbackHandler, api: str, body: dict[str, Any]) -> None:
         reply = self._next_reply(body)
         if reply is None:
             message = (
@@ -441,51 +403,10 @@ class LoopbackLLMServer:
             totals.requests += 1
             totals.input_tokens += input_tokens
             totals.output_tokens += output_tokens
-        ident = next(self._ids)
-        stream = bool(body.get("stream"))
-        if self.omit_usage:
-            self._reply_without_usage(handler, api, ident, model, text, truncated, stream)
-            return
-        if api == "openai":
-            finish = "length" if truncated else "stop"
-            if stream:
-                options = body.get("stream_options") or {}
-                usage = bool(options.get("include_usage")) if isinstance(options, dict) else False
-                events = _openai_stream(ident, model, text, finish, input_tokens, output_tokens, usage)
-                handler.send_bytes(200, events, "text/event-stream")
-            else:
-                handler.send_json(
-                    200, _openai_completion(ident, model, text, finish, input_tokens, output_tokens)
-                )
-        else:
-            stop = "max_tokens" if truncated else "end_turn"
-            if stream:
-                events = _anthropic_stream(ident, model, text, stop, input_tokens, output_tokens)
-                handler.send_bytes(200, events, "text/event-stream")
-            else:
-                handler.send_json(
-                    200, _anthropic_message(ident, model, text, stop, input_tokens, output_tokens)
-                )
-
-    def _reply_without_usage(
-        self, handler: _Handler, api: str, ident: int, model: str, text: str, truncated: bool, stream: bool
-    ) -> None:
-        if api == "openai":
-            finish = "length" if truncated else "stop"
-            if stream:
-                events = _openai_stream(ident, model, text, finish, 0, 0, False)
-                handler.send_bytes(200, events, "text/event-stream")
-                return
-            payload = _openai_completion(ident, model, text, finish, 0, 0)
-            del payload["usage"]
-        elif stream:  # the Anthropic stream format always carries usage fields: report zeros
-            stop = "max_tokens" if truncated else "end_turn"
-            handler.send_bytes(200, _anthropic_stream(ident, model, text, stop, 0, 0), "text/event-stream")
-            return
-        else:
-            payload = _anthropic_message(ident, model, text, "max_tokens" if truncated else "end_turn", 0, 0)
-            del payload["usage"]
-        handler.send_json(200, payload)
+        content, content_type = wire.reply(
+            api, body, next(self._ids), model, text, truncated, (input_tokens, output_tokens), self.omit_usage
+        )
+        handler.send_bytes(200, content, content_type)
 
 
 class OpenAIServer(LoopbackLLMServer):
@@ -494,116 +415,6 @@ class OpenAIServer(LoopbackLLMServer):
 
 class AnthropicServer(LoopbackLLMServer):
     """The loopback server, named for tests of Anthropic-style clients (use ``.anthropic_base_url``)."""
-
-
-# -- wire formats ----------------------------------------------------------------------------
-
-
-def _openai_error(message: str, kind: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
-
-
-def _anthropic_error(message: str, kind: str) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": kind, "message": message}}
-
-
-def _pieces(text: str) -> list[str]:
-    if not text:
-        return []
-    size = -(-len(text) // _STREAM_PIECES)
-    return [text[i : i + size] for i in range(0, len(text), size)]
-
-
-def _openai_completion(
-    ident: int, model: str, text: str, finish: str, input_tokens: int, output_tokens: int
-) -> dict[str, Any]:
-    return {
-        "id": f"chatcmpl-loopback-{ident}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
-                "logprobs": None,
-                "finish_reason": finish,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": input_tokens,
-            "completion_tokens": output_tokens,
-            "total_tokens": input_tokens + output_tokens,
-        },
-    }
-
-
-def _openai_stream(
-    ident: int, model: str, text: str, finish: str, input_tokens: int, output_tokens: int, include_usage: bool
-) -> bytes:
-    base = {
-        "id": f"chatcmpl-loopback-{ident}",
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model,
-    }
-    deltas: list[tuple[dict[str, Any], str | None]] = [({"role": "assistant", "content": ""}, None)]
-    deltas += [({"content": piece}, None) for piece in _pieces(text)]
-    deltas.append(({}, finish))
-    chunks = [
-        {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}]}
-        for delta, reason in deltas
-    ]
-    if include_usage:
-        usage = {
-            "prompt_tokens": input_tokens,
-            "completion_tokens": output_tokens,
-            "total_tokens": input_tokens + output_tokens,
-        }
-        chunks.append({**base, "choices": [], "usage": usage})
-    lines = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks]
-    lines.append("data: [DONE]\n\n")
-    return "".join(lines).encode("utf-8")
-
-
-def _anthropic_message(
-    ident: int, model: str, text: str, stop: str, input_tokens: int, output_tokens: int
-) -> dict[str, Any]:
-    return {
-        "id": f"msg_loopback_{ident}",
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": stop,
-        "stop_sequence": None,
-        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
-    }
-
-
-def _anthropic_stream(
-    ident: int, model: str, text: str, stop: str, input_tokens: int, output_tokens: int
-) -> bytes:
-    start = _anthropic_message(ident, model, "", stop, input_tokens, 0)
-    start.update(content=[], stop_reason=None)
-    events: list[dict[str, Any]] = [
-        {"type": "message_start", "message": start},
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-    ]
-    events += [
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
-        for piece in _pieces(text)
-    ]
-    events += [
-        {"type": "content_block_stop", "index": 0},
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": stop, "stop_sequence": None},
-            "usage": {"output_tokens": output_tokens},
-        },
-        {"type": "message_stop"},
-    ]
-    return "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events).encode("utf-8")
 
 
 # -- standalone process ----------------------------------------------------------------------
