@@ -59,7 +59,7 @@ def logger_settings(spec: str, registry: Any) -> tuple[str, dict[str, Any]]:
     """``"jsonl:./logs"`` -> ``("jsonl", {"log_dir": "./logs"})``: a string logger takes its one
     main setting after a colon (the first setting its factory requires, else its first setting);
     ``"console"`` alone takes none."""
-    from rlm_core.plugins.registry import factory_parameters
+    from rlm_core.plugins.signatures import factory_parameters
 
     name, colon, value = spec.partition(":")
     if not colon:

@@ -15,8 +15,6 @@ is pinned on its plugin and never stops the others.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import os
 import sys
 import threading
@@ -32,7 +30,7 @@ import pluggy
 from rlm_core.errors import ConfigurationError, PluginError, UnknownNameError, did_you_mean
 from rlm_core.plugins import hookspecs
 from rlm_core.plugins.isolation import IsolatedPlugin, current_plugin
-from rlm_core.plugins.signatures import SIGNATURE_ATTRIBUTE
+from rlm_core.plugins.signatures import Parameters, factory_parameters
 
 ENTRY_POINT_GROUP = "rlm"
 BUILTIN_PLUGIN = "rlm_core.plugins.builtins"
@@ -40,59 +38,6 @@ KINDS = ("clients", "environments", "routing_policies", "loggers", "strategies")
 
 # Plugins are published as ``rlm-<name>`` by convention: an unknown name suggests that distribution.
 DISTRIBUTION_PREFIX = "rlm-"
-
-
-# A factory that only forwards ``**kwargs`` (to import its class lazily) names the callable whose
-# signature its settings follow in this attribute, as "module:qualname" (see ``kwargs_of``).
-@attrs.define(frozen=True)
-class Parameters:
-    """The settings a factory takes: named ones, the required among them, and whether it also
-    forwards unknown ones (``**kwargs``) somewhere."""
-
-    names: tuple[str, ...]
-    required: tuple[str, ...]
-    open: bool
-
-
-def factory_parameters(factory: Callable[..., Any], follow_bases: bool = False) -> Parameters | None:
-    """The settings ``factory`` takes, or None when they cannot be known without calling it.
-
-    With ``follow_bases``, for a class the ``__init__`` methods along its MRO are read while each
-    forwards ``**kwargs`` to the next (a client subclass adding one setting to its base's).
-    """
-    target: Any = factory
-    marked = getattr(factory, SIGNATURE_ATTRIBUTE, None)
-    if isinstance(marked, str):
-        module, _, qualname = marked.partition(":")
-        target = importlib.import_module(module)
-        for part in qualname.split("."):
-            target = getattr(target, part)
-    callables = (
-        [vars(c)["__init__"] for c in target.__mro__ if "__init__" in vars(c)]
-        if inspect.isclass(target)
-        else [target]
-    )
-    names: list[str] = []
-    required: list[str] = []
-    is_open = False
-    for function in callables:
-        try:
-            signature = inspect.signature(function)
-        except (TypeError, ValueError):
-            return None
-        is_open = False
-        for parameter in list(signature.parameters.values())[1 if inspect.isclass(target) else 0 :]:
-            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-                is_open = True
-            elif parameter.kind is not inspect.Parameter.VAR_POSITIONAL and parameter.name not in names:
-                names.append(parameter.name)
-                if parameter.default is inspect.Parameter.empty:
-                    required.append(parameter.name)
-        if not is_open or not follow_bases:
-            break
-    if is_open and not names:
-        return None  # a bare **kwargs forwarder: nothing to check against
-    return Parameters(tuple(names), tuple(required), is_open)
 
 
 @attrs.define
