@@ -55,25 +55,6 @@ def _optional_int_at_least_one(_: Any, attribute: attrs.Attribute[Any], value: A
         raise ConfigurationError(f"{attribute.name} must be an int >= 1 or None, got {safe_repr(value)}")
 
 
-def logger_settings(spec: str, registry: Any) -> tuple[str, dict[str, Any]]:
-    """``"jsonl:./logs"`` -> ``("jsonl", {"log_dir": "./logs"})``: a string logger takes its one
-    main setting after a colon (the first setting its factory requires, else its first setting);
-    ``"console"`` alone takes none."""
-    from rlm_core.plugins.signatures import factory_parameters
-
-    name, colon, value = spec.partition(":")
-    if not colon:
-        return name, {}
-    parameters = factory_parameters(registry.get("loggers", name).factory)
-    if parameters is None or not parameters.names:
-        raise ConfigurationError(
-            f"logger {name!r} takes no setting after ':' (got logger={spec!r}); pass logger={name!r} "
-            "or a logger object"
-        )
-    first = parameters.required[0] if parameters.required else parameters.names[0]
-    return name, {first: value}
-
-
 def _compaction_share(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.1 <= value <= 1.0:
         raise ConfigurationError(f"{attribute.name} must be within 0.1..1.0, got {safe_repr(value)}")

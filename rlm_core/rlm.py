@@ -14,7 +14,8 @@ from typing import Any, TypeVar, cast
 
 import attrs
 
-from rlm_core.config import DEFAULTS, RLMConfig, check_no_limit_keys, logger_settings
+from rlm_core.assembly import build_clients, build_loggers, build_policy, build_strategy
+from rlm_core.config import DEFAULTS, RLMConfig, check_no_limit_keys
 from rlm_core.engine.broker import Broker
 from rlm_core.engine.budget import RunBudget
 from rlm_core.engine.emitter import Emitter
@@ -27,7 +28,7 @@ from rlm_core.errors import ConfigurationError, RLMError
 from rlm_core.guidance.strategy import Strategy
 from rlm_core.loggers.base import RunLogger
 from rlm_core.plugins.registry import get_registry
-from rlm_core.routing import ClientSet, RoutingPolicy
+from rlm_core.routing import RoutingPolicy
 from rlm_core.types import RLMChatCompletion, StopReason
 
 T = TypeVar("T")
@@ -138,13 +139,13 @@ class RLM:
             backend_kwargs = dict(resolved_kwargs)
         self.backend = backend
         self.backend_kwargs = backend_kwargs
-        self.clients = self._build_clients(backend, backend_kwargs, other_backends, other_kwargs)
+        self.clients = build_clients(self._registry, backend, backend_kwargs, other_backends, other_kwargs)
         from rlm_core.clients.pricing import warm_up
 
         warm_up()  # the price database loads while the first model call runs
         if max_cost is not None:
             self._check_prices()
-        self.policy = self._build_policy(routing)
+        self.policy = build_policy(self._registry, routing)
         self.environment_name = environment
         self.environment_kwargs = dict(environment_kwargs or {})
         # Unknown names and misspelt settings fail now, with a suggestion, not at the first run.
@@ -155,8 +156,10 @@ class RLM:
             f"environment_kwargs of {environment!r}",
             build=True,
         )
-        self.loggers = self._build_loggers(logger, verbose)
-        self.strategy = self._build_strategy(strategy, dict(strategy_kwargs or {}))
+        self.loggers = build_loggers(self._registry, logger, verbose)
+        self.strategy = build_strategy(
+            self._registry, strategy, dict(strategy_kwargs or {}), self.clients.clients[self.clients.tiers[0]]
+        )
         self.persistent = persistent
         self.settings = self.config.run_settings(
             backend if isinstance(backend, str) else type(backend).__name__, environment
@@ -185,108 +188,6 @@ class RLM:
                 )
 
     # -- construction helpers ------------------------------------------------------------------
-
-    def _make_client(self, backend: str | Any, kwargs: dict[str, Any]) -> tuple[str, Any]:
-        if not isinstance(backend, str):
-            if not hasattr(backend, "complete") and not hasattr(backend, "acomplete"):
-                raise ConfigurationError(f"backend {backend!r} is neither a registered name nor an LM client")
-            return type(backend).__name__, backend
-        return backend, self._registry.create("clients", backend, **kwargs)
-
-    def _build_clients(
-        self,
-        backend: str | Any,
-        backend_kwargs: dict[str, Any],
-        other_backends: list[str | Any],
-        other_kwargs: list[dict[str, Any]],
-    ) -> ClientSet:
-        clients: dict[str, Any] = {}
-        backends: dict[str, str] = {}
-        seen: dict[tuple[str, str], str] = {}
-        tiers: list[str] = []
-        for spec, kwargs in [(backend, backend_kwargs), *zip(other_backends, other_kwargs, strict=False)]:
-            backend_name, client = self._make_client(spec, kwargs)
-            model = str(getattr(client, "model_name", "") or backend_name)
-            identity = (
-                backend_name,
-                repr(sorted(kwargs.items())) if isinstance(spec, str) else str(id(spec)),
-            )
-            if identity in seen:  # the same backend and settings twice: one client serves both tiers
-                tiers.append(seen[identity])
-                continue
-            name = model if model not in clients else f"{backend_name}:{model}"
-            suffix = 2
-            while name in clients:
-                name, suffix = f"{backend_name}:{model}#{suffix}", suffix + 1
-            clients[name] = client
-            backends[name] = backend_name
-            seen[identity] = name
-            tiers.append(name)
-        return ClientSet(clients=clients, tiers=tiers, backends=backends)
-
-    def _build_policy(self, routing: str | RoutingPolicy | None) -> RoutingPolicy:
-        if routing is None:
-            routing = "tiered"
-        policy = self._registry.create("routing_policies", routing) if isinstance(routing, str) else routing
-        if not callable(getattr(policy, "select", None)):
-            raise ConfigurationError(f"routing policy {policy!r} has no select(request, clients) method")
-        return policy
-
-    def _build_strategy(self, spec: str | Strategy | None, kwargs: dict[str, Any]) -> Strategy | None:
-        """``"auto"``: the strategy the root client offers (its ``default_strategy``), if any;
-        None or ``"none"``: no strategy; a name: the registered one; or a Strategy object."""
-        if spec == "auto":
-            root = self.clients.clients[self.clients.tiers[0]]
-            offered = getattr(root, "default_strategy", None)
-            if not offered:
-                if kwargs:
-                    raise ConfigurationError(
-                        "strategy_kwargs were given but no strategy is used (the root client offers "
-                        "none); name one: RLM(strategy='name', strategy_kwargs=...)"
-                    )
-                return None
-            spec = str(offered)
-        if spec is None or spec == "none":
-            if kwargs:
-                raise ConfigurationError("strategy_kwargs were given with strategy=None; drop one of them")
-            return None
-        if isinstance(spec, str):
-            built: Strategy = self._registry.create("strategies", spec, **kwargs)
-        else:
-            if kwargs:
-                raise ConfigurationError(
-                    "strategy_kwargs apply to a strategy given by name; configure the object you passed instead"
-                )
-            built = spec
-        missing = [
-            m for m in ("system_prompt", "on_start", "on_turn") if not callable(getattr(built, m, None))
-        ]
-        if missing or not isinstance(getattr(built, "name", None), str):
-            raise ConfigurationError(
-                f"strategy {built!r} is not a Strategy: it needs a str name and the methods "
-                "system_prompt, on_start and on_turn (subclass rlm_core.guidance.strategy.BaseStrategy)"
-            )
-        return built
-
-    def _build_loggers(
-        self, logger: RunLogger | str | Sequence[RunLogger | str] | None, verbose: bool
-    ) -> list[RunLogger]:
-        """One logger, a name (``"jsonl:./logs"``: a name and its main setting), or a list of these."""
-        specs: list[Any] = (
-            [] if logger is None else list(logger) if isinstance(logger, (list, tuple)) else [logger]
-        )
-        loggers: list[RunLogger] = []
-        for spec in specs:
-            if isinstance(spec, str):
-                name, settings = logger_settings(spec, self._registry)
-                loggers.append(self._registry.create("loggers", name, **settings))
-            else:
-                if not callable(getattr(spec, "on_event", None)):
-                    raise ConfigurationError(f"logger {spec!r} has no on_event(event) method")
-                loggers.append(spec)
-        if verbose:
-            loggers.append(self._registry.create("loggers", "console"))
-        return loggers
 
     @property
     def root_model(self) -> str:
