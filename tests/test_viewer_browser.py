@@ -393,15 +393,15 @@ def test_a_strategy_run_shows_who_did_what(
 
     page.goto(server_for(log_dir).url)
     row = page.locator("#run-rows tr", has_text="Who counted?")
-    expect(row).to_contain_text("strategy small-model")
-    expect(row).to_contain_text("answer from strategy:small-model")
+    expect(row).to_contain_text("strategy word-count")
+    expect(row).to_contain_text("answer from strategy:word-count")
     # A person clicks the question, not the link in the first column: the whole row opens the run.
     row.locator("td[data-label='Question']").click()
     expect(page.locator("#run-title")).to_have_text("Who counted?")
     page.wait_for_selector("#run[data-loaded='true']")
-    assert fact(page, "Stop reason") == "strategy · answer from strategy:small-model"
-    assert fact(page, "Strategy") == "small-model" and fact(page, "System prompt by") == "the engine"
-    assert "accepted by strategy:small-model" in page.inner_text("#strategy-banner")
+    assert fact(page, "Stop reason") == "strategy · answer from strategy:word-count"
+    assert fact(page, "Strategy") == "word-count" and fact(page, "System prompt by") == "the engine"
+    assert "accepted by strategy:word-count" in page.inner_text("#strategy-banner")
     expect(page.locator("#waterfall .bar-code.bar-by-strategy")).to_have_count(1)
 
     first = iteration(page, 1)
@@ -412,7 +412,7 @@ def test_a_strategy_run_shows_who_did_what(
     expect(cells).to_have_count(2)  # the body is built when the iteration opens: wait for it
     strategy_cell, model_cell = cells.nth(0), cells.nth(1)
     expect(strategy_cell.locator(".cell-author")).to_have_text(
-        "run by strategy:small-model — not the model's code"
+        "run by strategy:word-count — not the model's code"
     )
     assert "words = context.split()" in strategy_cell.inner_text()
     expect(model_cell.locator(".author-label")).to_have_text("model")
@@ -423,7 +423,7 @@ def test_a_strategy_run_shows_who_did_what(
     actions = first.locator(".actions li.action")
     expect(actions).to_have_count(4)
     run_code, tell, cap, ask = actions.all_inner_texts()
-    assert all(text.startswith("strategy:small-model") for text in (run_code, tell, cap, ask))
+    assert all(text.startswith("strategy:word-count") for text in (run_code, tell, cap, ask))
     assert "run_code" in run_code and "Why: count the words first" in run_code
     assert "tell" in tell and "Said: The count is printed above: check it, then answer." in tell
     assert "cap_output" in cap and "at most 2,000 characters of each cell's output" in cap
@@ -432,19 +432,17 @@ def test_a_strategy_run_shows_who_did_what(
     assert first.locator(".notes").count() == 0  # the engine had nothing to note this turn
     first.locator("details.messages > summary").click()
     expect(first.locator("details.messages .block > h4")).to_have_text(
-        ["user message · by the engine", "user message · by strategy:small-model"]
+        ["user message · by the engine", "user message · by strategy:word-count"]
     )
 
     second = iteration(page, 2)
-    assert "answer accepted by strategy:small-model" in second.locator("summary").first.inner_text()
+    assert "answer accepted by strategy:word-count" in second.locator("summary").first.inner_text()
     second.locator("summary").first.click()
     expect(second.locator(".actions")).to_contain_text("accept_answer")
     notes, acted = second.locator(".notes").inner_text(), second.locator(".actions").inner_text()
     assert "ran a block it had run before" in notes and "accept_answer" not in notes
     assert "Answer: 9 words" in acted and "ran a block" not in acted
-    expect(second.locator(".block.final > h4")).to_have_text(
-        "Final answer · answer from strategy:small-model"
-    )
+    expect(second.locator(".block.final > h4")).to_have_text("Final answer · answer from strategy:word-count")
     page.screenshot(path=str(screenshots / "strategy-run.png"), full_page=True)
     # Search reads the strategy's actions too.
     page.fill("#search", "accept_answer")

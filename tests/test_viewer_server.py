@@ -73,10 +73,10 @@ def test_a_v3_log_serves_who_did_what(log_dir: Path, server_for: Any) -> None:
     runs = runs_by_question(server)
     helped = runs["Who counted?"]
     assert helped["metadata"]["schema_version"] == 3
-    assert helped["metadata"]["strategy"] == "small-model"
+    assert helped["metadata"]["strategy"] == "word-count"
     assert helped["metadata"]["system_prompt_author"] == "engine"
     assert helped["result"]["stop_reason"] == "strategy"
-    assert helped["result"]["answer_source"] == "strategy:small-model"
+    assert helped["result"]["answer_source"] == "strategy:word-count"
     assert runs["How many?"]["metadata"]["strategy"] is None
     assert runs["How many?"]["result"]["answer_source"] == "final"
     assert runs["Never ends?"]["result"]["answer_source"] == "last_turn_extract"
@@ -85,28 +85,28 @@ def test_a_v3_log_serves_who_did_what(log_dir: Path, server_for: Any) -> None:
     assert status == 200
     lines = [json.loads(line) for line in body.splitlines()]
     first, second = (line for line in lines if line["type"] == "iteration")
-    assert [cell["author"] for cell in first["code_blocks"]] == ["strategy:small-model", "model"]
+    assert [cell["author"] for cell in first["code_blocks"]] == ["strategy:word-count", "model"]
     assert [(a["strategy"], a["action"]) for a in first["actions"]] == [
-        ("small-model", "run_code"),
-        ("small-model", "tell"),
-        ("small-model", "cap_output"),
-        ("small-model", "ask_for_final"),
+        ("word-count", "run_code"),
+        ("word-count", "tell"),
+        ("word-count", "cap_output"),
+        ("word-count", "ask_for_final"),
     ]
     assert first["actions"][0]["detail"]["why"] == "count the words first"
     assert first["actions"][3]["detail"]["reply"] == "Not sure yet: I have only seen three words."
-    assert [m["author"] for m in first["new_messages"]] == ["engine", "strategy:small-model"]
+    assert [m["author"] for m in first["new_messages"]] == ["engine", "strategy:word-count"]
     assert first["answer_source"] is None and first["notes"] == []
     assert [cell["author"] for cell in second["code_blocks"]] == ["model"]
     assert second["actions"] == [
         {
-            "strategy": "small-model",
+            "strategy": "word-count",
             "action": "accept_answer",
             "detail": {"text": "9 words", "why": "the model printed the count again but never called FINAL"},
         }
     ]
-    assert second["answer_source"] == "strategy:small-model" and second["final_answer"] == "9 words"
+    assert second["answer_source"] == "strategy:word-count" and second["final_answer"] == "9 words"
     assert second["notes"] == ["the model ran a block it had run before, with the same output"]
-    assert lines[-1]["type"] == "result" and lines[-1]["answer_source"] == "strategy:small-model"
+    assert lines[-1]["type"] == "result" and lines[-1]["answer_source"] == "strategy:word-count"
 
 
 def test_summary_reads_only_the_ends_of_a_big_log(tmp_path: Path) -> None:

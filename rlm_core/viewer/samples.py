@@ -91,10 +91,11 @@ COUNT_CODE = "words = context.split()\nprint(len(words), 'words')"
 
 
 class CountingStrategy(BaseStrategy):
-    """A strategy that helps as a small model's strategy might: it counts the words itself, says so,
-    asks for the final answer early and, when the model still gives none, accepts the count."""
+    """A sample strategy for the viewer's demo log (not rlm-llamacpp's small-model strategy, which
+    never supplies an answer): it counts the words itself, says so, asks for the final answer early
+    and, when the model still gives none, accepts the count."""
 
-    name = "small-model"
+    name = "word-count"
 
     def on_start(self, view: StartView) -> Sequence[Action]:
         return (
@@ -113,7 +114,7 @@ def write_strategy_run(log_dir: Path) -> Path:
     """A run a strategy helped ("Who counted?"): a cell the strategy ran, its tell, an output cap, an
     early request for the final answer the model did not meet; then the model runs the strategy's
     block again (an engine note says so) and the strategy accepts an answer
-    (``stop_reason="strategy"``, ``answer_source="strategy:small-model"``)."""
+    (``stop_reason="strategy"``, ``answer_source="strategy:word-count"``)."""
     root = ScriptedClient(
         [
             repl("print(words[:3])"),
