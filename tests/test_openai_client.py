@@ -267,3 +267,8 @@ def test_import_rlm_core_does_not_import_the_sdks() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_client_whose_constructor_failed_still_has_a_repr() -> None:
+    half_built = OpenAIClient.__new__(OpenAIClient)  # as pytest shows it after __init__ raised
+    assert repr(half_built) == "OpenAIClient(model_name='', stream=False)"

@@ -132,8 +132,11 @@ class SDKChatClient(BaseClient):
         self._price, self._price_known = value, True
 
     def __repr__(self) -> str:
-        base = f", base_url={redact_text(self.base_url)!r}" if self.base_url else ""
-        return f"{type(self).__name__}(model_name={self.model_name!r}{base}, stream={self.stream})"
+        # getattr: a constructor that failed half-way must still describe itself in a traceback
+        url = getattr(self, "base_url", None)
+        base = f", base_url={redact_text(url)!r}" if url else ""
+        model, stream = getattr(self, "model_name", None), getattr(self, "stream", False)
+        return f"{type(self).__name__}(model_name={model!r}{base}, stream={stream})"
 
     __str__ = __repr__
 
