@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import itertools
 import json
 import logging
 import posixpath
@@ -20,16 +19,10 @@ from typing import Any
 
 from rlm_core.environments import runtime as repl_runtime
 from rlm_core.environments.base import ExecResult, HostCall
+from rlm_core.environments.connection import Connection, SandboxDiedError
 from rlm_core.environments.context_files import ContextFile
-from rlm_core.environments.runtime import (
-    DEFAULT_MAX_OUTPUT_CHARS,
-    FRAME_HEADER_BYTES,
-    HOST_FUNCTIONS,
-    MAX_FRAME_BYTES,
-    PROTOCOL_VERSION,
-    encode_frame,
-)
-from rlm_core.environments.transport import ByteStream, Transport
+from rlm_core.environments.runtime import DEFAULT_MAX_OUTPUT_CHARS, HOST_FUNCTIONS, PROTOCOL_VERSION
+from rlm_core.environments.transport import Transport
 from rlm_core.errors import ConfigurationError, SandboxError, did_you_mean
 
 logger = logging.getLogger("rlm_core.sandbox")
@@ -38,153 +31,8 @@ DEFAULT_CELL_TIMEOUT = 300.0
 RUNTIME_FILENAME = "rlm_runtime.py"
 # Contexts at least this large (in characters or JSON characters) travel as a file, not a message.
 DEFAULT_INLINE_CONTEXT_CHARS = 1 << 20
-_READ_CHUNK = 1 << 16
 
-
-class SandboxDiedError(SandboxError):
-    """The runtime process in the sandbox ended (crash, kill, OOM, sandbox removed)."""
-
-
-class _Connection:
-    """One live runtime process: framed messages both ways, pending requests, sub-calls in flight."""
-
-    def __init__(
-        self,
-        stream: ByteStream,
-        serve_call: Callable[[str, dict[str, Any]], Any],
-    ) -> None:
-        self.stream = stream
-        self.serve_call = serve_call
-        loop = asyncio.get_running_loop()
-        self.ready: asyncio.Future[dict[str, Any]] = loop.create_future()
-        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self.call_tasks: set[asyncio.Task[None]] = set()
-        self.write_lock = asyncio.Lock()
-        self.ids = itertools.count(1)
-        self.dead_reason: str | None = None
-        self.reader = asyncio.create_task(self._read_loop(), name="rlm-sandbox-reader")
-
-    @property
-    def alive(self) -> bool:
-        return self.dead_reason is None
-
-    async def send(self, message: dict[str, Any]) -> None:
-        data = encode_frame(message)
-        async with self.write_lock:
-            if not self.alive:
-                raise SandboxDiedError(self.dead_reason or "the sandbox runtime is gone")
-            try:
-                await self.stream.write(data)
-            except (OSError, ConnectionError) as exc:
-                raise SandboxDiedError(f"writing to the sandbox runtime failed: {exc}") from exc
-
-    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send a message with a fresh id and wait for the ``result`` with that id."""
-        request_id = f"h{next(self.ids)}"
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.pending[request_id] = future
-        try:
-            await self.send({**message, "id": request_id})
-            return await future
-        finally:
-            self.pending.pop(request_id, None)
-
-    async def _read_loop(self) -> None:
-        buffer = bytearray()
-        reason = "the sandbox runtime closed its output (the process exited)"
-        try:
-            while True:
-                while len(buffer) < FRAME_HEADER_BYTES:
-                    chunk = await self.stream.read(_READ_CHUNK)
-                    if not chunk:
-                        return
-                    buffer += chunk
-                size = int.from_bytes(buffer[:FRAME_HEADER_BYTES], "big")
-                if size > MAX_FRAME_BYTES:
-                    reason = f"the sandbox runtime sent a {size}-byte frame (corrupt stream)"
-                    return
-                end = FRAME_HEADER_BYTES + size
-                while len(buffer) < end:
-                    chunk = await self.stream.read(max(_READ_CHUNK, end - len(buffer)))
-                    if not chunk:
-                        return
-                    buffer += chunk
-                body = bytes(buffer[FRAME_HEADER_BYTES:end])
-                del buffer[:end]
-                try:
-                    message = json.loads(body.decode("utf-8"))
-                except ValueError:
-                    reason = "the sandbox runtime sent a frame that is not JSON (corrupt stream)"
-                    return
-                self._dispatch(message)
-        except asyncio.CancelledError:
-            reason = "the connection to the sandbox runtime was closed"
-            raise
-        except Exception as exc:
-            reason = f"reading from the sandbox runtime failed: {type(exc).__name__}: {exc}"
-        finally:
-            self._mark_dead(reason)
-
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == "result":
-            future = self.pending.get(str(message.get("id")))
-            if future is not None and not future.done():
-                future.set_result(message)
-        elif kind == "call":
-            task = asyncio.create_task(self._serve(message), name="rlm-sandbox-call")
-            self.call_tasks.add(task)
-            task.add_done_callback(self.call_tasks.discard)
-        elif kind == "ready":
-            if not self.ready.done():
-                self.ready.set_result(message)
-        elif kind == "log":
-            logger.log(
-                logging.WARNING if message.get("level") == "warning" else logging.INFO,
-                "sandbox runtime: %s",
-                message.get("message"),
-            )
-
-    async def _serve(self, message: dict[str, Any]) -> None:
-        call_id = message.get("id")
-        reply: dict[str, Any] = {"type": "reply", "id": call_id}
-        try:
-            result = await self.serve_call(str(message.get("function")), dict(message.get("args") or {}))
-            json.dumps(result)  # fail here, with a clear message, rather than in the runtime
-            reply["result"] = result
-        except asyncio.CancelledError:
-            raise
-        except (TypeError, ValueError) as exc:
-            reply["error"] = f"{type(exc).__name__}: {exc}"
-        except Exception as exc:
-            reply["error"] = f"{type(exc).__name__}: {exc}"
-        with contextlib.suppress(SandboxError):
-            await self.send(reply)
-
-    def _mark_dead(self, reason: str) -> None:
-        if self.dead_reason is not None:
-            return
-        self.dead_reason = reason
-        error = SandboxDiedError(reason)
-        if not self.ready.done():
-            self.ready.set_exception(error)
-            self.ready.exception()  # mark retrieved: nobody may be waiting yet
-        for future in list(self.pending.values()):
-            if not future.done():
-                future.set_exception(error)
-        for task in list(self.call_tasks):
-            task.cancel()
-
-    async def close(self) -> None:
-        """Kill the process (the stream does) and stop the reader and every sub-call in flight."""
-        self._mark_dead("the connection to the sandbox runtime was closed")
-        with contextlib.suppress(Exception):
-            await self.stream.close()
-        self.reader.cancel()
-        for task in [self.reader, *self.call_tasks]:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+__all__ = ["DEFAULT_CELL_TIMEOUT", "RUNTIME_FILENAME", "SandboxDiedError", "SandboxEnvironment"]
 
 
 class SandboxEnvironment:
@@ -271,7 +119,7 @@ class SandboxEnvironment:
         self._histories: dict[int, list[dict[str, str]]] = {}
         self._uploaded: dict[int, tuple[dict[str, Any], int]] = {}  # index -> (context message, bytes)
         self._runtime_uploaded = False
-        self._conn: _Connection | None = None
+        self._conn: Connection | None = None
         self._lock = asyncio.Lock()
         self._started = False
         self._closed = False
@@ -347,7 +195,7 @@ class SandboxEnvironment:
             self._runtime_uploaded = True
         argv = [self.transport.python, self.runtime_path, "--max-output-chars", str(self.max_output_chars)]
         stream = await self.transport.open_stream(argv)
-        conn = _Connection(stream, self._serve_call)
+        conn = Connection(stream, self._serve_call)
         try:
             try:
                 hello = await asyncio.wait_for(asyncio.shield(conn.ready), timeout=self.start_timeout)
@@ -358,6 +206,7 @@ class SandboxEnvironment:
                     "(Python >= 3.8), or raise start_timeout"
                 ) from None
             except SandboxDiedError as exc:
+                await conn.close()  # waits for the process and its stderr, so the message says why
                 raise SandboxError(
                     f"the runtime in {self.transport.describe()} exited before it was ready ({exc}; "
                     f"{stream.diagnostics() or 'no diagnostics'}); check that {self.transport.python!r} "
@@ -417,7 +266,7 @@ class SandboxEnvironment:
             ) from exc
 
     async def _ack(
-        self, conn: _Connection, message: dict[str, Any], what: str, timeout: float | None = None
+        self, conn: Connection, message: dict[str, Any], what: str, timeout: float | None = None
     ) -> None:
         try:
             reply = await asyncio.wait_for(conn.request(message), timeout=timeout or self.start_timeout)
@@ -441,7 +290,7 @@ class SandboxEnvironment:
                 self._context_order.append(index)
             self._contexts[index] = value
 
-    async def _send_context(self, conn: _Connection, index: int, value: Any) -> None:
+    async def _send_context(self, conn: Connection, index: int, value: Any) -> None:
         uploaded = self._uploaded.get(index)
         if uploaded is None:
             contents = ContextFile(value)
@@ -486,7 +335,7 @@ class SandboxEnvironment:
             )
             self._histories[index] = messages
 
-    async def _live_connection(self) -> _Connection:
+    async def _live_connection(self) -> Connection:
         if self._conn is None or not self._conn.alive:
             await self._restart()
         assert self._conn is not None

@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from rlm_core.environments.lifecycle.streams import StderrTail, exit_status
 from rlm_core.environments.sandbox import SandboxEnvironment
 from rlm_core.errors import ConfigurationError, SandboxError
 
@@ -40,7 +41,6 @@ SECRET_NAME_MARKERS = (
 SECRET_VALUE_PATTERN = re.compile(
     r"^(sk-|sk_|ghp_|gho_|ghs_|github_pat_|xox[abp]-|AKIA|ASIA|AIza|hf_|glpat-)"
 )
-_STDERR_TAIL_CHARS = 4000
 _SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
 
@@ -75,29 +75,15 @@ def parse_size(value: int | str | None, what: str = "memory_limit") -> int | Non
     return int(number * (1 << {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}[unit]))
 
 
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
 class ProcessStream:
     """A :class:`ByteStream` over an asyncio child process; closing kills its whole process group."""
 
     def __init__(self, process: asyncio.subprocess.Process, memory_limit: int | None) -> None:
+        assert process.stderr is not None
         self.process = process
         self.memory_limit = memory_limit
-        self._stderr_tail = ""
-        self._stderr_task = asyncio.create_task(self._drain_stderr(), name="rlm-subprocess-stderr")
-
-    async def _drain_stderr(self) -> None:
-        assert self.process.stderr is not None
-        while True:
-            chunk = await self.process.stderr.read(1 << 14)
-            if not chunk:
-                return
-            self._stderr_tail = (self._stderr_tail + chunk.decode("utf-8", "replace"))[-_STDERR_TAIL_CHARS:]
+        self.stderr = StderrTail()
+        self.stderr.drain(process.stderr)
 
     async def read(self, max_bytes: int) -> bytes:
         assert self.process.stdout is not None
@@ -120,23 +106,14 @@ class ProcessStream:
             await self.process.wait()
         if self.process.stdin is not None:
             self.process.stdin.close()
-        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(self._stderr_task, timeout=1.0)
-        self._stderr_task.cancel()
+        await self.stderr.finish()
 
     def diagnostics(self) -> str:
-        parts = []
-        code = self.process.returncode
-        if code is not None and code < 0:
-            parts.append(f"killed by {_signal_name(-code)}")
-        elif code is not None:
-            parts.append(f"exit code {code}")
-        tail = self._stderr_tail.strip()
-        if "MemoryError" in tail and self.memory_limit:
+        parts = [exit_status(self.process.returncode)]
+        if "MemoryError" in self.stderr.text and self.memory_limit:
             parts.append(f"it hit the memory limit of {self.memory_limit >> 20} MiB")
-        if tail:
-            parts.append("stderr: " + tail[-600:])
-        return "; ".join(parts)
+        parts.append(self.stderr.summary())
+        return "; ".join(part for part in parts if part)
 
 
 class SubprocessTransport:

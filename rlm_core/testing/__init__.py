@@ -19,10 +19,14 @@ registers the pytest fixtures ``openai_server``, ``anthropic_server`` and ``scri
 
 Faults: ``server.fail_next(2, status=500)``, ``malformed_next()``, ``drop_next()``,
 ``slow_next(delay=...)``; ``server.api_key = "k"`` makes other keys fail with 401.
+
+``SandboxLifecycleContract``: subclass it in a sandbox plugin's tests and every path (close, failed
+start, stuck cell, error, Ctrl-C, interpreter exit, ``rlm cleanup``) is checked to leave nothing behind.
 """
 
 from __future__ import annotations
 
+from rlm_core.testing.sandbox_lifecycle_contract import SandboxLifecycleContract
 from rlm_core.testing.scripted import FailOn, ReplyScript, ScriptedClient, repl
 from rlm_core.testing.servers import AnthropicServer, LoopbackLLMServer, ModelTotals, OpenAIServer
 from rlm_core.testing.tokens import count_message_tokens, count_tokens, truncate_to_tokens
@@ -34,6 +38,7 @@ __all__ = [
     "ModelTotals",
     "OpenAIServer",
     "ReplyScript",
+    "SandboxLifecycleContract",
     "ScriptedClient",
     "count_message_tokens",
     "count_tokens",

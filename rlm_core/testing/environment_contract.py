@@ -17,7 +17,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 from rlm_core.environments.base import Environment, ExecResult
@@ -42,6 +42,27 @@ class RecordingHost:
             single = function.replace("_batched", "")
             return [f"{single}:{p}:{args.get('model')}" for p in args.get("prompts", [])]
         raise ValueError(f"unexpected host function {function!r}")
+
+
+def run_cells(environment: Environment, *cells: str, contexts: Sequence[Any] = ()) -> list[str]:
+    """Start ``environment`` with a :class:`RecordingHost`, load ``contexts``, run ``cells`` and return
+    their stdout; a cell that fails fails the caller. The environment is closed on every path."""
+
+    async def scenario() -> list[str]:
+        try:
+            await environment.start(RecordingHost(), {})
+            for index, context in enumerate(contexts):
+                await environment.load_context(index, context)
+            outputs = []
+            for cell in cells:
+                result = await environment.execute(cell)
+                assert result.error is None, f"the cell failed: {result.error}"
+                outputs.append(result.stdout)
+            return outputs
+        finally:
+            await environment.close()
+
+    return asyncio.run(scenario())
 
 
 def _shout(text: str, times: int = 1) -> str:

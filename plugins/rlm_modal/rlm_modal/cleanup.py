@@ -1,17 +1,15 @@
-"""``rlm cleanup`` for Modal: terminate rlm-core sandboxes whose owner process is gone."""
+"""``rlm cleanup`` for Modal: the core's cleanup loop over Modal's sandbox listing, tags and terminate."""
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import os
-from collections.abc import Coroutine
 from typing import Any
 
-from rlm_modal.owner import TAG_MARK, TAG_OWNER_HOST, TAG_OWNER_PID, TAG_RUN_ID, is_orphan, parse_pid
+from rlm_core.environments.lifecycle import Owner, run_cleanup
+from rlm_modal.transport import TAGS
 
-KIND = "modal"
 CLEANUP_TIMEOUT = 60.0
+FIX = "check the network and your Modal token (`modal token new`, or MODAL_TOKEN_ID/MODAL_TOKEN_SECRET)"
 
 
 def has_credentials(modal: Any) -> bool:
@@ -25,55 +23,33 @@ def has_credentials(modal: Any) -> bool:
         return False
 
 
+class ModalSandboxes:
+    """Modal's sandboxes as the core's cleanup loop asks for them."""
+
+    kind = "modal"
+
+    def __init__(self, modal: Any) -> None:
+        self.modal = modal
+
+    def sandboxes(self) -> Any:
+        return self.modal.Sandbox.list.aio(tags=TAGS.selector())
+
+    def identify(self, sandbox: Any) -> str:
+        return str(sandbox.object_id)
+
+    async def owner(self, sandbox: Any) -> Owner | None:
+        return TAGS.read(await sandbox.get_tags.aio())
+
+    async def end(self, sandbox: Any) -> None:
+        await sandbox.terminate.aio()
+
+
 def cleanup_sandboxes(*, include_live: bool, dry_run: bool) -> list[dict[str, Any]]:
     try:
         import modal
     except ImportError:
-        return []
+        return []  # without the SDK this installation never started a Modal sandbox
     if not has_credentials(modal):
         return []
-    try:
-        return _run(asyncio.wait_for(_cleanup(modal, include_live, dry_run), CLEANUP_TIMEOUT))
-    except Exception as exc:
-        return [
-            {
-                "kind": KIND,
-                "error": f"could not list Modal sandboxes ({type(exc).__name__}: {exc}); check the network "
-                "and your Modal token (`modal token new`, or MODAL_TOKEN_ID/MODAL_TOKEN_SECRET)",
-            }
-        ]
-
-
-def _run(coroutine: Coroutine[Any, Any, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # called from a running loop (a notebook)
-        return pool.submit(asyncio.run, coroutine).result()
-
-
-async def _cleanup(modal: Any, include_live: bool, dry_run: bool) -> list[dict[str, Any]]:
-    entries = []
-    async for sandbox in modal.Sandbox.list.aio(tags={TAG_MARK: "1"}):
-        tags = await sandbox.get_tags.aio()
-        owner_host = tags.get(TAG_OWNER_HOST, "")
-        owner_pid = parse_pid(tags.get(TAG_OWNER_PID))
-        if not (include_live or is_orphan(owner_host, owner_pid)):
-            continue
-        entry: dict[str, Any] = {
-            "kind": KIND,
-            "id": sandbox.object_id,
-            "run_id": tags.get(TAG_RUN_ID, ""),
-            "owner_pid": owner_pid,
-            "owner_host": owner_host,
-            "removed": False,
-        }
-        if not dry_run:
-            try:
-                await sandbox.terminate.aio()
-                entry["removed"] = True
-            except Exception as exc:
-                entry["error"] = f"terminate failed: {exc}"
-        entries.append(entry)
-    return entries
+    service = ModalSandboxes(modal)
+    return run_cleanup(service, include_live=include_live, dry_run=dry_run, timeout=CLEANUP_TIMEOUT, fix=FIX)

@@ -10,25 +10,23 @@ import asyncio
 import contextlib
 import logging
 import posixpath
-import shlex
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rlm_core.environments.ownership import LiveSandboxes
+from rlm_core.environments import lifecycle
 from rlm_core.errors import ConfigurationError, SandboxError, SandboxStartError
-from rlm_modal.owner import new_run_id, owner_tags
 
 logger = logging.getLogger("rlm_modal")
 
 DEFAULT_APP_NAME = "rlm-core"
 DEFAULT_PYTHON_VERSION = "3.11"
 WORKDIR = "/rlm"
-_STDERR_TAIL_CHARS = 4000
+# The tags every sandbox carries: rlm-core=1, rlm-core-run-id, rlm-core-owner-pid, rlm-core-owner-host.
+TAGS = lifecycle.OwnerTags()
 _KILL_TIMEOUT = 15.0
 _EXIT_GRACE = 0.5
 _TERMINATE_TIMEOUT = 30.0
-_LATE_CREATE_TIMEOUT = 120.0
 
 
 def import_modal() -> Any:
@@ -59,101 +57,34 @@ def memory_mib(value: int | str | None) -> int | None:
         ) from None
 
 
-# -- termination at interpreter exit -------------------------------------------------------------
+# -- the exit registry and the stream -----------------------------------------------------------
 
-
-def _terminate(transport: ModalTransport) -> None:
-    if transport.sandbox is not None:
-        transport.sandbox.terminate()  # the SDK's blocking form: no event loop runs at exit
-
-
-_live: LiveSandboxes[ModalTransport] = LiveSandboxes("Modal", _terminate)
-# What the exit hook runs: terminate every sandbox this process still holds.
+# The sandboxes this process holds, terminated at interpreter exit with the SDK's blocking call
+# (no event loop runs then).
+_live: lifecycle.LiveSandboxes[Any] = lifecycle.LiveSandboxes("Modal", lambda sandbox: sandbox.terminate())
 terminate_live_sandboxes = _live.end_all
 
 
-# -- the stream ----------------------------------------------------------------------------------
-
-
-class ModalProcessStream:
+class ModalProcessStream(lifecycle.ProcessByteStream):
     """A :class:`~rlm_core.environments.ByteStream` over one ``Sandbox.exec`` process (bytes mode)."""
 
-    def __init__(self, transport: ModalTransport, process: Any, pidfile: str) -> None:
+    def __init__(self, transport: ModalTransport, process: Any, group: lifecycle.RuntimeGroup) -> None:
+        super().__init__(process.stdout, stderr=process.stderr, describe=transport.describe())
         self.transport = transport
         self.process = process
-        self.pidfile = pidfile
-        self._chunks = aiter(process.stdout)
-        self._buffer = bytearray()
-        self._eof = False
-        self._closed = False
-        self._exit_code: int | None = None
-        self._stderr_tail = ""
-        self._stderr_task = asyncio.create_task(self._drain_stderr(), name="rlm-modal-stderr")
+        self.group = group
 
-    async def _drain_stderr(self) -> None:
-        with contextlib.suppress(Exception):
-            async for chunk in self.process.stderr:
-                text = chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else str(chunk)
-                self._stderr_tail = (self._stderr_tail + text)[-_STDERR_TAIL_CHARS:]
+    async def send(self, data: bytes) -> None:
+        self.process.stdin.write(data)
+        await self.process.stdin.drain.aio()
 
-    async def read(self, max_bytes: int) -> bytes:
-        while not self._buffer and not self._eof:
-            try:
-                chunk = await anext(self._chunks)
-            except StopAsyncIteration:
-                self._eof = True
-                break
-            except Exception as exc:  # the sandbox went away under the stream: that is EOF too
-                logger.info("reading from %s ended: %s", self.transport.describe(), exc)
-                self._eof = True
-                break
-            self._buffer += chunk.encode("utf-8") if isinstance(chunk, str) else chunk
-        data = bytes(self._buffer[:max_bytes])
-        del self._buffer[:max_bytes]
-        return data
-
-    async def write(self, data: bytes) -> None:
-        try:
-            self.process.stdin.write(data)
-            await self.process.stdin.drain.aio()
-        except Exception as exc:
-            raise ConnectionError(f"the runtime in {self.transport.describe()} is gone: {exc}") from exc
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        # stdin EOF ends the runtime (after the core's in-band `shutdown` it is already ending);
-        # then its process group is killed from inside the sandbox, since Modal's process handle
-        # cannot signal: the runtime leads the group, so what its cells started goes too.
+    async def end_process(self) -> None:
+        # stdin EOF ends the runtime (after the core's in-band `shutdown` it is already ending); then
+        # its group is killed from inside the sandbox, since Modal's process handle cannot signal.
         with contextlib.suppress(Exception):
             self.process.stdin.write_eof()
             await asyncio.wait_for(self.process.stdin.drain.aio(), timeout=5)
-        with contextlib.suppress(Exception):
-            self._exit_code = await asyncio.wait_for(self.process.wait.aio(), _EXIT_GRACE)
-        await self.transport.kill_process_group(self.pidfile)
-        if self._exit_code is None:
-            with contextlib.suppress(Exception):
-                self._exit_code = await asyncio.wait_for(self.process.wait.aio(), timeout=5)
-        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(self._stderr_task, timeout=1.0)
-        self._stderr_task.cancel()
-        close_chunks = getattr(self._chunks, "aclose", None)
-        if close_chunks is not None:
-            with contextlib.suppress(Exception):
-                await close_chunks()
-
-    def diagnostics(self) -> str:
-        parts = []
-        if self._exit_code is not None:
-            parts.append(
-                f"exit code {self._exit_code}"
-                + (" (killed: often the memory limit)" if self._exit_code == 137 else "")
-            )
-        tail = self._stderr_tail.strip()
-        if tail:
-            parts.append("stderr: " + tail[-600:])
-        return "; ".join(parts)
+        self.exit_code = await self.group.end(self.process.wait.aio, self.transport.run_quietly, _EXIT_GRACE)
 
 
 # -- the transport -------------------------------------------------------------------------------
@@ -219,17 +150,17 @@ class ModalTransport:
         self.env = dict(env or {})
         self.workdir = workdir
         self.python = python
-        self.run_id = run_id or new_run_id()
+        self.run_id = run_id or lifecycle.new_run_id()
         self.extra_tags = dict(tags or {})
         self.sandbox: Any = None
         self.sandbox_id = ""
-        self._streams = 0
+        self.runtimes = lifecycle.RuntimeGroups(workdir)
 
     def describe(self) -> str:
         return f"Modal sandbox {self.sandbox_id or '(not started)'} in app {self.app_name!r}"
 
     def tags(self) -> dict[str, str]:
-        return {**self.extra_tags, **owner_tags(self.run_id)}
+        return {**self.extra_tags, **TAGS.tags(lifecycle.Owner.current(self.run_id))}
 
     def _build_image(self, modal: Any) -> Any:
         image = self.image
@@ -266,7 +197,7 @@ class ModalTransport:
             app = await modal.App.lookup.aio(
                 self.app_name, create_if_missing=True, environment_name=self.environment_name
             )
-            creating = asyncio.ensure_future(
+            sandbox = await lifecycle.created_or_ended(
                 modal.Sandbox.create.aio(
                     app=app,
                     image=self._build_image(modal),
@@ -281,31 +212,23 @@ class ModalTransport:
                     secrets=self._build_secrets(modal),
                     env=self.env or None,
                     environment_name=self.environment_name,
-                )
+                ),
+                end=lambda late: late.terminate.aio(),
             )
-        except Exception as exc:
-            raise self._start_error(modal, exc) from exc
-        try:
-            sandbox = await asyncio.shield(creating)
-        except asyncio.CancelledError:
-            # Cancelled (Ctrl-C) while Modal was creating it: the sandbox may exist already.
-            await _terminate_when_created(creating)
-            raise
         except Exception as exc:
             raise self._start_error(modal, exc) from exc
         self.sandbox = sandbox
         self.sandbox_id = str(sandbox.object_id)
-        _live.add(self.sandbox_id, self)
+        _live.add(self.sandbox_id, sandbox)
         logger.info(
             "Modal sandbox %s is up after %.1fs (run %s)",
             self.sandbox_id,
             time.monotonic() - began,
             self.run_id,
         )
-        try:  # created here, not as the sandbox's workdir: an image need not have it
+        # Created here, not as the sandbox's workdir: an image need not have it.
+        with lifecycle.reported_as(f"could not create {self.workdir} in {self.describe()}"):
             await sandbox.filesystem.make_directory.aio(self.workdir, create_parents=True)
-        except Exception as exc:
-            raise SandboxError(f"could not create {self.workdir} in {self.describe()}: {exc}") from exc
 
     def _start_error(self, modal: Any, exc: Exception) -> SandboxStartError:
         if isinstance(exc, modal.exception.AuthError):
@@ -325,49 +248,28 @@ class ModalTransport:
 
     async def put_file(self, path: str, data: bytes) -> None:
         sandbox = self._require()
-        try:
+        with lifecycle.reported_as(f"could not write {path} into {self.describe()}"):
             await sandbox.filesystem.write_bytes.aio(data, path)
-        except Exception as exc:
-            raise SandboxError(f"could not write {path} into {self.describe()}: {exc}") from exc
 
     async def open_stream(self, argv: list[str]) -> ModalProcessStream:
-        sandbox = self._require()
-        self._streams += 1
-        pidfile = posixpath.join(self.workdir, f"runtime-{self._streams}.pid")
-        # sh records its pid and then becomes the runtime (exec), so close() can kill its group.
-        command = ["sh", "-c", f'echo $$ > {shlex.quote(pidfile)} && exec "$@"', "rlm-runtime", *argv]
-        try:
-            process = await sandbox.exec.aio(*command, workdir=self.workdir, text=False)
-        except Exception as exc:
-            raise SandboxError(f"could not start the runtime in {self.describe()}: {exc}") from exc
-        return ModalProcessStream(self, process, pidfile)
+        group = self.runtimes.next()
+        with lifecycle.reported_as(f"could not start the runtime in {self.describe()}"):
+            process = await self._require().exec.aio(*group.command(argv), workdir=self.workdir, text=False)
+        return ModalProcessStream(self, process, group)
 
-    async def kill_process_group(self, pidfile: str) -> None:
-        """SIGKILL the process group whose leader's pid is in ``pidfile``; quiet if it or the sandbox is gone."""
+    async def run_quietly(self, script: str) -> None:
+        """Run a shell line in the sandbox and wait for it; quiet if the sandbox is gone."""
         if self.sandbox is None:
             return
-        script = f'p=$(cat {shlex.quote(pidfile)} 2>/dev/null) && kill -9 -"$p" "$p" 2>/dev/null; true'
         with contextlib.suppress(Exception):
-            killer = await asyncio.wait_for(
+            process = await asyncio.wait_for(
                 self.sandbox.exec.aio("sh", "-c", script, text=False), _KILL_TIMEOUT
             )
-            await asyncio.wait_for(killer.wait.aio(), _KILL_TIMEOUT)
+            await asyncio.wait_for(process.wait.aio(), _KILL_TIMEOUT)
 
     async def close(self) -> None:
-        sandbox = self.sandbox
-        if sandbox is None:
-            return
-        try:
-            await asyncio.wait_for(sandbox.terminate.aio(), _TERMINATE_TIMEOUT)
-        except Exception as exc:  # already gone, or Modal unreachable: the sandbox timeout ends it
-            logger.info("terminating %s: %s", self.describe(), exc)
-        # Forgotten only now: a close() cancelled mid-way leaves it to the exit handler.
-        self.sandbox = None
-        _live.discard(self.sandbox_id)
-        logger.info("Modal sandbox %s terminated", self.sandbox_id)
-
-
-async def _terminate_when_created(creating: asyncio.Future[Any]) -> None:
-    with contextlib.suppress(BaseException):
-        sandbox = await asyncio.wait_for(creating, _LATE_CREATE_TIMEOUT)
-        await asyncio.wait_for(sandbox.terminate.aio(), _TERMINATE_TIMEOUT)
+        # Forgotten by the exit registry only once terminated: a close() cancelled mid-way leaves
+        # the sandbox to the exit hook.
+        sandbox, self.sandbox = self.sandbox, None
+        if sandbox is not None:
+            await _live.end(self.sandbox_id, sandbox.terminate.aio(), _TERMINATE_TIMEOUT)

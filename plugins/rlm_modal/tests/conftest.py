@@ -10,15 +10,13 @@ from modal_fakes import FakeModalCloud
 
 
 @pytest.fixture
-def modal_cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeModalCloud]:
-    """The fake cloud, installed in place of modal's classes. Every test ends with every sandbox
-    terminated, or fails: that is the plugin's promise on every path."""
-    cloud = FakeModalCloud()
-    cloud.install(monkeypatch)
-    yield cloud
-    leftovers = [state.id for state in cloud.live()]
-    cloud.shutdown()
-    assert not leftovers, f"sandboxes left running: {leftovers}"
+def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeModalCloud]:
+    """The fake cloud in place of modal's classes, with a token set on the host; the test fails if
+    it leaves a sandbox running."""
+    monkeypatch.setenv("MODAL_TOKEN_ID", "ak-test")
+    monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-test")
+    with FakeModalCloud().installed(monkeypatch) as cloud:
+        yield cloud
 
 
 @pytest.fixture

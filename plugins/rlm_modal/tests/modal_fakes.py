@@ -1,22 +1,17 @@
 """Modal's cloud on this machine, behind autospecs of the real SDK's classes.
 
-Each fake sandbox is a directory plus real processes: its main process (``sleep``) runs in its own
-session, so like a cloud sandbox it outlives the process that created it until it is terminated.
-``exec`` starts real processes with only the sandbox's environment. Every SDK object the transport
-touches is ``create_autospec`` of modal's real class, and every call is bound against the real
-method's ``inspect.signature`` (autospec alone cannot check an instance's ``.aio`` form: it takes
-the instance for ``self``), so a call the real SDK would reject fails here too.
+Each sandbox is a :class:`~rlm_core.testing.local_cloud.LocalSandbox` (a main process that outlives
+its creator until terminated, and real processes started by ``exec`` with only the sandbox's
+environment). Every SDK object the transport touches is ``create_autospec`` of modal's real class,
+and every call is bound against the real method's ``inspect.signature`` (autospec alone cannot
+check an instance's ``.aio`` form: it takes the instance for ``self``), so a call the real SDK
+would reject fails here too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
-import itertools
-import os
-import signal
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -26,58 +21,34 @@ import modal
 import modal.container_process
 import modal.io_streams
 import modal.sandbox.sandbox
-import pytest
+from rlm_modal.transport import TAGS
+
+from rlm_core.environments.lifecycle import Owner
+from rlm_core.testing.local_cloud import LocalCloud, LocalSandbox, bind
 
 REAL_SANDBOX = modal.Sandbox
 REAL_APP = modal.App
 REAL_IMAGE = modal.Image
 REAL_SECRET = modal.Secret
-SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-def bind(
-    real: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], method: bool
-) -> dict[str, Any]:
-    """The call's arguments, with defaults, as the real SDK function would receive them."""
-    signature = inspect.signature(real)
-    bound = signature.bind(None, *args, **kwargs) if method else signature.bind(*args, **kwargs)
-    bound.apply_defaults()
-    return dict(bound.arguments)
-
-
-class FakeSandboxState:
+class FakeModalSandbox(LocalSandbox):
     def __init__(self, sandbox_id: str, arguments: dict[str, Any], env: dict[str, str]) -> None:
-        self.id = sandbox_id
+        super().__init__(sandbox_id, env)
         self.arguments = arguments
         self.tags: dict[str, str] = dict(arguments.get("tags") or {})
-        self.env = env
-        self.workdir = arguments.get("workdir") or "/"
-        self.main = subprocess.Popen(["sleep", "3600"], start_new_session=True)
-        self.processes: list[asyncio.subprocess.Process] = []
-        self.terminated = False
         self.handle: Any = None
 
-    def kill_everything(self) -> None:
-        self.terminated = True
-        for pid in [self.main.pid, *(p.pid for p in self.processes)]:
-            for kill in (os.killpg, os.kill):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    kill(pid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            self.main.wait(timeout=5)
 
-
-class FakeModalCloud:
+class FakeModalCloud(LocalCloud):
     """Install with :meth:`install`; inspect ``sandboxes``, ``calls``; inject failures with ``fail``."""
 
-    def __init__(self) -> None:
-        self.sandboxes: dict[str, FakeSandboxState] = {}
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.failures: dict[str, BaseException] = {}
-        self.named_secrets: dict[str, dict[str, str]] = {}
-        self.create_delay = 0.0
-        self._ids = itertools.count(1)
+    sdk = modal
+    replaces = ("Sandbox", "App", "Image", "Secret")
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.named_secrets: dict[str, dict[str, str]] = {}
         self.Sandbox = create_autospec(REAL_SANDBOX)
         self.Sandbox.create.aio.side_effect = self._create
         self.Sandbox.list.aio.side_effect = self._list
@@ -94,26 +65,10 @@ class FakeModalCloud:
         self.Secret.from_dict.side_effect = self._secret_from_dict
         self.Secret.from_name.side_effect = self._secret_from_name
 
-    # -- installation --------------------------------------------------------------------------
-
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        for name in ("Sandbox", "App", "Image", "Secret"):
-            monkeypatch.setattr(modal, name, getattr(self, name))
-
-    def install_for_process(self) -> None:
-        """For a script run in a child process (no monkeypatch there; the process ends anyway)."""
-        for name in ("Sandbox", "App", "Image", "Secret"):
-            setattr(modal, name, getattr(self, name))
-
     def _record(
         self, name: str, real: Callable[..., Any], args: Any, kwargs: Any, method: bool
     ) -> dict[str, Any]:
-        arguments = bind(real, tuple(args), dict(kwargs), method)
-        self.calls.append((name, arguments))
-        failure = self.failures.pop(name, None)
-        if failure is not None:
-            raise failure
-        return arguments
+        return self.record(name, bind(real, tuple(args), dict(kwargs), method))
 
     def aio(self, name: str, real: Callable[..., Any], implementation: Callable[..., Any]) -> AsyncMock:
         """The ``.aio`` form of an instance method: checked against ``real`` (self skipped), then
@@ -125,9 +80,17 @@ class FakeModalCloud:
 
         return AsyncMock(side_effect=call)
 
-    def fail(self, name: str, error: BaseException) -> None:
-        """Make the next call of SDK method ``name`` (e.g. "create", "make_directory") raise ``error``."""
-        self.failures[name] = error
+    # -- what the contract suites ask ----------------------------------------------------------
+
+    def recorded_owner(self, sandbox_id: str) -> Owner | None:
+        return TAGS.read(self.sandboxes[sandbox_id].tags)
+
+    def leave(self, owner: Owner) -> str:
+        return str(asyncio.run(self.Sandbox.create.aio(app=None, tags=TAGS.tags(owner))).object_id)
+
+    def break_next_start(self) -> str:
+        self.fail("make_directory", modal.exception.SandboxFilesystemPermissionError("read-only"))
+        return "could not create"
 
     # -- App, Image, Secret --------------------------------------------------------------------
 
@@ -169,18 +132,17 @@ class FakeModalCloud:
 
     async def _create(self, *args: Any, **kwargs: Any) -> Any:
         arguments = self._record("create", REAL_SANDBOX.create, args, kwargs, method=False)
-        if self.create_delay:
-            await asyncio.sleep(self.create_delay)
-        env = {"PATH": SANDBOX_PATH, "HOME": "/root"}
+        env: dict[str, str] = {}
         for secret in arguments.get("secrets") or []:
             env.update(secret.values)
         env.update({k: v for k, v in (arguments.get("env") or {}).items() if v is not None})
-        state = FakeSandboxState(f"sb-fake{next(self._ids):04d}", arguments, env)
+        state = FakeModalSandbox(self.new_id("sb-fake"), arguments, env)
         self.sandboxes[state.id] = state
         state.handle = self._handle(state)
+        await self.creation_reached()  # it exists now, whether or not the caller hears of it
         return state.handle
 
-    def _handle(self, state: FakeSandboxState) -> Any:
+    def _handle(self, state: FakeModalSandbox) -> Any:
         sandbox = create_autospec(REAL_SANDBOX, instance=True)
         sandbox.object_id = state.id
 
@@ -190,22 +152,20 @@ class FakeModalCloud:
 
         def terminate_blocking(*args: Any, **kwargs: Any) -> None:
             self._record("terminate", REAL_SANDBOX.terminate, args, kwargs, method=True)
-            state.kill_everything()
+            state.end()
 
         sandbox.exec.aio = self.aio("exec", REAL_SANDBOX.exec, exec_)
-        sandbox.terminate.aio = self.aio(
-            "terminate", REAL_SANDBOX.terminate, lambda _: state.kill_everything()
-        )
+        sandbox.terminate.aio = self.aio("terminate", REAL_SANDBOX.terminate, lambda _: state.end())
         sandbox.terminate.side_effect = terminate_blocking
         sandbox.get_tags.aio = self.aio("get_tags", REAL_SANDBOX.get_tags, lambda _: dict(state.tags))
         sandbox.filesystem = self._filesystem(state)
         return sandbox
 
-    def _check_alive(self, state: FakeSandboxState) -> None:
-        if state.terminated:
+    def _check_alive(self, state: FakeModalSandbox) -> None:
+        if state.ended:
             raise modal.exception.SandboxTerminatedError(f"Sandbox {state.id} has been terminated")
 
-    def _filesystem(self, state: FakeSandboxState) -> Any:
+    def _filesystem(self, state: FakeModalSandbox) -> Any:
         real = modal.sandbox.sandbox.SandboxFilesystem
         filesystem = create_autospec(real, instance=True)
 
@@ -221,19 +181,9 @@ class FakeModalCloud:
         filesystem.write_bytes.aio = self.aio("write_bytes", real.write_bytes, write_bytes)
         return filesystem
 
-    async def _exec(self, state: FakeSandboxState, arguments: dict[str, Any]) -> Any:
-        env = dict(state.env)
-        env.update({k: v for k, v in (arguments.get("env") or {}).items() if v is not None})
-        child = await asyncio.create_subprocess_exec(
-            *arguments["args"],
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=arguments.get("workdir") or state.workdir,
-            env=env,
-            start_new_session=True,  # like a cloud process: it does not die with its creator
-        )
-        state.processes.append(child)
+    async def _exec(self, state: FakeModalSandbox, arguments: dict[str, Any]) -> Any:
+        cwd = arguments.get("workdir") or state.arguments.get("workdir")
+        child = await state.spawn(list(arguments["args"]), cwd, arguments.get("env"))
         text = bool(arguments["text"])
         real = modal.container_process.ContainerProcess
         process = create_autospec(real, instance=True)
@@ -272,16 +222,7 @@ class FakeModalCloud:
 
         async def running() -> AsyncIterator[Any]:
             for state in list(self.sandboxes.values()):
-                if not state.terminated and all(state.tags.get(k) == v for k, v in wanted.items()):
+                if not state.ended and all(state.tags.get(k) == v for k, v in wanted.items()):
                     yield state.handle
 
         return running()
-
-    # -- test helpers --------------------------------------------------------------------------
-
-    def live(self) -> list[FakeSandboxState]:
-        return [state for state in self.sandboxes.values() if not state.terminated]
-
-    def shutdown(self) -> None:
-        for state in self.sandboxes.values():
-            state.kill_everything()

@@ -1,21 +1,25 @@
-"""The core's environment contract suite against the modal environment (on the fake Modal cloud)."""
+"""The core's contract suites against the modal environment, on the fake Modal cloud: the environment
+contract, and the sandbox lifecycle (every path ends the sandbox; owner tags; ``rlm cleanup``)."""
 
 from __future__ import annotations
 
-import pytest
-from modal_fakes import FakeModalCloud
+from rlm_modal import transport
+from rlm_modal.cleanup import cleanup_sandboxes
 
-from rlm_core.environments import Environment
 from rlm_core.testing.environment_contract import EnvironmentContract
+from rlm_core.testing.local_cloud import LocalCloudCase
+from rlm_core.testing.sandbox_lifecycle_contract import SandboxLifecycleContract
 
 
-class TestModalContract(EnvironmentContract):
-    @pytest.fixture(autouse=True)
-    def _cloud(self, modal_cloud: FakeModalCloud, workdir: str) -> None:
-        self.cloud = modal_cloud
-        self.workdir = workdir
+class ModalCase(LocalCloudCase):
+    environment_name = "modal"
+    live = transport._live
+    cleanup_hook = staticmethod(cleanup_sandboxes)
 
-    def make_environment(self) -> Environment:
-        from rlm_modal.environment import modal_environment
 
-        return modal_environment(workdir=self.workdir, timeout=30, kill_grace=2)
+class TestModalEnvironment(ModalCase, EnvironmentContract):
+    """Output, state, errors, sub-calls, timeouts: what every environment does."""
+
+
+class TestModalLifecycle(ModalCase, SandboxLifecycleContract):
+    """Close, failed starts, stuck cells, errors, Ctrl-C, exit, owner tags and cleanup."""

@@ -6,36 +6,17 @@ import asyncio
 import json
 import subprocess
 import sys
-from typing import Any
 
+import modal
 import pytest
 from modal_fakes import FakeModalCloud
 from rlm_modal.environment import modal_environment
 from rlm_modal.transport import ModalTransport
 
 from rlm_core.environments import SandboxEnvironment
-from rlm_core.errors import ConfigurationError
+from rlm_core.errors import ConfigurationError, SandboxStartError
 from rlm_core.plugins import PluginRegistry
-
-
-async def _host(function: str, args: dict[str, Any]) -> Any:
-    return f"{function}:{args.get('prompt')}"
-
-
-def _run(environment: SandboxEnvironment, *cells: str) -> list[str]:
-    async def scenario() -> list[str]:
-        await environment.start(_host, {})
-        try:
-            outputs = []
-            for cell in cells:
-                result = await environment.execute(cell)
-                assert result.error is None, result.error
-                outputs.append(result.stdout)
-            return outputs
-        finally:
-            await environment.close()
-
-    return asyncio.run(scenario())
+from rlm_core.testing.environment_contract import RecordingHost, run_cells
 
 
 def test_import_does_not_load_the_sdk() -> None:
@@ -65,8 +46,16 @@ def test_unknown_and_bad_options_are_clear() -> None:
     assert ModalTransport(memory="2g").memory == 2048
 
 
-def test_options_reach_modal(modal_cloud: FakeModalCloud, workdir: str) -> None:
-    modal_cloud.named_secrets["team-db"] = {"DB_URL": "postgres://db"}
+def test_rejected_credentials_say_how_to_fix_them(cloud: FakeModalCloud, workdir: str) -> None:
+    cloud.fail("create", modal.exception.AuthError("Token missing"))
+    with pytest.raises(SandboxStartError, match="modal token new") as caught:
+        asyncio.run(modal_environment(workdir=workdir).start(RecordingHost(), {}))
+    assert type(caught.value).__name__ == "SandboxStartError"  # the name a user reads
+    assert cloud.sandboxes == {}
+
+
+def test_options_reach_modal(cloud: FakeModalCloud, workdir: str) -> None:
+    cloud.named_secrets["team-db"] = {"DB_URL": "postgres://db"}
     environment = modal_environment(
         workdir=workdir,
         python_version="3.12",
@@ -83,9 +72,11 @@ def test_options_reach_modal(modal_cloud: FakeModalCloud, workdir: str) -> None:
         env={"MODE": "test"},
         tags={"team": "search"},
     )
-    out = _run(environment, "import os\nprint(os.environ['DB_URL'], os.environ['EXTRA'], os.environ['MODE'])")
+    out = run_cells(
+        environment, "import os\nprint(os.environ['DB_URL'], os.environ['EXTRA'], os.environ['MODE'])"
+    )
     assert out == ["postgres://db 1 test\n"]
-    calls = dict(modal_cloud.calls)
+    calls = dict(cloud.calls)
     assert calls["lookup"]["name"] == "research" and calls["lookup"]["create_if_missing"] is True
     assert calls["debian_slim"]["python_version"] == "3.12"
     assert calls["pip_install"]["packages"] == ("numpy==2.1.0",)
@@ -105,13 +96,13 @@ def test_options_reach_modal(modal_cloud: FakeModalCloud, workdir: str) -> None:
     assert tags["rlm-core-owner-pid"].isdigit() and tags["rlm-core-owner-host"]
 
 
-def test_a_registry_image(modal_cloud: FakeModalCloud, workdir: str) -> None:
-    _run(modal_environment(workdir=workdir, image="python:3.12-slim", add_python=None), "1")
-    assert dict(modal_cloud.calls)["from_registry"]["tag"] == "python:3.12-slim"
+def test_a_registry_image(cloud: FakeModalCloud, workdir: str) -> None:
+    run_cells(modal_environment(workdir=workdir, image="python:3.12-slim", add_python=None), "1")
+    assert dict(cloud.calls)["from_registry"]["tag"] == "python:3.12-slim"
 
 
 def test_no_api_key_reaches_the_sandbox(
-    modal_cloud: FakeModalCloud, workdir: str, monkeypatch: pytest.MonkeyPatch
+    cloud: FakeModalCloud, workdir: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     host_secrets = {
         "MODAL_TOKEN_ID": "ak-" + "h" * 16,
@@ -120,52 +111,45 @@ def test_no_api_key_reaches_the_sandbox(
     }
     for name, value in host_secrets.items():
         monkeypatch.setenv(name, value)
-    out = _run(modal_environment(workdir=workdir), "import os, json\nprint(json.dumps(dict(os.environ)))")
-    inside = json.loads(out[0])
+    (out,) = run_cells(
+        modal_environment(workdir=workdir), "import os, json\nprint(json.dumps(dict(os.environ)))"
+    )
+    inside = json.loads(out)
     assert not set(host_secrets) & set(inside)
-    assert not any(value in json.dumps(inside) for value in host_secrets.values())
-    sent = repr([arguments for _, arguments in modal_cloud.calls])
-    assert not any(value in sent for value in host_secrets.values())
+    assert not any(value in out or value in repr(cloud.calls) for value in host_secrets.values())
 
 
-def test_large_contexts_travel_as_files(modal_cloud: FakeModalCloud, workdir: str) -> None:
-    environment = modal_environment(workdir=workdir, inline_context_chars=1000)
+def test_large_contexts_travel_as_files(cloud: FakeModalCloud, workdir: str) -> None:
     document = "line of a long report\n" * 5000
-
-    async def scenario() -> str:
-        await environment.start(_host, {})
-        try:
-            await environment.load_context(0, document)
-            return (await environment.execute("print(len(context), context[:4])")).stdout
-        finally:
-            await environment.close()
-
-    assert asyncio.run(scenario()) == f"{len(document)} line\n"
-    written = [args["remote_path"] for name, args in modal_cloud.calls if name == "write_bytes"]
+    environment = modal_environment(workdir=workdir, inline_context_chars=1000)
+    assert run_cells(environment, "print(len(context), context[:4])", contexts=[document]) == [
+        f"{len(document)} line\n"
+    ]
+    written = [args["remote_path"] for args in cloud.calls_to("write_bytes")]
     assert written == [f"{workdir}/rlm_runtime.py", f"{workdir}/context_0.txt"]
 
 
-def test_multi_turn_state_persists_across_cells(modal_cloud: FakeModalCloud, workdir: str) -> None:
-    out = _run(
+def test_multi_turn_state_persists_across_cells(cloud: FakeModalCloud, workdir: str) -> None:
+    out = run_cells(
         modal_environment(workdir=workdir), "notes = ['first']", "notes.append('second')\nprint(notes)"
     )
     assert out[1] == "['first', 'second']\n"
-    assert len(modal_cloud.sandboxes) == 1 and [name for name, _ in modal_cloud.calls].count("create") == 1
+    assert len(cloud.sandboxes) == 1 and len(cloud.calls_to("create")) == 1
 
 
-def test_the_fake_rejects_what_the_real_sdk_would(modal_cloud: FakeModalCloud) -> None:
+def test_the_fake_rejects_what_the_real_sdk_would(cloud: FakeModalCloud) -> None:
     """The signature checks can fail: a keyword the real Sandbox.exec lacks is a TypeError."""
-    sandbox = asyncio.run(modal_cloud.Sandbox.create.aio(app=None))
+    sandbox = asyncio.run(cloud.Sandbox.create.aio(app=None))
     try:
         with pytest.raises(TypeError):
             asyncio.run(sandbox.exec.aio("true", cwd="/"))
         with pytest.raises(TypeError):
-            asyncio.run(modal_cloud.Sandbox.create.aio(cpus=2))
+            asyncio.run(cloud.Sandbox.create.aio(cpus=2))
     finally:
         sandbox.terminate()
 
 
-def test_every_sdk_call_matches_the_installed_modal(modal_cloud: FakeModalCloud, workdir: str) -> None:
+def test_every_sdk_call_matches_the_installed_modal(cloud: FakeModalCloud, workdir: str) -> None:
     """Each SDK method the transport used exists in the installed modal, has an ``.aio`` form where it
     was awaited, and accepts the arguments it was given (bound against ``inspect.signature``)."""
     import inspect
@@ -178,16 +162,7 @@ def test_every_sdk_call_matches_the_installed_modal(modal_cloud: FakeModalCloud,
     environment = modal_environment(
         workdir=workdir, pip=["numpy"], secrets=[{"A": "1"}], inline_context_chars=10
     )
-
-    async def scenario() -> None:
-        await environment.start(_host, {})
-        try:
-            await environment.load_context(0, "a context sent as a file")
-            await environment.execute("print(len(context))")
-        finally:
-            await environment.close()
-
-    asyncio.run(scenario())
+    run_cells(environment, "print(len(context))", contexts=["a context sent as a file"])
     real = {
         "lookup": (REAL_APP.lookup, False),
         "debian_slim": (REAL_IMAGE.debian_slim, False),
@@ -201,11 +176,11 @@ def test_every_sdk_call_matches_the_installed_modal(modal_cloud: FakeModalCloud,
         "wait": (modal.container_process.ContainerProcess.wait, True),
         "terminate": (REAL_SANDBOX.terminate, True),
     }
-    used = {name for name, _ in modal_cloud.calls}
+    used = {name for name, _ in cloud.calls}
     assert used == set(real)
     awaited = {"lookup", "create", "make_directory", "write_bytes", "exec", "drain", "wait", "terminate"}
     assert all(hasattr(real[name][0], "aio") for name in awaited)
-    for name, arguments in modal_cloud.calls:
+    for name, arguments in cloud.calls:
         method, takes_self = real[name]
         parameters = inspect.signature(method).parameters
         assert set(arguments) <= set(parameters), (name, set(arguments) - set(parameters))

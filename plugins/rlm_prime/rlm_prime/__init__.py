@@ -1,31 +1,17 @@
 """rlm-prime: Prime Intellect Sandboxes as the rlm-core environment ``prime``.
 
-This module is the plugin (entry point ``rlm``/``prime``). It stays tiny and never imports the
-Prime SDK: the factory and the cleanup hook import what they need when called.
+The entry point ``rlm``/``prime`` names this module; ``prime_sandboxes`` is imported by the factory
+and the cleanup when they run, never at discovery.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from rlm_core import hookimpl
+from rlm_core.environments.sandbox_hooks import sandbox_hooks
 
 __version__ = "0.2.0"
 
-
-def _prime_environment(**kwargs: Any) -> Any:
-    from rlm_prime.environment import prime_environment
-
-    return prime_environment(**kwargs)
-
-
-@hookimpl
-def rlm_register_environments(register: Any) -> None:
-    register("prime", _prime_environment)
-
-
-@hookimpl
-def rlm_cleanup_sandboxes(include_live: bool, dry_run: bool) -> list[dict[str, Any]]:
-    from rlm_prime.cleanup import cleanup_sandboxes
-
-    return cleanup_sandboxes(include_live=include_live, dry_run=dry_run)
+rlm_register_environments, rlm_cleanup_sandboxes = sandbox_hooks(
+    "prime",
+    environment="rlm_prime.environment:prime_environment",
+    cleanup="rlm_prime.cleanup:cleanup_sandboxes",
+)

@@ -18,20 +18,19 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rlm_core.environments.ownership import LiveSandboxes
+from rlm_core.environments import lifecycle
 from rlm_core.errors import ConfigurationError, SandboxError, SandboxStartError
-from rlm_prime.owner import new_run_id, owner_labels
 
 logger = logging.getLogger("rlm_prime")
 
 DEFAULT_PYTHON_VERSION = "3.11"
 WORKDIR = "/rlm"
-_STDERR_TAIL_CHARS = 4000
+# The labels every sandbox carries: rlm-core, rlm-core-run-<id>, rlm-core-pid-<pid>, rlm-core-host-<host>.
+LABELS = lifecycle.OwnerLabels()
 _SHUTDOWN_GRACE = 0.5
 _COMMAND_TIMEOUT = 30
 _INSTALL_TIMEOUT = 900
 _DELETE_TIMEOUT = 30.0
-_LATE_CREATE_TIMEOUT = 120.0
 
 
 def import_prime() -> Any:
@@ -56,85 +55,35 @@ def configured_api_key(sdk: Any, api_key: str | None = None) -> str:
         return ""
 
 
-# -- removal at interpreter exit -----------------------------------------------------------------
+# -- the exit registry and the stream -----------------------------------------------------------
 
 
-def _delete(transport: PrimeTransport) -> None:
+def _delete_blocking(held: tuple[str, str | None]) -> None:
+    sandbox_id, api_key = held
     sdk = import_prime()  # the SDK's blocking client: no event loop runs at exit
-    sdk.SandboxClient(sdk.APIClient(api_key=transport.api_key)).delete(transport.sandbox_id)
+    sdk.SandboxClient(sdk.APIClient(api_key=api_key)).delete(sandbox_id)
 
 
-_live: LiveSandboxes[PrimeTransport] = LiveSandboxes("Prime", _delete)
-# What the exit hook runs: delete every sandbox this process still holds.
+# The sandboxes this process holds (id and the key that made it), deleted at interpreter exit.
+_live: lifecycle.LiveSandboxes[tuple[str, str | None]] = lifecycle.LiveSandboxes("Prime", _delete_blocking)
 delete_live_sandboxes = _live.end_all
 
 
-# -- the stream ----------------------------------------------------------------------------------
+class PrimeProcessStream(lifecycle.ProcessByteStream):
+    """A :class:`~rlm_core.environments.ByteStream` over one live Prime process. Its stdin has no EOF:
+    the core's in-band ``shutdown`` ends the runtime, and closing kills what is left."""
 
+    def __init__(self, transport: PrimeTransport, process: Any, group: lifecycle.RuntimeGroup) -> None:
+        super().__init__(process.stdout, stderr=process.stderr, describe=transport.describe())
+        self.process, self.group, self.transport = process, group, transport
 
-class PrimeProcessStream:
-    """A :class:`~rlm_core.environments.ByteStream` over one live Prime process."""
+    async def send(self, data: bytes) -> None:
+        await self.process.write_stdin(data)
 
-    def __init__(self, transport: PrimeTransport, process: Any, pidfile: str) -> None:
-        self.transport = transport
-        self.process = process
-        self.pidfile = pidfile
-        self._buffer = bytearray()
-        self._eof = False
-        self._closed = False
-        self._stderr_tail = ""
-        self._stderr_task = asyncio.create_task(self._drain_stderr(), name="rlm-prime-stderr")
-
-    async def _drain_stderr(self) -> None:
-        with contextlib.suppress(Exception):
-            async for chunk in self.process.stderr:
-                self._stderr_tail = (self._stderr_tail + chunk.decode("utf-8", "replace"))[
-                    -_STDERR_TAIL_CHARS:
-                ]
-
-    async def read(self, max_bytes: int) -> bytes:
-        while not self._buffer and not self._eof:
-            try:
-                self._buffer += await anext(self.process.stdout)
-            except StopAsyncIteration:
-                self._eof = True
-            except Exception as exc:  # the stream or the sandbox went away: that is EOF too
-                logger.info("reading from %s ended: %s", self.transport.describe(), exc)
-                self._eof = True
-        data = bytes(self._buffer[:max_bytes])
-        del self._buffer[:max_bytes]
-        return data
-
-    async def write(self, data: bytes) -> None:
-        try:
-            await self.process.write_stdin(data)
-        except Exception as exc:
-            raise ConnectionError(f"the runtime in {self.transport.describe()} is gone: {exc}") from exc
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        # After the core's in-band `shutdown` the runtime exits by itself; then its process group is
-        # killed (the runtime leads it), so a stuck runtime and whatever its cells started go too.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.process.wait(), _SHUTDOWN_GRACE)
-        await self.transport.kill_process_group(self.pidfile)
+    async def end_process(self) -> None:
+        self.exit_code = await self.group.end(self.process.wait, self.transport.run_quietly, _SHUTDOWN_GRACE)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.process.aclose(), _COMMAND_TIMEOUT)
-        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(self._stderr_task, timeout=1.0)
-        self._stderr_task.cancel()
-
-    def diagnostics(self) -> str:
-        parts = []
-        code = self.process.returncode
-        if code is not None:
-            parts.append(f"exit code {code}" + (" (killed: often the memory limit)" if code == 137 else ""))
-        tail = self._stderr_tail.strip()
-        if tail:
-            parts.append("stderr: " + tail[-600:])
-        return "; ".join(parts)
 
 
 # -- the transport -------------------------------------------------------------------------------
@@ -204,18 +153,18 @@ class PrimeTransport:
         self.secrets = dict(secrets or {})
         self.workdir = workdir
         self.python = python
-        self.run_id = run_id or new_run_id()
+        self.run_id = run_id or lifecycle.new_run_id()
         self.extra_labels = list(labels)
         self.api_key = api_key
         self.client: Any = None
         self.sandbox_id = ""
-        self._streams = 0
+        self.runtimes = lifecycle.RuntimeGroups(workdir)
 
     def describe(self) -> str:
         return f"Prime sandbox {self.sandbox_id or '(not started)'} ({self.image})"
 
     def labels(self) -> list[str]:
-        return [*self.extra_labels, *owner_labels(self.run_id)]
+        return [*self.extra_labels, *LABELS.labels(lifecycle.Owner.current(self.run_id))]
 
     async def start(self) -> None:
         if self.sandbox_id:
@@ -246,17 +195,15 @@ class PrimeTransport:
         )
         began = time.monotonic()
         logger.info("starting a Prime sandbox from %s (provisioning can take a while)", self.image)
-        creating = asyncio.ensure_future(self.client.create(request))
+        client = self.client
         try:
-            sandbox = await asyncio.shield(creating)
-        except asyncio.CancelledError:
-            # Cancelled (Ctrl-C) while Prime was creating it: the sandbox may exist already.
-            await _delete_when_created(self.client, creating)
-            raise
+            sandbox = await lifecycle.created_or_ended(
+                client.create(request), end=lambda late: client.delete(late.id)
+            )
         except Exception as exc:
             raise self._start_error(sdk, exc) from exc
         self.sandbox_id = str(sandbox.id)
-        _live.add(self.sandbox_id, self)
+        _live.add(self.sandbox_id, (self.sandbox_id, self.api_key))
         try:
             await self.client.wait_for_creation(self.sandbox_id)
         except Exception as exc:
@@ -295,15 +242,9 @@ class PrimeTransport:
         )
 
     async def _run(self, command: str, what: str, env: dict[str, str] | None = None) -> None:
-        try:
-            response = await self.client.execute_command(
-                self.sandbox_id,
-                command,
-                env=env,
-                timeout=_INSTALL_TIMEOUT if "install" in what else _COMMAND_TIMEOUT,
-            )
-        except Exception as exc:
-            raise SandboxStartError(f"{what} in {self.describe()} failed: {exc}") from exc
+        timeout = _INSTALL_TIMEOUT if "install" in what else _COMMAND_TIMEOUT
+        with lifecycle.reported_as(f"{what} in {self.describe()} failed", SandboxStartError):
+            response = await self.client.execute_command(self.sandbox_id, command, env=env, timeout=timeout)
         if response.exit_code != 0:
             raise SandboxStartError(
                 f"{what} in {self.describe()} failed (exit code {response.exit_code}): "
@@ -317,56 +258,35 @@ class PrimeTransport:
 
     async def put_file(self, path: str, data: bytes) -> None:
         sandbox_id = self._require()
-        try:
+        with lifecycle.reported_as(f"could not upload {path} into {self.describe()}"):
             await self.client.upload_bytes(sandbox_id, path, data, posixpath.basename(path))
-        except Exception as exc:
-            raise SandboxError(f"could not upload {path} into {self.describe()}: {exc}") from exc
 
     async def open_stream(self, argv: list[str]) -> PrimeProcessStream:
-        sandbox_id = self._require()
-        self._streams += 1
-        pidfile = posixpath.join(self.workdir, f"runtime-{self._streams}.pid")
-        # sh records its pid and then becomes the runtime (exec), so close() can kill its group.
-        command = shlex.join(
-            ["sh", "-c", f'echo $$ > {shlex.quote(pidfile)} && exec "$@"', "rlm-runtime", *argv]
-        )
-        try:
-            process = await self.client.open_process(sandbox_id, command, working_dir=self.workdir)
-        except Exception as exc:
-            raise SandboxError(f"could not start the runtime in {self.describe()}: {exc}") from exc
-        return PrimeProcessStream(self, process, pidfile)
+        sandbox_id, group = self._require(), self.runtimes.next()
+        # The process API takes one shell command line; sh splits it back into the runtime's argv.
+        with lifecycle.reported_as(f"could not start the runtime in {self.describe()}"):
+            process = await self.client.open_process(
+                sandbox_id, shlex.join(group.command(argv)), working_dir=self.workdir
+            )
+        return PrimeProcessStream(self, process, group)
 
-    async def kill_process_group(self, pidfile: str) -> None:
-        """SIGKILL the process group whose leader's pid is in ``pidfile``; quiet if it or the sandbox is gone."""
+    async def run_quietly(self, script: str) -> None:
+        """Run a shell line in the sandbox; quiet if it or the sandbox is gone."""
         if not self.sandbox_id or self.client is None:
             return
-        script = f'p=$(cat {shlex.quote(pidfile)} 2>/dev/null) && kill -9 -"$p" "$p" 2>/dev/null; true'
+        command = f"sh -c {shlex.quote(script)}"
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                self.client.execute_command(
-                    self.sandbox_id, f"sh -c {shlex.quote(script)}", timeout=_COMMAND_TIMEOUT
-                ),
-                _COMMAND_TIMEOUT + 5,
-            )
+            call = self.client.execute_command(self.sandbox_id, command, timeout=_COMMAND_TIMEOUT)
+            await asyncio.wait_for(call, _COMMAND_TIMEOUT + 5)
 
     async def close(self) -> None:
         client, sandbox_id = self.client, self.sandbox_id
         if client is None:
             return
         if sandbox_id:
-            try:
-                await asyncio.wait_for(client.delete(sandbox_id), _DELETE_TIMEOUT)
-                logger.info("Prime sandbox %s deleted", sandbox_id)
-            except Exception as exc:  # already gone, or Prime unreachable: its timeout ends it
-                logger.info("deleting %s: %s", self.describe(), exc)
-            # Forgotten only now: a close() cancelled mid-way leaves it to the exit handler.
-            _live.discard(sandbox_id)
+            # Forgotten by the exit registry only once deleted: a close() cancelled mid-way leaves
+            # the sandbox to the exit hook.
+            await _live.end(sandbox_id, client.delete(sandbox_id), _DELETE_TIMEOUT)
         self.client, self.sandbox_id = None, ""
         with contextlib.suppress(Exception):
             await client.aclose()
-
-
-async def _delete_when_created(client: Any, creating: asyncio.Future[Any]) -> None:
-    with contextlib.suppress(BaseException):
-        sandbox = await asyncio.wait_for(creating, _LATE_CREATE_TIMEOUT)
-        await asyncio.wait_for(client.delete(sandbox.id), _DELETE_TIMEOUT)

@@ -8,21 +8,20 @@ from pathlib import Path
 import pytest
 from prime_fakes import FakePrimeCloud
 
+API_KEY = "pit_" + "k" * 24
+
 
 @pytest.fixture
-def prime_cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePrimeCloud]:
-    """The fake cloud, installed in place of the SDK's clients, with a key set on the host. Every
-    test ends with every sandbox deleted, or fails: that is the plugin's promise on every path."""
-    monkeypatch.setenv("PRIME_API_KEY", "pit_" + "k" * 24)
-    cloud = FakePrimeCloud()
-    cloud.install(monkeypatch)
-    yield cloud
-    leftovers = [sandbox.id for sandbox in cloud.live()]
-    cloud.shutdown()
-    assert not leftovers, f"sandboxes left running: {leftovers}"
+def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePrimeCloud]:
+    """The fake cloud in place of the SDK's clients, with a key set on the host. Every test ends
+    with every sandbox deleted, or fails: that is the plugin's promise on every path."""
+    monkeypatch.setenv("PRIME_API_KEY", API_KEY)
+    fake = FakePrimeCloud()
+    with fake.installed(monkeypatch):
+        yield fake
 
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> str:
-    """The sandbox's working directory: the fake's sandboxes share this machine's filesystem."""
+    """Where the runtime and contexts go: the fake's sandboxes share this machine's filesystem."""
     return str(tmp_path / "rlm")

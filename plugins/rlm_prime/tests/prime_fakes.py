@@ -1,7 +1,7 @@
 """Prime Intellect's cloud on this machine, behind autospecs of the real SDK's classes.
 
-Each fake sandbox is a directory plus real processes: its main process (``sleep``) runs in its own
-session, so like a cloud sandbox it outlives the process that created it until it is deleted. The
+Each sandbox is a :class:`~rlm_core.testing.local_cloud.LocalSandbox` (a main process that outlives
+its creator until deleted, and real processes with only the sandbox's environment). The
 client is ``create_autospec`` of the real ``AsyncSandboxClient`` (every call is also bound against
 the real method's ``inspect.signature``), it answers with the SDK's real pydantic models, and
 ``open_process`` returns the SDK's real ``AsyncSandboxProcess`` fed with the real command-session
@@ -15,47 +15,41 @@ import asyncio
 import contextlib
 import datetime
 import inspect
-import itertools
 import os
 import signal
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from unittest.mock import create_autospec
 
 import prime_sandboxes
-import pytest
 from connectrpc.client import ConnectClient
 from prime_sandboxes._proto.command_session import command_session_pb2 as pb
+from rlm_prime.transport import LABELS
+
+from rlm_core.environments.lifecycle import Owner
+from rlm_core.testing.local_cloud import LocalCloud, LocalSandbox, bind
 
 REAL_CLIENT = prime_sandboxes.AsyncSandboxClient
 REAL_BLOCKING_CLIENT = prime_sandboxes.SandboxClient
 REAL_API_CLIENT = prime_sandboxes.APIClient
-SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+# The AsyncSandboxClient methods the fake serves (besides aclose), each bound to the real signature.
+CLIENT_METHODS = (
+    "create",
+    "wait_for_creation",
+    "execute_command",
+    "upload_bytes",
+    "open_process",
+    "delete",
+    "list",
+)
 
 
-def bind(real: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The call's arguments, with defaults, as the real (unbound) SDK method would receive them."""
-    bound = inspect.signature(real).bind(None, *args, **kwargs)
-    bound.apply_defaults()
-    return dict(bound.arguments)
-
-
-class FakePrimeSandbox:
+class FakePrimeSandbox(LocalSandbox):
     def __init__(self, sandbox_id: str, request: prime_sandboxes.CreateSandboxRequest) -> None:
-        self.id = sandbox_id
+        super().__init__(sandbox_id, {**(request.environment_vars or {}), **(request.secrets or {})})
         self.request = request
-        self.env = {
-            "PATH": SANDBOX_PATH,
-            "HOME": "/root",
-            **(request.environment_vars or {}),
-            **(request.secrets or {}),
-        }
-        self.main = subprocess.Popen(["sleep", "3600"], start_new_session=True)
-        self.processes: list[asyncio.subprocess.Process] = []  # every command it ran
         self.live_processes: list[asyncio.subprocess.Process] = []  # those started by open_process
-        self.deleted = False
         now = datetime.datetime.now(datetime.UTC)
         self.model = prime_sandboxes.Sandbox.model_validate(
             {
@@ -70,63 +64,29 @@ class FakePrimeSandbox:
             }
         )
 
-    def kill_everything(self) -> None:
-        self.deleted = True
-        for pid in [self.main.pid, *(p.pid for p in self.processes)]:
-            for kill in (os.killpg, os.kill):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    kill(pid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            self.main.wait(timeout=5)
-
 
 def _event(**fields: Any) -> pb.StartResponse:
     return pb.StartResponse(event=pb.CommandSessionEvent(**fields))
 
 
-class FakePrimeCloud:
+class FakePrimeCloud(LocalCloud):
     """Install with :meth:`install`; inspect ``sandboxes``, ``calls``; inject failures with ``fail``."""
 
-    def __init__(self) -> None:
-        self.sandboxes: dict[str, FakePrimeSandbox] = {}
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.failures: dict[str, BaseException] = {}
-        self.create_delay = 0.0
-        self.clients_made: list[dict[str, Any]] = []
-        self._ids = itertools.count(1)
+    sdk = prime_sandboxes
+    replaces = ("AsyncSandboxClient", "SandboxClient", "APIClient")
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.clients_made: list[dict[str, Any]] = []
         self.AsyncSandboxClient = create_autospec(REAL_CLIENT)
         self.AsyncSandboxClient.side_effect = self._new_client
         client = self.client = create_autospec(REAL_CLIENT, instance=True)
-        for name in (
-            "create",
-            "wait_for_creation",
-            "execute_command",
-            "upload_bytes",
-            "open_process",
-            "delete",
-            "list",
-        ):
+        for name in CLIENT_METHODS:
             getattr(client, name).side_effect = self._checked(name, getattr(self, f"_{name}"))
         client.aclose.side_effect = self._checked("aclose", lambda arguments: None)
         self.SandboxClient = create_autospec(REAL_BLOCKING_CLIENT)
         self.SandboxClient.return_value.delete.side_effect = self._checked_blocking_delete
         self.APIClient = create_autospec(REAL_API_CLIENT)
-
-    # -- installation --------------------------------------------------------------------------
-
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        for name in ("AsyncSandboxClient", "SandboxClient", "APIClient"):
-            monkeypatch.setattr(prime_sandboxes, name, getattr(self, name))
-
-    def install_for_process(self) -> None:
-        """For a script run in a child process (no monkeypatch there; the process ends anyway)."""
-        for name in ("AsyncSandboxClient", "SandboxClient", "APIClient"):
-            setattr(prime_sandboxes, name, getattr(self, name))
-
-    def fail(self, name: str, error: BaseException) -> None:
-        """Make the next call of client method ``name`` (e.g. "create", "upload_bytes") raise ``error``."""
-        self.failures[name] = error
 
     def _new_client(self, *args: Any, **kwargs: Any) -> Any:
         self.clients_made.append(bind(REAL_CLIENT.__init__, args, kwargs))
@@ -136,37 +96,46 @@ class FakePrimeCloud:
         real = getattr(REAL_CLIENT, name)
 
         async def call(*args: Any, **kwargs: Any) -> Any:
-            arguments = bind(real, args, kwargs)
-            self.calls.append((name, arguments))
-            failure = self.failures.pop(name, None)
-            if failure is not None:
-                raise failure
-            result = implementation(arguments)
+            result = implementation(self.record(name, bind(real, args, kwargs)))
             return await result if inspect.isawaitable(result) else result
 
         return call
 
     def _checked_blocking_delete(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        arguments = bind(REAL_BLOCKING_CLIENT.delete, args, kwargs)
-        self.calls.append(("delete", arguments))
-        self._sandbox(arguments["sandbox_id"]).kill_everything()
+        arguments = self.record("delete", bind(REAL_BLOCKING_CLIENT.delete, args, kwargs))
+        self._sandbox(arguments["sandbox_id"]).end()
         return {}
 
     def _sandbox(self, sandbox_id: str) -> FakePrimeSandbox:
         sandbox = self.sandboxes.get(sandbox_id)
-        if sandbox is None or sandbox.deleted:
+        if sandbox is None or sandbox.ended:
             raise prime_sandboxes.SandboxNotRunningError(sandbox_id, "TERMINATED")
+        assert isinstance(sandbox, FakePrimeSandbox)
         return sandbox
+
+    # -- what the contract suites ask ----------------------------------------------------------
+
+    def recorded_owner(self, sandbox_id: str) -> Owner | None:
+        return LABELS.read(self.sandboxes[sandbox_id].model.labels)
+
+    def leave(self, owner: Owner) -> str:
+        request = prime_sandboxes.CreateSandboxRequest(
+            name=f"rlm-{owner.run_id}", docker_image="python:3.11-slim", labels=LABELS.labels(owner)
+        )
+        return str(asyncio.run(self.client.create(request)).id)
+
+    def break_next_start(self) -> str:
+        self.fail("execute_command", prime_sandboxes.APIError("gateway timeout"))
+        return r"creating the working directory .* failed: gateway timeout"
 
     # -- the client's methods ------------------------------------------------------------------
 
     async def _create(self, arguments: dict[str, Any]) -> prime_sandboxes.Sandbox:
         request = arguments["request"]
         assert isinstance(request, prime_sandboxes.CreateSandboxRequest)
-        if self.create_delay:
-            await asyncio.sleep(self.create_delay)
-        sandbox = FakePrimeSandbox(f"fake{next(self._ids):04d}", request)
+        sandbox = FakePrimeSandbox(self.new_id("fake"), request)
         self.sandboxes[sandbox.id] = sandbox
+        await self.creation_reached()  # it exists now, whether or not the caller hears of it
         return sandbox.model
 
     def _wait_for_creation(self, arguments: dict[str, Any]) -> None:
@@ -175,19 +144,9 @@ class FakePrimeCloud:
     @staticmethod
     async def _spawn(sandbox: FakePrimeSandbox, arguments: dict[str, Any]) -> asyncio.subprocess.Process:
         """Run a command as the sandbox daemon does: through a shell, with only the sandbox's variables."""
-        child = await asyncio.create_subprocess_exec(
-            "sh",
-            "-c",
-            arguments["command"],
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=arguments["working_dir"] or "/",
-            env={**sandbox.env, **(arguments["env"] or {})},
-            start_new_session=True,  # like a cloud process: it does not die with its creator
+        return await sandbox.spawn(
+            ["sh", "-c", arguments["command"]], arguments["working_dir"], arguments["env"]
         )
-        sandbox.processes.append(child)
-        return child
 
     async def _execute_command(self, arguments: dict[str, Any]) -> prime_sandboxes.CommandResponse:
         child = await self._spawn(self._sandbox(arguments["sandbox_id"]), arguments)
@@ -209,7 +168,7 @@ class FakePrimeCloud:
         )
 
     def _delete(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        self._sandbox(arguments["sandbox_id"]).kill_everything()
+        self._sandbox(arguments["sandbox_id"]).end()
         return {}
 
     def _list(self, arguments: dict[str, Any]) -> prime_sandboxes.SandboxListResponse:
@@ -217,7 +176,7 @@ class FakePrimeCloud:
         matching = [
             s.model
             for s in self.sandboxes.values()
-            if wanted <= set(s.model.labels) and not (arguments["exclude_terminated"] and s.deleted)
+            if wanted <= set(s.model.labels) and not (arguments["exclude_terminated"] and s.ended)
         ]
         page, per_page = arguments["page"], arguments["per_page"]
         chunk = matching[(page - 1) * per_page : page * per_page]
@@ -278,12 +237,3 @@ class FakePrimeCloud:
         finally:
             for task in pumps:
                 task.cancel()
-
-    # -- test helpers --------------------------------------------------------------------------
-
-    def live(self) -> list[FakePrimeSandbox]:
-        return [sandbox for sandbox in self.sandboxes.values() if not sandbox.deleted]
-
-    def shutdown(self) -> None:
-        for sandbox in self.sandboxes.values():
-            sandbox.kill_everything()

@@ -1,21 +1,24 @@
-"""The core's environment contract suite against the prime environment (on the fake Prime cloud)."""
+"""rlm-core's contract suites, run against the prime environment on the fake Prime cloud."""
 
 from __future__ import annotations
 
-import pytest
-from prime_fakes import FakePrimeCloud
+from rlm_prime.cleanup import cleanup_sandboxes
+from rlm_prime.transport import _live
 
-from rlm_core.environments import Environment
 from rlm_core.testing.environment_contract import EnvironmentContract
+from rlm_core.testing.local_cloud import LocalCloudCase
+from rlm_core.testing.sandbox_lifecycle_contract import SandboxLifecycleContract
 
 
-class TestPrimeContract(EnvironmentContract):
-    @pytest.fixture(autouse=True)
-    def _cloud(self, prime_cloud: FakePrimeCloud, workdir: str) -> None:
-        self.cloud = prime_cloud
-        self.workdir = workdir
+class PrimeCase(LocalCloudCase):
+    cleanup_hook = staticmethod(cleanup_sandboxes)
+    environment_name = "prime"
+    live = _live
 
-    def make_environment(self) -> Environment:
-        from rlm_prime.environment import prime_environment
 
-        return prime_environment(workdir=self.workdir, timeout=30, kill_grace=2)
+class TestPrimeEnvironmentContract(PrimeCase, EnvironmentContract):
+    pass
+
+
+class TestPrimeLifecycleContract(PrimeCase, SandboxLifecycleContract):
+    pass

@@ -1,0 +1,51 @@
+"""The sandbox lifecycle every sandbox plugin shares: who owns a sandbox and how its tags say so, the
+sandboxes this process holds (ended at exit), the ``rlm cleanup`` loop, and the process byte stream.
+
+A plugin supplies the service's own calls (create, terminate, list, read tags); the rest is here::
+
+    from rlm_core.environments.lifecycle import LiveSandboxes, Owner, OwnerTags, run_cleanup
+
+Test a plugin's lifecycle with :class:`rlm_core.testing.sandbox_lifecycle_contract.SandboxLifecycleContract`.
+"""
+
+from __future__ import annotations
+
+from rlm_core.environments.lifecycle.cleanup import SandboxService, cleanup_rows, run_blocking, run_cleanup
+from rlm_core.environments.lifecycle.errors import reported_as
+from rlm_core.environments.lifecycle.groups import RuntimeGroup, RuntimeGroups
+from rlm_core.environments.lifecycle.live import LiveSandboxes, created_or_ended, still_current
+from rlm_core.environments.lifecycle.owners import (
+    Owner,
+    OwnerLabels,
+    OwnerTags,
+    is_orphan,
+    label_safe,
+    new_run_id,
+    parse_pid,
+    pid_alive,
+)
+from rlm_core.environments.lifecycle.streams import ProcessByteStream, StderrTail, exit_status
+
+__all__ = [
+    "LiveSandboxes",
+    "Owner",
+    "OwnerLabels",
+    "OwnerTags",
+    "ProcessByteStream",
+    "RuntimeGroup",
+    "RuntimeGroups",
+    "SandboxService",
+    "StderrTail",
+    "cleanup_rows",
+    "created_or_ended",
+    "exit_status",
+    "is_orphan",
+    "label_safe",
+    "new_run_id",
+    "parse_pid",
+    "pid_alive",
+    "reported_as",
+    "run_blocking",
+    "run_cleanup",
+    "still_current",
+]
