@@ -6,6 +6,7 @@ Skipped only when DOCKER_HOST is unset outside CI; with CI=true a missing engine
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -14,13 +15,16 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from rlm_core.cli.cleanup import cleanup_main
+from rlm_core.environments.lifecycle import LiveSandboxes, Owner
 from rlm_core.errors import SandboxError
+from rlm_core.testing.sandbox_lifecycle_contract import Gate, SandboxLifecycleContract
 
 TEST_IMAGE = os.environ.get("RLM_TEST_IMAGE", "rlm-test-python:3.11")
 _IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -31,7 +35,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+# Set by _host when a cell asks llm_query("started <what>"): the cell is then surely running.
+_started: dict[str, asyncio.Event] = {}
+
+
 async def _host(function: str, args: dict[str, Any]) -> Any:
+    if function == "llm_query" and str(args["prompt"]).startswith("started "):
+        _started.setdefault(str(args["prompt"]), asyncio.Event()).set()
     if function == "llm_query":
         return "echo:" + str(args["prompt"])
     if function == "llm_query_batched":
@@ -145,8 +155,9 @@ async def test_infinite_output_and_loops_are_bounded(env: Any) -> None:
 async def test_container_removed_mid_run_gets_a_fresh_one(env: Any) -> None:
     await env.execute("kept = 1")
     old_id = env.transport.container_id
-    cell = asyncio.create_task(env.execute("import time\ntime.sleep(30)"))
-    await asyncio.sleep(1.0)
+    started = _started.setdefault("started removal", asyncio.Event())
+    cell = asyncio.create_task(env.execute("llm_query('started removal')\nimport time\ntime.sleep(30)"))
+    await asyncio.wait_for(started.wait(), 30)  # the cell is running
     await asyncio.to_thread(_client().api.remove_container, old_id, force=True)
     result = await cell
     assert result.state_lost and "SandboxCrash" in (result.error or "")
@@ -184,17 +195,29 @@ _OWNER_SCRIPT = textwrap.dedent(
 )
 
 
-def _start_owner(run_id: str) -> tuple[subprocess.Popen[str], str]:
+@contextlib.contextmanager
+def _owner(run_id: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A real host process holding a container of run ``run_id``; killed, and its containers removed,
+    on the way out."""
     owner = subprocess.Popen(
         [sys.executable, "-c", _OWNER_SCRIPT, TEST_IMAGE, run_id],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
-    assert owner.stdout is not None
-    container_id = owner.stdout.readline().strip()
-    assert container_id, "the owner process did not start its container"
-    return owner, container_id
+    try:
+        assert owner.stdout is not None
+        container_id = owner.stdout.readline().strip()
+        assert container_id, "the owner process did not start its container"
+        yield owner, container_id
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+        if owner.stdout is not None:
+            owner.stdout.close()
+        for container in _containers(run_id):
+            container.remove(force=True)
 
 
 def _wait_gone(run_id: str) -> bool:
@@ -208,24 +231,16 @@ def _wait_gone(run_id: str) -> bool:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signals_remove_the_container(signum: int) -> None:
     run_id = f"sig-{signum}-{os.getpid()}"
-    owner, _ = _start_owner(run_id)
-    try:
+    with _owner(run_id) as (owner, _):
         assert len(_containers(run_id)) == 1
         owner.send_signal(signum)
         owner.wait(timeout=60)
         assert _wait_gone(run_id)
-    finally:
-        if owner.poll() is None:
-            owner.kill()
-            owner.wait()
-        if owner.stdout is not None:
-            owner.stdout.close()
 
 
 def test_cleanup_removes_containers_of_killed_owners(capsys: pytest.CaptureFixture[str]) -> None:
     run_id = f"killed-{os.getpid()}"
-    owner, container_id = _start_owner(run_id)
-    try:
+    with _owner(run_id) as (owner, container_id):
         owner.kill()  # SIGKILL: no handler runs, the container stays behind
         owner.wait(timeout=60)
         assert len(_containers(run_id)) == 1
@@ -234,31 +249,90 @@ def test_cleanup_removes_containers_of_killed_owners(capsys: pytest.CaptureFixtu
         assert container_id in [entry["id"] for entry in listed]
         assert len(_containers(run_id)) == 1
         assert cleanup_main([]) == 0
-        assert container_id[:12] in capsys.readouterr().out
+        assert f"removed {container_id[:12]}" in capsys.readouterr().out
         assert _containers(run_id) == []
-    finally:
-        if owner.poll() is None:
-            owner.kill()
-            owner.wait()
-        if owner.stdout is not None:
-            owner.stdout.close()
-        for container in _containers(run_id):
-            container.remove(force=True)
 
 
-def test_cleanup_spares_live_owners_and_reports_a_missing_engine(
+def test_cleanup_reports_a_missing_engine(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def scenario() -> None:
-        environment = _make()
-        await environment.start(_host, {})
-        try:
-            assert cleanup_main([]) == 0
-            assert len(_containers(environment.transport.run_id)) == 1
-        finally:
-            await environment.close()
-
-    asyncio.run(scenario())
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/rlm-test.sock")
     assert cleanup_main([]) == 1
     assert "no Docker-API engine reachable" in capsys.readouterr().err
+
+
+SCOPE_LABEL = "rlm-core.test-scope"
+
+
+class TestDockerLifecycle(SandboxLifecycleContract):
+    """The lifecycle contract against the real engine. Each test's containers carry a label of its
+    own, which is all its cleanup sees: ``include_live`` must not end other processes' containers."""
+
+    environment_name = "docker"
+
+    @pytest.fixture(autouse=True)
+    def _scope(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.scope = uuid.uuid4().hex[:12]
+        self.monkeypatch = monkeypatch
+
+    def environment_kwargs(self) -> dict[str, Any]:
+        return {"image": TEST_IMAGE, "pull": False, "timeout": 30, "kill_grace": 2, "labels": self.scoped()}
+
+    def scoped(self) -> dict[str, str]:
+        return {SCOPE_LABEL: self.scope}
+
+    def held_sandboxes(self) -> list[str]:
+        filters = {"label": [f"{SCOPE_LABEL}={self.scope}"]}
+        return [container.id for container in _client().containers.list(all=True, filters=filters)]
+
+    def sandbox_id(self, environment: Any) -> str:
+        return str(environment.transport.container_id)
+
+    def live_sandboxes(self) -> LiveSandboxes[Any]:
+        from rlm_core.environments import docker_env
+
+        return docker_env._live
+
+    def recorded_owner(self, sandbox_id: str) -> Owner | None:
+        from rlm_core.environments.docker_env import TAGS
+
+        return TAGS.read(_client().containers.get(sandbox_id).labels)
+
+    def leave_sandbox(self, owner: Owner) -> str:
+        from rlm_core.environments.docker_env import TAGS
+
+        container = _client().containers.run(
+            TEST_IMAGE,
+            command=["python3", "-c", "import time; time.sleep(600)"],
+            detach=True,
+            network_mode="none",
+            labels={**TAGS.tags(owner), **self.scoped()},
+        )
+        return str(container.id)
+
+    def cleanup(self, *, include_live: bool, dry_run: bool) -> list[dict[str, Any]]:
+        from rlm_core.environments.docker_env import cleanup_containers
+
+        return cleanup_containers(include_live=include_live, dry_run=dry_run, labels=self.scoped())
+
+    def hold_creation(self, environment: Any, gate: Gate) -> bool:
+        from docker.models.containers import ContainerCollection
+
+        create = ContainerCollection.run
+
+        def created_then_held(collection: Any, *args: Any, **kwargs: Any) -> Any:
+            container = create(collection, *args, **kwargs)
+            gate.stop_here_blocking()  # the engine has it; the transport has not heard yet
+            return container
+
+        self.monkeypatch.setattr(ContainerCollection, "run", created_then_held)
+        return True
+
+    def break_start_after_creation(self) -> str:
+        from docker.api.client import APIClient
+
+        def refuse(*args: Any, **kwargs: Any) -> None:
+            raise ConnectionError("the engine refused the archive")
+
+        self.monkeypatch.setattr(APIClient, "put_archive", refuse)
+        return "could not copy .* the engine refused the archive"

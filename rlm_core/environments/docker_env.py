@@ -9,30 +9,27 @@ they are removed on close, on errors, at interpreter exit and on SIGINT/SIGTERM,
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
-import io
 import os
 import posixpath
-import signal
 import socket
-import tarfile
-import threading
-import uuid
-from collections.abc import Iterable
-from types import FrameType
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
+from rlm_core.environments import lifecycle
+from rlm_core.environments.lifecycle.live import still_current as _still_current  # noqa: F401 (old name)
 from rlm_core.environments.sandbox import SandboxEnvironment
+from rlm_core.environments.tar_stream import TarStream
 from rlm_core.errors import ConfigurationError, SandboxError, SandboxStartError
 
 DEFAULT_IMAGE = "python:3.11-slim"
-LABEL = "rlm-core"
-LABEL_RUN_ID = "rlm-core.run-id"
-LABEL_OWNER_PID = "rlm-core.owner-pid"
-LABEL_OWNER_HOST = "rlm-core.owner-host"
+# The labels every container carries: rlm-core=1, rlm-core.run-id, rlm-core.owner-pid, rlm-core.owner-host.
+TAGS = lifecycle.OwnerTags(separator=".")
+LABEL = TAGS.mark
+LABEL_RUN_ID = TAGS.key("run-id")
+LABEL_OWNER_PID = TAGS.key("owner-pid")
+LABEL_OWNER_HOST = TAGS.key("owner-host")
 WORKDIR = "/rlm"
-_STDERR_TAIL_CHARS = 4000
 _MUX_HEADER = 8
 # PID 1 of every container: reaps orphans (a killed runtime's children would otherwise stay zombies
 # and eat the pids limit) and exits at once on SIGTERM.
@@ -45,6 +42,9 @@ _REAPER = (
     "    except ChildProcessError:\n"
     "        time.sleep(1)\n"
 )
+# PID 1's command line: the reaper where the image has the interpreter; else a plain wait, so the
+# runtime's own start fails and its error (the shell's "not found" on stderr) reaches the user.
+_PID1 = 'command -v "$0" >/dev/null && exec "$0" -c "$1"; while :; do sleep 3600; done'
 
 
 def _docker() -> Any:
@@ -80,71 +80,18 @@ def make_client(base_url: str | None = None, timeout: float = 60.0) -> Any:
     return client
 
 
-# -- removal on exit and on signals ---------------------------------------------------------------
-
-_live: dict[str, DockerTransport] = {}
-_live_lock = threading.Lock()
-_hooks_installed = False
-_previous_handlers: dict[int, Any] = {}
+# -- removal at exit and on signals ---------------------------------------------------------------
 
 
-def _remove_live_containers() -> None:
-    with _live_lock:
-        transports = list(_live.values())
-        _live.clear()
-    for transport in transports:
-        transport._remove_container_sync()
+def _remove_blocking(held: tuple[Any, str]) -> None:
+    client, container_id = held
+    client.api.remove_container(container_id, force=True, v=True)
 
 
-def _still_current(handler: Any) -> Any:
-    """``handler``, unless it is the Ctrl-C handler of an ``asyncio.Runner`` that has finished since
-    (asyncio.run installs one per run and removes it only if it is still in place when the run
-    ends, which it is not while a container is live): then the interpreter's default."""
-    owner = getattr(getattr(handler, "func", None), "__self__", None)
-    if isinstance(owner, asyncio.Runner):
-        loop = getattr(owner, "_loop", None)
-        if loop is None or loop.is_closed():
-            return signal.default_int_handler
-    return handler
-
-
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    _remove_live_containers()
-    previous = _still_current(_previous_handlers.get(signum))
-    if callable(previous):
-        previous(signum, frame)
-    elif previous == signal.SIG_DFL or previous is None:
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-    # SIG_IGN: the process chose to ignore it; the containers are gone, nothing else to do.
-
-
-def _install_exit_hooks() -> None:
-    global _hooks_installed
-    if not _hooks_installed:
-        _hooks_installed = True
-        atexit.register(_remove_live_containers)
-    if _previous_handlers or threading.current_thread() is not threading.main_thread():
-        return  # signal handlers can only be set from the main thread; atexit still covers exit
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(ValueError, OSError):
-            _previous_handlers[signum] = signal.getsignal(signum)
-            signal.signal(signum, _on_signal)
-
-
-def _restore_signal_handlers_when_idle() -> None:
-    """Once no container is live, give SIGINT/SIGTERM back to whoever had them (an app's own
-    Ctrl-C handling must not stay routed through a closed sandbox)."""
-    with _live_lock:
-        if _live:
-            return
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for signum, previous in list(_previous_handlers.items()):
-        with contextlib.suppress(ValueError, OSError, TypeError):
-            if signal.getsignal(signum) is _on_signal:
-                signal.signal(signum, _still_current(previous) if previous is not None else signal.SIG_DFL)
-        del _previous_handlers[signum]
+# The containers this process holds, removed at interpreter exit and on SIGINT/SIGTERM.
+_live: lifecycle.LiveSandboxes[tuple[Any, str]] = lifecycle.LiveSandboxes(
+    "docker", _remove_blocking, on_signals=True
+)
 
 
 # -- the stream ----------------------------------------------------------------------------------
@@ -164,164 +111,87 @@ def _buffered_attach_bytes(raw: Any) -> bytes:
         return b""
 
 
-class DockerExecStream:
+class DockerExecStream(lifecycle.ProcessByteStream):
     """A :class:`ByteStream` over a ``docker exec`` attach socket (Docker's 8-byte multiplexed frames)."""
 
-    def __init__(self, transport: DockerTransport, exec_id: str, sock: socket.socket, pidfile: str) -> None:
+    def __init__(
+        self, transport: DockerTransport, exec_id: str, sock: socket.socket, group: lifecycle.RuntimeGroup
+    ) -> None:
+        super().__init__(self._stdout_chunks(), describe=transport.describe())
         self.transport = transport
         self.exec_id = exec_id
         self.sock = sock
-        self.pidfile = pidfile
+        self.group = group
         sock.setblocking(False)
         self._raw = bytearray()
-        self._stdout = bytearray()
-        self._stderr_tail = ""
-        self._eof = False
-        self._closed = False
-        self._diagnostics = ""
+        self._gone = False
         self._attach: Any = None  # docker-py's file object over the socket, kept alive with it
 
-    def _demultiplex(self) -> None:
-        raw = self._raw
+    def _demultiplex(self) -> bytes:
+        """The stdout in the complete frames received so far; their stderr goes to the tail."""
+        raw, stdout = self._raw, bytearray()
         while len(raw) >= _MUX_HEADER:
             size = int.from_bytes(raw[4:8], "big")
             if len(raw) < _MUX_HEADER + size:
-                return
+                break
             kind = raw[0]
             payload = raw[_MUX_HEADER : _MUX_HEADER + size]
             if kind == 1:
-                self._stdout += payload
+                stdout += payload
             elif kind == 2:
-                text = bytes(payload).decode("utf-8", "replace")
-                self._stderr_tail = (self._stderr_tail + text)[-_STDERR_TAIL_CHARS:]
+                self.stderr.add(bytes(payload))
             del raw[: _MUX_HEADER + size]
+        return bytes(stdout)
 
-    async def read(self, max_bytes: int) -> bytes:
+    async def _stdout_chunks(self) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
-        while not self._stdout and not self._eof:
+        while True:
+            stdout = self._demultiplex()
+            if stdout:
+                yield stdout
+                continue
             try:
                 chunk = await loop.sock_recv(self.sock, 1 << 16)
             except (OSError, ValueError):
-                chunk = b""
+                return
             if not chunk:
-                self._eof = True
-                break
+                return
             self._raw += chunk
-            self._demultiplex()
-        data = bytes(self._stdout[:max_bytes])
-        del self._stdout[:max_bytes]
-        return data
 
-    async def write(self, data: bytes) -> None:
-        try:
-            await asyncio.get_running_loop().sock_sendall(self.sock, data)
-        except OSError as exc:
-            raise ConnectionError(
-                f"the sandbox process in {self.transport.describe()} is gone: {exc}"
-            ) from exc
+    async def send(self, data: bytes) -> None:
+        await asyncio.get_running_loop().sock_sendall(self.sock, data)
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    async def end_process(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
-        self._diagnostics = await asyncio.to_thread(self._kill_and_inspect)
+        await asyncio.to_thread(self._kill_and_inspect)
 
-    def _kill_and_inspect(self) -> str:
-        """Kill the runtime's process group (it made itself a group leader) and say how it ended."""
+    def _kill_and_inspect(self) -> None:
+        """Kill the runtime's process group (it made itself a group leader) and learn how it ended."""
         client = self.transport.client
         if client is None:
-            return ""
-        parts = []
+            return
+        kill = ["sh", "-c", self.group.kill_script()]
         with contextlib.suppress(Exception):
-            client.api.exec_start(
-                client.api.exec_create(
-                    self.transport.container_id,
-                    ["sh", "-c", f'p=$(cat {self.pidfile}) && kill -9 -"$p" "$p" 2>/dev/null; true'],
-                )["Id"]
-            )
+            client.api.exec_start(client.api.exec_create(self.transport.container_id, kill)["Id"])
         try:
             info = client.api.exec_inspect(self.exec_id)
-            code = info.get("ExitCode")
-            if code is not None and not info.get("Running"):
-                parts.append(
-                    f"exit code {code}" + (" (SIGKILL: often the memory limit)" if code == 137 else "")
-                )
         except Exception:
-            parts.append(f"the container {self.transport.short_id} is gone (removed or stopped)")
-        tail = self._stderr_tail.strip()
-        if tail:
-            parts.append("stderr: " + tail[-600:])
-        return "; ".join(parts)
+            self._gone = True
+            return
+        if not info.get("Running"):
+            self.exit_code = info.get("ExitCode")
 
-    def diagnostics(self) -> str:
-        return self._diagnostics or (
-            ("stderr: " + self._stderr_tail.strip()[-600:]) if self._stderr_tail else ""
-        )
+    def status(self) -> str:
+        if self._gone:
+            return f"the container {self.transport.short_id} is gone (removed or stopped)"
+        return super().status()
 
 
 # -- the transport -------------------------------------------------------------------------------
 
-
-class _TarStream(io.RawIOBase):
-    """A one-file tar archive read on the fly: header, the data chunks as they come, padding, end marker.
-
-    The chunks are pulled only as the engine reads, so no part of the file is held beyond one chunk.
-    """
-
-    def __init__(self, name: str, chunks: Iterable[bytes], size: int, parents: list[str]) -> None:
-        head = b""
-        for parent in parents:
-            info = tarfile.TarInfo(parent)
-            info.type = tarfile.DIRTYPE
-            info.mode = 0o755
-            head += info.tobuf(format=tarfile.PAX_FORMAT)
-        info = tarfile.TarInfo(name)
-        info.size = size
-        info.mode = 0o644
-        head += info.tobuf(format=tarfile.PAX_FORMAT)
-        padding = (-size) % tarfile.BLOCKSIZE
-        self._name = name
-        self._size = size
-        self._chunks = iter(chunks)
-        self._data_left = size
-        self._current = memoryview(head)
-        self._tail: memoryview | None = memoryview(b"\0" * (padding + 2 * tarfile.BLOCKSIZE))
-        self._length = len(head) + size + len(self._tail)
-
-    def __len__(self) -> int:
-        return self._length
-
-    def readable(self) -> bool:
-        return True
-
-    def _next_part(self) -> bool:
-        """Move on to the next chunk of data (or the tail); False at the end of the archive."""
-        if self._data_left:
-            chunk = next(self._chunks, None)
-            if chunk is None or len(chunk) > self._data_left:
-                raise SandboxError(
-                    f"the data for {self._name} changed while it was sent (expected {self._size} bytes); "
-                    "a transport must be given the same chunks on every pass"
-                )
-            self._data_left -= len(chunk)
-            self._current = memoryview(chunk)
-            return True
-        if self._tail is not None:
-            self._current, self._tail = self._tail, None
-            return True
-        return False
-
-    def read(self, size: int = -1) -> bytes:
-        while not len(self._current):
-            if not self._next_part():
-                return b""
-        part = self._current
-        take = len(part) if size is None or size < 0 else min(size, len(part), 1 << 20)
-        self._current = part[take:]
-        return bytes(part[:take])
+_TarStream = TarStream  # its name before it had a module of its own
 
 
 class DockerTransport:
@@ -356,11 +226,11 @@ class DockerTransport:
         self.pids_limit = pids_limit
         self.pull = pull
         self.base_url = base_url
-        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.run_id = run_id or lifecycle.new_run_id()
         self.extra_labels = dict(labels or {})
         self.client: Any = None
         self.container_id: str | None = None
-        self._streams = 0
+        self.runtimes = lifecycle.RuntimeGroups(self.workdir)
 
     @property
     def short_id(self) -> str:
@@ -370,17 +240,14 @@ class DockerTransport:
         return f"docker container {self.short_id} ({self.image})"
 
     def labels(self) -> dict[str, str]:
-        return {
-            **self.extra_labels,
-            LABEL: "1",
-            LABEL_RUN_ID: self.run_id,
-            LABEL_OWNER_PID: str(os.getpid()),
-            LABEL_OWNER_HOST: socket.gethostname(),
-        }
+        return {**self.extra_labels, **TAGS.tags(lifecycle.Owner.current(self.run_id))}
 
     async def start(self) -> None:
-        _install_exit_hooks()  # here, on the loop's thread: signal handlers need the main thread
-        await asyncio.to_thread(self._start_sync)
+        _live.watch_signals()  # here, on the loop's thread: signal handlers need the main thread
+        # A start cancelled while the engine creates the container still ends it once it exists.
+        await lifecycle.created_or_ended(
+            asyncio.to_thread(self._start_sync), end=lambda _: asyncio.to_thread(self._remove_container_sync)
+        )
 
     def _start_sync(self) -> None:
         docker = _docker()
@@ -405,7 +272,7 @@ class DockerTransport:
         try:
             container = self.client.containers.run(
                 self.image,
-                command=[self.python, "-c", _REAPER],
+                command=["sh", "-c", _PID1, self.python, _REAPER],
                 detach=True,
                 network_mode=self.network_mode,
                 mem_limit=self.mem_limit,
@@ -423,8 +290,7 @@ class DockerTransport:
                 f"{self.pids_limit!r}) suit the engine"
             ) from exc
         self.container_id = container.id
-        with _live_lock:
-            _live[container.id] = self
+        _live.add(container.id, (self.client, container.id))
 
     async def put_file(self, path: str, data: bytes) -> None:
         await self.put_file_chunks(path, (data,), len(data))
@@ -442,7 +308,7 @@ class DockerTransport:
         def upload() -> None:
             # A tar header states the size, so an unknown size costs a counting pass over the chunks.
             total = size if size is not None else sum(len(chunk) for chunk in chunks)
-            archive = _TarStream(relative, chunks, total, parents)
+            archive = TarStream(relative, chunks, total, parents)
             self.client.api.put_archive(self.container_id, "/", archive)
 
         try:
@@ -455,17 +321,13 @@ class DockerTransport:
     async def open_stream(self, argv: list[str]) -> DockerExecStream:
         if self.client is None or self.container_id is None:
             raise SandboxError("the docker sandbox was not started; call start() first")
-        self._streams += 1
-        pidfile = posixpath.join(self.workdir, f"runtime-{self._streams}.pid")
-        # sh records the pid, then becomes the runtime (exec), so closing can kill its process group.
-        command = ["sh", "-c", f'echo $$ > {pidfile} && exec "$@"', "rlm-runtime", *argv]
-        return await asyncio.to_thread(self._open_stream_sync, command, pidfile)
+        return await asyncio.to_thread(self._open_stream_sync, self.runtimes.next(), argv)
 
-    def _open_stream_sync(self, command: list[str], pidfile: str) -> DockerExecStream:
+    def _open_stream_sync(self, group: lifecycle.RuntimeGroup, argv: list[str]) -> DockerExecStream:
         try:
             exec_id = self.client.api.exec_create(
                 self.container_id,
-                command,
+                group.command(argv),
                 stdin=True,
                 stdout=True,
                 stderr=True,
@@ -481,12 +343,11 @@ class DockerTransport:
                 f"the engine at {_engine_address(self.base_url)} gave a {type(sock).__name__} attach stream; "
                 "the docker environment supports unix:// and tcp:// engines without TLS"
             )
-        stream = DockerExecStream(self, exec_id, sock, pidfile)  # makes the socket non-blocking
+        stream = DockerExecStream(self, exec_id, sock, group)  # makes the socket non-blocking
         # Start-up race: output the runtime wrote before the HTTP layer finished reading the upgrade
         # response sits in that layer's buffer, not in the socket; read past it and those bytes
         # (its "ready" frame, or the first frame's header) would be lost.
         stream._raw += _buffered_attach_bytes(raw)
-        stream._demultiplex()
         # The attach stream's file object and HTTP response live as long as the stream: dropped,
         # their finalisers may close the socket under a running cell (the runtime then sees EOF).
         stream._attach = raw
@@ -494,61 +355,59 @@ class DockerTransport:
 
     async def close(self) -> None:
         await asyncio.to_thread(self._remove_container_sync)
-        _restore_signal_handlers_when_idle()  # here, on the loop's thread, like the install
+        _live.release_signals()  # here, on the loop's thread, like watch_signals
 
     def _remove_container_sync(self) -> None:
         container_id, self.container_id = self.container_id, None
         if container_id is None or self.client is None:
             return
-        with _live_lock:
-            _live.pop(container_id, None)
         with contextlib.suppress(Exception):
             self.client.api.remove_container(container_id, force=True, v=True)
+        _live.discard(container_id)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
+class DockerContainers:
+    """The engine's rlm-core containers as the core's cleanup loop asks for them."""
+
+    kind = "docker"
+
+    def __init__(self, client: Any, labels: Mapping[str, str]) -> None:
+        self.client = client
+        self.labels = labels
+
+    def sandboxes(self) -> list[Any]:
+        wanted = [f"{name}={value}" for name, value in {**TAGS.selector(), **self.labels}.items()]
+        return list(self.client.containers.list(all=True, filters={"label": wanted}))
+
+    def identify(self, container: Any) -> str:
+        return str(container.id)
+
+    def owner(self, container: Any) -> lifecycle.Owner | None:
+        return TAGS.read(container.labels)
+
+    def end(self, container: Any) -> None:
+        container.remove(force=True, v=True)
 
 
 def cleanup_containers(
-    client: Any = None, *, include_live: bool = False, dry_run: bool = False, base_url: str | None = None
-) -> list[dict[str, str]]:
+    client: Any = None,
+    *,
+    include_live: bool = False,
+    dry_run: bool = False,
+    base_url: str | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
     """Remove rlm-core containers whose owner process (on this host) is no longer alive.
 
-    ``include_live=True`` also removes those of live owners and of other hosts. Returns one dict per
-    container acted on (or that would be, with ``dry_run``): id, run id, owner pid, owner host.
+    ``include_live=True`` also removes those of live owners and of other hosts; ``labels`` narrows it
+    to containers that also carry these (one run's: ``{LABEL_RUN_ID: run_id}``). Returns one row per
+    container acted on (or that would be, with ``dry_run``): kind, id, run id, owner pid and host,
+    removed (and the error when removing failed). An engine that cannot be reached raises
+    ``SandboxStartError``.
     """
-    client = client or make_client(base_url)
-    here = socket.gethostname()
-    removed = []
-    for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
-        labels = container.labels or {}
-        owner_host = labels.get(LABEL_OWNER_HOST, "")
-        try:
-            owner_pid = int(labels.get(LABEL_OWNER_PID, "0"))
-        except ValueError:
-            owner_pid = 0
-        orphan = owner_host == here and (owner_pid <= 0 or not _pid_alive(owner_pid))
-        if not (orphan or include_live):
-            continue
-        if not dry_run:
-            with contextlib.suppress(Exception):
-                container.remove(force=True, v=True)
-        removed.append(
-            {
-                "id": container.id,
-                "run_id": labels.get(LABEL_RUN_ID, ""),
-                "owner_pid": str(owner_pid),
-                "owner_host": owner_host,
-            }
-        )
-    return removed
+    service = DockerContainers(client or make_client(base_url), labels or {})
+    fix = f"check the engine at {_engine_address(base_url)}"
+    return lifecycle.run_cleanup(service, include_live=include_live, dry_run=dry_run, fix=fix)
 
 
 def DockerEnvironment(**environment_kwargs: Any) -> SandboxEnvironment:

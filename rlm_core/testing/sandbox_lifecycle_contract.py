@@ -309,6 +309,11 @@ class SandboxLifecycleContract(abc.ABC):
             try:
                 assert await gate.reached(), "the start never reached the service's creation"
                 starting.cancel()
+                # While the creation is held the start cannot have ended the sandbox, so it must
+                # still be waiting; one that gave up at once would leave the sandbox behind. (Only
+                # a start that is wrong can finish within this window.)
+                await asyncio.wait({starting}, timeout=0.3)
+                assert not starting.done(), "a cancelled start must wait for the sandbox being created"
             finally:
                 gate.open()  # the service finishes creating it: the cancelled start must end it
             with pytest.raises(asyncio.CancelledError):
