@@ -66,9 +66,6 @@ class Pending:
 
 
 PENDING = (
-    Pending("docs/writing-a-sandbox-plugin.md", 0, "fragment: a method of BwrapTransport", "def start"),
-    Pending("docs/writing-a-sandbox-plugin.md", 1, "fragment: a method of BwrapTransport", "def put_file"),
-    Pending("docs/writing-a-sandbox-plugin.md", 2, "fragment: a method of BwrapStream", "def close"),
     Pending("plugins/rlm_modal/README.md", 0, "needs a Modal account", 'environment="modal"'),
     Pending("plugins/rlm_prime/README.md", 0, "needs a Prime Intellect account", 'environment="prime"'),
 )
@@ -209,16 +206,25 @@ SETUPS: dict[tuple[str, int], Setup] = {
     ("docs/writing-a-routing-policy.md", 2): Setup(
         excerpt_of="examples/plugins/rlm_costroute/tests/test_costroute_contract.py"
     ),
-    ("docs/writing-a-sandbox-plugin.md", 3): Setup(
-        excerpt_of="examples/plugins/rlm_bwrap/rlm_bwrap/__init__.py"
+    ("docs/writing-a-sandbox-plugin.md", 1): Setup(
+        excerpt_of="examples/plugins/rlm_bwrap/rlm_bwrap/transport.py"
     ),
     ("docs/writing-a-sandbox-plugin.md", 4): Setup(
-        replies=[ANSWER_FROM_CONTEXT], files={"report.txt": REPORT}, needs="bwrap"
+        excerpt_of="examples/plugins/rlm_bwrap/rlm_bwrap/__init__.py"
     ),
     ("docs/writing-a-sandbox-plugin.md", 5): Setup(
+        replies=[ANSWER_FROM_CONTEXT], files={"report.txt": REPORT}, needs="bwrap"
+    ),
+    ("docs/writing-a-sandbox-plugin.md", 6): Setup(
         excerpt_of="examples/plugins/rlm_bwrap/tests/test_bwrap_contract.py"
     ),
-    ("docs/writing-a-sandbox-plugin.md", 6): Setup(excerpt_of="examples/plugins/rlm_bwrap/tests/conftest.py"),
+    ("docs/writing-a-sandbox-plugin.md", 7): Setup(
+        excerpt_of="examples/plugins/rlm_bwrap/tests/test_bwrap_contract.py"
+    ),
+    ("docs/writing-a-sandbox-plugin.md", 8): Setup(excerpt_of="examples/plugins/rlm_bwrap/tests/conftest.py"),
+    ("docs/writing-a-sandbox-plugin.md", 9): Setup(
+        excerpt_of="examples/plugins/rlm_bwrap/rlm_bwrap/cleanup.py"
+    ),
     ("examples/plugins/rlm_bwrap/README.md", 0): Setup(
         replies=[ANSWER_FROM_CONTEXT], files={"report.txt": REPORT}, needs="bwrap"
     ),

@@ -1,7 +1,8 @@
 """``rlm cleanup`` for bwrap sandboxes: the workdirs (and any processes) a killed host process left.
 
 A workdir is named ``rlm-bwrap-<owner pid>-<random>``; its processes die with their owner
-(``--die-with-parent``), so what a killed owner leaves is its directory.
+(``--die-with-parent``), so what a killed owner leaves is its directory. The core's cleanup loop
+does the rest: which owners are gone, ``include_live``, ``dry_run``, one row per workdir.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from rlm_core.environments.lifecycle import Owner, run_cleanup
+from rlm_core.errors import SandboxError
+
 WORKDIR_PREFIX = "rlm-bwrap-"
 _WORKDIR_NAME = re.compile(rf"{WORKDIR_PREFIX}(\d+)-\w+")
 
@@ -24,14 +28,12 @@ def workdir_prefix() -> str:
     return f"{WORKDIR_PREFIX}{os.getpid()}-"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
+def workdir_owner(path: str | Path) -> Owner | None:
+    """Who made this workdir, from its name; None for anything that is not a bwrap workdir."""
+    match = _WORKDIR_NAME.fullmatch(Path(path).name)
+    if match is None or not Path(path).is_dir():
+        return None
+    return Owner(socket.gethostname(), int(match.group(1)), run_id="")
 
 
 def _processes_using(workdir: str) -> list[int]:
@@ -46,23 +48,33 @@ def _processes_using(workdir: str) -> list[int]:
     return found
 
 
+def end_workdir(workdir: str) -> None:
+    """Stop a sandbox's processes and remove its workdir; raise when the directory stays."""
+    for pid in _processes_using(workdir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # killing bwrap ends its whole pid namespace
+    shutil.rmtree(workdir, ignore_errors=True)
+    if os.path.exists(workdir):
+        raise SandboxError(f"could not remove {workdir}; remove it by hand (rm -rf)")
+
+
+class BwrapWorkdirs:
+    """The workdirs in the temporary directory, as the core's cleanup loop asks for them."""
+
+    kind = "bwrap"
+
+    def sandboxes(self) -> list[Path]:
+        return sorted(Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"))
+
+    def identify(self, path: Path) -> str:
+        return str(path)
+
+    def owner(self, path: Path) -> Owner | None:
+        return workdir_owner(path)
+
+    def end(self, path: Path) -> None:
+        end_workdir(str(path))
+
+
 def cleanup_workdirs(include_live: bool, dry_run: bool) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = []
-    for path in sorted(Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*")):
-        match = _WORKDIR_NAME.fullmatch(path.name)
-        if match is None or not path.is_dir():
-            continue
-        owner = int(match.group(1))
-        if _alive(owner) and not include_live:
-            continue
-        entry = {"kind": "bwrap", "id": str(path), "owner_pid": owner, "owner_host": socket.gethostname()}
-        if not dry_run:
-            for pid in _processes_using(str(path)):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)  # killing bwrap ends its whole pid namespace
-            shutil.rmtree(path, ignore_errors=True)
-        entry["removed"] = not dry_run and not path.exists()
-        if not dry_run and path.exists():
-            entry["error"] = f"could not remove {path}; remove it by hand (rm -rf)"
-        entries.append(entry)
-    return entries
+    return run_cleanup(BwrapWorkdirs(), include_live=include_live, dry_run=dry_run)

@@ -14,12 +14,15 @@ from pathlib import Path
 
 import attrs
 
-from rlm_bwrap.cleanup import workdir_prefix
+from rlm_bwrap.cleanup import end_workdir, workdir_prefix
+from rlm_core.environments.lifecycle import LiveSandboxes, StderrTail
 from rlm_core.errors import SandboxError
 
 # Host directories replaced by an empty read-only tmpfs: home directories, sockets, temporary files.
 HIDDEN_PATHS = ("/tmp", "/var/tmp", "/root", "/home", "/run")
 ISOLATION = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--cap-drop", "ALL"]
+# The workdirs this process holds: at interpreter exit their processes are stopped and they are removed.
+LIVE: LiveSandboxes[str] = LiveSandboxes("bwrap", end_workdir)
 
 
 class BwrapStream:
@@ -27,12 +30,9 @@ class BwrapStream:
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdin and process.stdout and process.stderr, "opened with three pipes"
-        self.process, self.stdin, self.stdout, self.stderr_tail = process, process.stdin, process.stdout, b""
-        self._drain = asyncio.create_task(self._drain_stderr(process.stderr))
-
-    async def _drain_stderr(self, stderr: asyncio.StreamReader) -> None:
-        while chunk := await stderr.read(4096):
-            self.stderr_tail = (self.stderr_tail + chunk)[-2000:]
+        self.process, self.stdin, self.stdout = process, process.stdin, process.stdout
+        self.stderr = StderrTail()  # drained as it comes: a full stderr pipe would block the process
+        self.stderr.drain(process.stderr)
 
     async def read(self, max_bytes: int) -> bytes:
         return await self.stdout.read(max_bytes)
@@ -52,12 +52,11 @@ class BwrapStream:
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()  # bwrap itself, if it is still there
         await self.process.wait()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drain, timeout=1.0)
+        await self.stderr.finish()
 
     def diagnostics(self) -> str:
         status = "" if self.process.returncode is None else f"exit status {self.process.returncode}"
-        return "; ".join(filter(None, [status, self.stderr_tail.decode("utf-8", "replace").strip()]))
+        return "; ".join(filter(None, [status, self.stderr.summary()]))
 
 
 @attrs.define
@@ -81,6 +80,7 @@ class BwrapTransport:
                 "apt-get install bubblewrap) or pass bwrap= with its path"
             )
         self.workdir = tempfile.mkdtemp(prefix=workdir_prefix())  # names its owner for `rlm cleanup`
+        LIVE.add(self.workdir, self.workdir)  # ended at interpreter exit if never closed
 
     async def put_file(self, path: str, data: bytes) -> None:
         if os.path.dirname(os.path.realpath(path)) != os.path.realpath(self.workdir or "/nowhere"):
@@ -113,4 +113,5 @@ class BwrapTransport:
             await stream.close()
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            LIVE.discard(self.workdir)
             self.workdir = ""

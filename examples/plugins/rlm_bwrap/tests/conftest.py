@@ -11,6 +11,7 @@ import importlib.util
 import os
 import shutil
 import sys
+import tempfile
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,3 +53,11 @@ def discoverable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     reset_registry()
     yield
     reset_registry()
+
+
+@pytest.fixture
+def private_tempdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Workdirs of this test's sandboxes (and what cleanup scans) in a directory of the test's own."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # forget the cached choice, so TMPDIR is read again
+    return tmp_path

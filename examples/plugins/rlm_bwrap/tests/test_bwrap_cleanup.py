@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -40,14 +39,6 @@ OWNER = textwrap.dedent(
     asyncio.run(main())
     """
 )
-
-
-@pytest.fixture
-def private_tempdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Workdirs of this test's sandboxes (and what cleanup scans) in a directory of the test's own."""
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr(tempfile, "tempdir", None)  # forget the cached choice, so TMPDIR is read again
-    return tmp_path
 
 
 def sleepers(marker: str) -> list[int]:
@@ -107,6 +98,7 @@ def test_a_killed_owner_leaves_only_a_workdir_which_cleanup_removes(private_temp
         {
             "kind": "bwrap",
             "id": workdir,
+            "run_id": "",  # a bwrap workdir names its owner's pid only
             "owner_pid": owner.pid,
             "owner_host": os.uname().nodename,
             "removed": False,
