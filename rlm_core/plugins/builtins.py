@@ -66,8 +66,7 @@ def rlm_cleanup_sandboxes(include_live: bool, dry_run: bool) -> list[dict[str, A
     from rlm_core.environments.docker_env import cleanup_containers
     from rlm_core.errors import RLMError
 
-    try:
-        containers = cleanup_containers(include_live=include_live, dry_run=dry_run)
+    try:  # the rows say what was removed, and why a removal failed, as they are
+        return cleanup_containers(include_live=include_live, dry_run=dry_run)
     except RLMError as exc:
         return [{"kind": "docker", "error": str(exc)}]
-    return [{"kind": "docker", **container, "removed": not dry_run} for container in containers]
