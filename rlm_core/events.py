@@ -20,9 +20,8 @@ import attrs
 from rlm_core.types import TokenUsage
 
 if TYPE_CHECKING:
-    from rlm_core.environments.base import ExecResult
     from rlm_core.records import CallOutcome, IterationRecord, RunMetadata, SubCallRecord
-    from rlm_core.types import RLMChatCompletion
+    from rlm_core.types import ExecResult, RLMChatCompletion
 
 
 class EventKind(enum.StrEnum):

@@ -5,43 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, runtime_checkable
 
-import attrs
+from rlm_core.types import ExecResult  # the result type lives with the other shared records
+
+__all__ = ["Environment", "ExecResult", "HostCall"]
 
 # A host call: ``await host(function, args)`` where function is "llm_query", "llm_query_batched",
 # "rlm_query", "rlm_query_batched" or the name of a host-side custom tool.
 HostCall = Callable[[str, dict[str, Any]], Coroutine[Any, Any, Any]]
-
-
-@attrs.define
-class ExecResult:
-    """What one code cell did."""
-
-    stdout: str = ""
-    stderr: str = ""
-    error: str | None = None
-    final_answer: str | None = None
-    # How the cell finished: final | final_var | answer_dict (None for environments that predate it).
-    final_source: str | None = None
-    duration: float = 0.0
-    timed_out: bool = False
-    state_lost: bool = False  # the environment restarted: variables from earlier cells are gone
-    restored: list[str] = attrs.field(factory=list)  # scaffold names the cell rebound (and we restored)
-    variables: list[tuple[str, str]] = attrs.field(factory=list)  # (name, "type, size")
-
-    @classmethod
-    def from_runtime(cls, raw: dict[str, Any]) -> ExecResult:
-        return cls(
-            stdout=raw.get("stdout", ""),
-            stderr=raw.get("stderr", ""),
-            error=raw.get("error"),
-            final_answer=raw.get("final_answer"),
-            final_source=raw.get("final_source"),
-            duration=float(raw.get("duration", 0.0)),
-            timed_out=bool(raw.get("timed_out", False)),
-            state_lost=bool(raw.get("state_lost", False)),
-            restored=list(raw.get("restored", [])),
-            variables=[(str(n), str(d)) for n, d in raw.get("variables", [])],
-        )
 
 
 @runtime_checkable

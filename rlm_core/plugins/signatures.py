@@ -14,7 +14,14 @@ from typing import Any
 
 import attrs
 
-__all__ = ["SIGNATURE_ATTRIBUTE", "Parameters", "factory_parameters", "kwargs_of", "lazy_factory"]
+__all__ = [
+    "SIGNATURE_ATTRIBUTE",
+    "Parameters",
+    "factory_parameters",
+    "kwargs_of",
+    "lazy_factory",
+    "resolve_target",
+]
 
 SIGNATURE_ATTRIBUTE = "rlm_kwargs_of"
 
@@ -37,14 +44,14 @@ def lazy_factory(target: str) -> Callable[..., Any]:
     qualname = target.partition(":")[2]
 
     def factory(**kwargs: Any) -> Any:
-        return _resolve(target)(**kwargs)
+        return resolve_target(target)(**kwargs)
 
     factory.__name__ = factory.__qualname__ = f"lazy_{qualname.replace('.', '_')}"
     factory.__doc__ = f"Builds {target} (imported on first use)."
     return kwargs_of(target)(factory)
 
 
-def _resolve(target: str) -> Any:
+def resolve_target(target: str) -> Any:
     """The object ``target`` ("module:qualname") names, importing its module."""
     module_name, _, qualname = target.partition(":")
     found: Any = importlib.import_module(module_name)
@@ -72,7 +79,7 @@ def factory_parameters(factory: Callable[..., Any], follow_bases: bool = False) 
     forwards ``**kwargs`` to the next (a client subclass adding one setting to its base's).
     """
     marked = getattr(factory, SIGNATURE_ATTRIBUTE, None)
-    target: Any = _resolve(marked) if isinstance(marked, str) else factory
+    target: Any = resolve_target(marked) if isinstance(marked, str) else factory
     callables = (
         [vars(c)["__init__"] for c in target.__mro__ if "__init__" in vars(c)]
         if inspect.isclass(target)

@@ -6,7 +6,7 @@ it the Modal SDK, only when an environment is built or ``rlm cleanup`` asks for 
 
 from __future__ import annotations
 
-from rlm_core.environments.sandbox_hooks import sandbox_hooks
+from rlm_core.plugins.sandbox_hooks import sandbox_hooks
 
 __version__ = "0.2.0"
 

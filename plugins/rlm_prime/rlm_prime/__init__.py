@@ -6,7 +6,7 @@ and the cleanup when they run, never at discovery.
 
 from __future__ import annotations
 
-from rlm_core.environments.sandbox_hooks import sandbox_hooks
+from rlm_core.plugins.sandbox_hooks import sandbox_hooks
 
 __version__ = "0.2.0"
 

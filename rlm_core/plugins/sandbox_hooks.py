@@ -3,17 +3,11 @@ the plugin's modules (and so its SDK) only when called, so discovery and ``rlm -
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 from rlm_core.plugins.hookspecs import hookimpl
-from rlm_core.plugins.signatures import lazy_factory
-
-
-def _imported(target: str) -> Any:
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
+from rlm_core.plugins.signatures import lazy_factory, resolve_target
 
 
 def sandbox_hooks(
@@ -35,7 +29,7 @@ def sandbox_hooks(
 
     @hookimpl
     def rlm_cleanup_sandboxes(include_live: bool, dry_run: bool) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = _imported(cleanup)(include_live=include_live, dry_run=dry_run)
+        rows: list[dict[str, Any]] = resolve_target(cleanup)(include_live=include_live, dry_run=dry_run)
         return rows
 
     return rlm_register_environments, rlm_cleanup_sandboxes
