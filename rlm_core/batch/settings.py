@@ -51,7 +51,10 @@ def job_settings_of(source: Mapping[str, Any] | Any) -> dict[str, Any]:
         "max_root_tokens": getattr(source, "max_root_tokens", None),
         "max_sub_tokens": getattr(source, "max_sub_tokens", None),
         "run": _plain(
-            {k: getattr(settings, k) for k in ("max_iterations", "max_depth", "max_timeout", "system_prompt")}
+            {
+                k: getattr(settings, k)
+                for k in ("max_iterations", "max_depth", "max_timeout", "custom_system_prompt")
+            }
             if settings is not None
             else {}
         ),
