@@ -317,8 +317,8 @@ class ChunkStream(ProcessByteStream):
         await self.process.stdin.drain()
 
     async def end_process(self) -> None:
-        if self.process.returncode is None:
-            self.process.kill()
+        # The script exits by itself once it has answered: wait for that exit (what the assertion
+        # reads), rather than kill it in the moment between its stdout closing and its exit.
         self.exit_code = await self.process.wait()
 
 
