@@ -5,8 +5,9 @@ The public names load on first use, so importing one module of this package (``b
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rlm_core._lazy import lazy_names
 
 if TYPE_CHECKING:
     from rlm_core.environments.base import Environment, ExecResult, HostCall
@@ -34,10 +35,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rlm_core.environments' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, globals(), _LAZY)
