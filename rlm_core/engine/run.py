@@ -18,7 +18,7 @@ from typing import Any
 
 from rlm_core._version import __version__
 from rlm_core.config import RunSettings
-from rlm_core.engine import cells, root_calls
+from rlm_core.engine import cells, child_runs, root_calls
 from rlm_core.engine.broker import Broker, RoutePlan
 from rlm_core.engine.cells import CellScope
 from rlm_core.engine.compaction import Compactor
@@ -201,22 +201,7 @@ class Run:
             deadline=self.deadline,
             strategy=self.strategy,
         )
-        try:
-            await environment.start(child.host_call, self.settings.custom_tools)
-            await environment.load_context(0, prompt)
-            result = await child.run()
-        finally:
-            await environment.close()
-        record.child_run_id = child.run_id
-        record.child_iterations = result.iterations
-        record.model = child.root_model
-        total = result.usage_summary.total
-        record.usage = TokenUsage(total.input_tokens, total.output_tokens)
-        record.cost = total.cost
-        record.children = child.all_subcalls
-        if result.stop_reason is StopReason.ERROR:
-            raise RLMError(f"child RLM failed: {result.error}")
-        return result.response
+        return await child_runs.run_child(child, environment, prompt, record, self.settings.custom_tools)
 
     # -- the loop ------------------------------------------------------------------------------
 
