@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from rlm_core._version import __version__
 from rlm_core.config import RunSettings
 from rlm_core.engine import cells, child_runs, root_calls
 from rlm_core.engine.broker import Broker, RoutePlan
@@ -24,6 +23,7 @@ from rlm_core.engine.cells import CellScope
 from rlm_core.engine.compaction import Compactor
 from rlm_core.engine.emitter import Emitter, new_span_id
 from rlm_core.engine.hostcalls import HostCalls
+from rlm_core.engine.run_metadata import run_metadata
 from rlm_core.engine.strategy_driver import StrategyDriver
 from rlm_core.engine.tokens import TYPICAL_BYTES_PER_TOKEN
 from rlm_core.environments.base import Environment
@@ -41,7 +41,7 @@ from rlm_core.guidance import prompts
 from rlm_core.guidance.notes import PlainNotes
 from rlm_core.guidance.parsing import parse_reply
 from rlm_core.guidance.strategy import StartView, Strategy, TurnView, author_of
-from rlm_core.records import CodeBlockRecord, IterationRecord, RunMetadata, SubCallRecord
+from rlm_core.records import CodeBlockRecord, IterationRecord, SubCallRecord
 from rlm_core.redact import redact_text
 from rlm_core.types import AnswerSource, LMRequest, Message, RLMChatCompletion, StopReason, TokenUsage
 
@@ -49,13 +49,6 @@ logger = logging.getLogger("rlm_core.engine.run")
 
 
 EnvironmentFactory = Callable[[], Awaitable[Environment]]
-# The settings a run's log names in its metadata, as they are.
-_SETTINGS_IN_METADATA = (
-    "backend",
-    "environment",
-    *("max_iterations", "max_depth", "max_root_tokens", "max_sub_tokens", "max_timeout"),
-    *("max_cost", "max_llm_calls"),
-)
 
 
 def _stop_for(exc: BudgetExceededError) -> StopReason:
@@ -160,29 +153,6 @@ class Run:
         """The output cap of this run's sub-calls: a strategy's, or None (the client's own)."""
         return self.driver.sub_cap
 
-    def _metadata(self, system: str, system_author: str) -> RunMetadata:
-        clients = self.broker.clients
-        context_chars = len(self.context) if isinstance(self.context, (str, list, dict)) else 0
-        return RunMetadata(
-            run_id=self.run_id,
-            root_model=self.root_model,
-            started_at=time.time(),
-            depth=self.depth,
-            parent_run_id=self.parent_run_id,
-            other_backends=[clients.backends.get(name, "") for name in clients.tiers[1:]],
-            sub_models=[getattr(clients.clients[n], "model_name", n) for n in clients.tiers[1:]],
-            context_type=type(self.context).__name__,
-            context_chars=context_chars,
-            root_prompt=self.root_prompt,
-            system_prompt=system,
-            rlm_core_version=__version__,
-            span_id=self.span_id,
-            parent_span_id=self.parent_span_id,
-            strategy=self.strategy.name if self.strategy is not None else None,
-            system_prompt_author=system_author,
-            **{name: getattr(self.settings, name) for name in _SETTINGS_IN_METADATA},
-        )
-
     # -- child runs (rlm_query) ----------------------------------------------------------------
 
     async def _child_run(self, prompt: Any, record: SubCallRecord) -> str:
@@ -210,7 +180,7 @@ class Run:
         system, system_author = self._system_prompt()
         self.emit(
             EventKind.RUN_START,
-            RunStarted(self._metadata(system, system_author)),
+            RunStarted(run_metadata(self, system, system_author)),
             self.span_id,
             self.parent_span_id,
         )
