@@ -100,3 +100,51 @@ def test_every_limit_flag_sets_an_rlm_setting_and_shows_its_meaning() -> None:
         )
         meaning = attrs.fields_dict(RLMConfig)[setting].metadata["doc"]
         assert meaning.split()[0] in help_text and flag in help_text
+
+
+SANDBOX_TUTORIAL = ROOT / "docs" / "writing-a-sandbox-plugin.md"
+EXAMPLE_SOURCES = sorted((ROOT / "examples").rglob("*.py"))
+TUTORIAL_BLOCK = re.compile(r"^```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+
+def excerpt_drift(block: str, sources: list[Path]) -> tuple[str, list[str]] | None:
+    """For a tutorial block cut from an example file (most of its lines are in one file): that file
+    and the block's lines that are not in it in the same order (an excerpt may leave lines out, never
+    change one). None for a block that is not an excerpt (a usage example of its own)."""
+    lines = [line for line in block.splitlines() if line.strip()]
+    best: tuple[int, Path] | None = None
+    for source in sources:
+        text = source.read_text().splitlines()
+        found = sum(1 for line in lines if line in text)
+        if best is None or found > best[0]:
+            best = (found, source)
+    if best is None or best[0] * 2 < len(lines):
+        return None
+    source_lines, position, missing = best[1].read_text().splitlines(), 0, []
+    for line in lines:
+        try:
+            position = source_lines.index(line, position) + 1
+        except ValueError:
+            missing.append(line)
+    return str(best[1].relative_to(ROOT)), missing
+
+
+def test_the_sandbox_tutorial_quotes_its_example_plugin_exactly() -> None:
+    blocks = TUTORIAL_BLOCK.findall(SANDBOX_TUTORIAL.read_text())
+    excerpts = [drift for drift in (excerpt_drift(b, EXAMPLE_SOURCES) for b in blocks) if drift is not None]
+    assert len(excerpts) >= 6  # the tutorial is read, and most of it is cut from the example
+    for source, missing in excerpts:
+        assert not missing, (
+            f"docs/writing-a-sandbox-plugin.md quotes {source} with lines it does not have: {missing}"
+        )
+
+
+def test_the_excerpt_check_fails_for_a_changed_line() -> None:
+    block = next(
+        b
+        for b in TUTORIAL_BLOCK.findall(SANDBOX_TUTORIAL.read_text())
+        if "    def " in b and excerpt_drift(b, EXAMPLE_SOURCES) is not None
+    )
+    changed = block.replace("    def ", "    def renamed_", 1)
+    drift = excerpt_drift(changed, EXAMPLE_SOURCES)
+    assert drift is not None and drift[1] and drift[1][0].lstrip().startswith("def renamed_")
