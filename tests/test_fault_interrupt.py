@@ -100,9 +100,8 @@ def test_cancelling_a_completion_logs_where_it_stopped_and_leaves_nothing(
 
     asyncio.run(main())
     check_interrupted_log(tmp_path)
-    time.sleep(0.3)
-    assert cell_threads() == []
-    assert _children_of_this_process() == []
+    wait_until(lambda: cell_threads() == [])
+    wait_until(lambda: _children_of_this_process() == [])
 
 
 def _children_of_this_process() -> list[str]:
@@ -160,30 +159,50 @@ def run_and_signal(
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
-def ctrl_c_when_subcalls_are_in_flight(server: LoopbackLLMServer) -> threading.Thread:
+class CtrlC(threading.Thread):
     """A real SIGINT to this process once the three sub-calls reached the server (asyncio.run turns
-    it into cancelling the completion, then raises KeyboardInterrupt)."""
+    it into cancelling the completion, then raises KeyboardInterrupt). If the completion has not
+    ended a minute later, a second SIGINT ends it anyway and ``hung`` says so: a broken
+    cancellation fails the test instead of hanging the suite."""
 
-    def send() -> None:
+    def __init__(self, server: LoopbackLLMServer) -> None:
+        super().__init__(daemon=True)
+        self.server = server
+        self.finished = threading.Event()
+        self.hung = False
+        self.start()
+
+    def run(self) -> None:
         deadline = time.monotonic() + 60
-        while sum(1 for r in server.requests if r["model"] == SUB) < 3 and time.monotonic() < deadline:
+        while sum(1 for r in self.server.requests if r["model"] == SUB) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGINT)
+        if not self.finished.wait(60):
+            self.hung = True
+            os.kill(os.getpid(), signal.SIGINT)
 
-    thread = threading.Thread(target=send, daemon=True)
-    thread.start()
-    return thread
+    def completion_ended(self) -> None:
+        self.finished.set()
+        self.join()
+        assert not self.hung, "the completion did not end on Ctrl-C; a second SIGINT was needed"
+
+
+def wait_until(condition: Any, timeout: float = 20.0) -> None:
+    """Wait for what an assertion reads (threads end on their own time), failing after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
 
 
 def test_ctrl_c_ends_a_local_run_with_a_complete_log(server: LoopbackLLMServer, tmp_path: Path) -> None:
     rlm = RLM(**settings(server, tmp_path, "local", {"timeout": 60}))
-    sender = ctrl_c_when_subcalls_are_in_flight(server)
+    sender = CtrlC(server)
     with pytest.raises(KeyboardInterrupt):
         rlm.completion("the quick brown fox")
-    sender.join()
+    sender.completion_ended()
     check_interrupted_log(tmp_path)
-    time.sleep(0.3)
-    assert cell_threads() == []
+    wait_until(lambda: cell_threads() == [])
 
 
 @pytest.fixture
@@ -204,10 +223,10 @@ def test_ctrl_c_during_a_docker_run_removes_its_container_and_logs_where_it_stop
 ) -> None:
     run_id = f"rlm-int-sigint-{os.getpid()}"
     rlm = RLM(**settings(server, tmp_path, "docker", {**docker_kwargs, "run_id": run_id}))
-    sender = ctrl_c_when_subcalls_are_in_flight(server)
+    sender = CtrlC(server)
     with pytest.raises(KeyboardInterrupt):
         rlm.completion("the quick brown fox")
-    sender.join()
+    sender.completion_ended()
     assert containers_of(run_id) == []
     check_interrupted_log(tmp_path)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
