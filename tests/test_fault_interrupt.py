@@ -22,6 +22,7 @@ import pytest
 from rlm_core import RLM, RLMLogger
 from rlm_core.loggers.jsonl import read_trajectory
 from rlm_core.testing import LoopbackLLMServer
+from rlm_core.testing.sandbox_lifecycle_contract import interpreter_ctrl_c
 from rlm_core.types import StopReason
 
 ROOT, SUB = "root-model", "sub-model"
@@ -36,6 +37,13 @@ def hanging_subcalls(request: dict[str, Any]) -> str:
         time.sleep(30)  # the server's stop() does not wait for handler threads
         return "late"
     return f"{PROSE}\n{CELL}"
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_reaches_the_interpreter() -> Iterator[None]:
+    """These tests press Ctrl-C; a suite started as a background job has SIGINT ignored."""
+    with interpreter_ctrl_c():
+        yield
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -34,7 +35,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rlm_core.environments.lifecycle.owners import Owner, new_run_id
@@ -92,6 +93,19 @@ class Gate:
 
     def open(self) -> None:
         self._opened.set()
+
+
+@contextlib.contextmanager
+def interpreter_ctrl_c() -> Iterator[None]:
+    """Ctrl-C handled the interpreter's own way for the block. A test run started as a background
+    job inherits SIGINT ignored (shells ignore it for background commands), and then neither the
+    interpreter nor asyncio.run reacts to a SIGINT at all."""
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 class InterruptingHost:
@@ -291,7 +305,7 @@ class SandboxLifecycleContract(abc.ABC):
                 await environment.start(InterruptingHost(), {})
                 await environment.execute(f"llm_query({INTERRUPT_PROMPT!r})\nimport time\ntime.sleep(60)")
 
-        with pytest.raises(KeyboardInterrupt):
+        with interpreter_ctrl_c(), pytest.raises(KeyboardInterrupt):
             asyncio.run(scenario())
         self.assert_nothing_left(before, registry_before)
 
