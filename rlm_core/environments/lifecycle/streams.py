@@ -3,6 +3,7 @@ kept for the messages that say why the process ended."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -70,7 +71,7 @@ class StderrTail:
         return f"stderr: {tail[-chars:]}" if tail else ""
 
 
-class ProcessByteStream:
+class ProcessByteStream(abc.ABC):
     """A :class:`~rlm_core.environments.ByteStream` over a process whose stdout arrives as chunks (an
     SDK's async iterator of bytes or str, a socket reader). A transport subclasses it with ``send``
     (write to stdin) and ``end_process`` (stop the process and what it started); reading, EOF,
@@ -120,13 +121,13 @@ class ProcessByteStream:
         except Exception as exc:
             raise ConnectionError(f"the runtime in {self.describe} is gone: {exc}") from exc
 
+    @abc.abstractmethod
     async def send(self, data: bytes) -> None:
         """Write all of ``data`` to the process's stdin; raise when it is gone."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def end_process(self) -> None:
         """Make sure the process and everything it started have ended; never raise for one already gone."""
-        raise NotImplementedError
 
     async def close(self) -> None:
         if self._closed:
