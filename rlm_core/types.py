@@ -44,6 +44,10 @@ class LMRequest:
     # A JSON schema (always of an object) the reply must match: clients with structured output ask
     # the provider for it; the engine validates the reply either way (typed ``llm_query`` answers).
     response_schema: dict[str, Any] | None = None
+    # Ask for the model's most likely alternatives (this many) for the first token of its reply,
+    # with their log-probabilities (``llm_query(..., scores=True)``). Clients that cannot give them
+    # leave ``LMResponse.top_logprobs`` None.
+    top_logprobs: int | None = None
 
     @property
     def tier(self) -> str:
@@ -77,6 +81,9 @@ class LMResponse:
     latency: float = 0.0
     # True when the answer came from a cache rather than the provider (its usage is then zero).
     cached: bool = False
+    # The first output token's most likely alternatives as (token, natural-log probability), most
+    # likely first, when the request asked for them and the provider gave them; else None.
+    top_logprobs: tuple[tuple[str, float], ...] | None = None
 
 
 @attrs.define

@@ -41,7 +41,8 @@ class JobClient:
         raise TypeError("JobClient is async only; the engine calls acomplete")
 
     async def acomplete(self, request: LMRequest) -> LMResponse:
-        use_cache = self._cache is not None and request.depth >= 1
+        # Scored calls are not cached: the cache keeps a reply's text, not its token alternatives.
+        use_cache = self._cache is not None and request.depth >= 1 and not request.top_logprobs
         if use_cache:
             assert self._cache is not None
             hit = await asyncio.to_thread(self._cache.get, self.model_name, request)

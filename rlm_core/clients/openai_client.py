@@ -26,6 +26,8 @@ class OpenAIClient(SDKChatClient):
     """
 
     backend = "openai"
+    # Chat Completions gives token log-probabilities (``logprobs``), so scored sub-calls work.
+    token_logprobs: ClassVar[bool] = True
     api_key_envs: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     _sdk_module_name: ClassVar[str] = "openai"
     _sdk_base_error: ClassVar[str] = "OpenAIError"
@@ -59,6 +61,9 @@ class OpenAIClient(SDKChatClient):
             params[self.max_tokens_param] = cap
         if request.response_schema is not None:
             params["response_format"] = response_format(request.response_schema)
+        if request.top_logprobs:
+            params["logprobs"] = True
+            params["top_logprobs"] = request.top_logprobs
         if self.stream:
             params["stream"] = True
             params["stream_options"] = {"include_usage": True}
@@ -154,7 +159,22 @@ def _completion_info(completion: Any) -> dict[str, Any]:
         "finish_reason": choice.finish_reason if choice is not None else None,
         "model": completion.model,
         "usage": _openai_usage(completion.usage),
+        "top_logprobs": _first_token_alternatives(getattr(choice, "logprobs", None)),
     }
+
+
+def _first_token_alternatives(logprobs: Any) -> tuple[tuple[str, float], ...] | None:
+    """The first output token's alternatives from a Chat Completions ``logprobs`` object (or None
+    when the reply has none), most likely first."""
+    content = getattr(logprobs, "content", None) if logprobs is not None else None
+    if not content:
+        return None
+    first = content[0]
+    options = list(getattr(first, "top_logprobs", None) or ())
+    if not options:  # a provider that gives only the chosen token's log-probability
+        options = [first]
+    pairs = [(str(o.token), float(o.logprob)) for o in options if o.token is not None]
+    return tuple(sorted(pairs, key=lambda pair: -pair[1])) or None
 
 
 def _openai_usage(usage: Any) -> TokenUsage:
@@ -171,6 +191,7 @@ class _StreamCollector:
         self.finish_reason: str | None = None
         self.model: str | None = None
         self.usage: Any = None
+        self.top_logprobs: tuple[tuple[str, float], ...] | None = None
         self.chunks = 0
 
     def add(self, chunk: Any) -> None:
@@ -183,6 +204,8 @@ class _StreamCollector:
                 continue
             if choice.delta is not None and choice.delta.content:
                 self.parts.append(choice.delta.content)
+            if self.top_logprobs is None:
+                self.top_logprobs = _first_token_alternatives(getattr(choice, "logprobs", None))
             if choice.finish_reason:
                 self.finish_reason = choice.finish_reason
 
@@ -194,4 +217,5 @@ class _StreamCollector:
             "finish_reason": self.finish_reason,
             "model": self.model,
             "usage": _openai_usage(self.usage),
+            "top_logprobs": self.top_logprobs,
         }

@@ -263,6 +263,7 @@ class SDKChatClient(BaseClient):
             finish_reason=info.get("finish_reason"),
             cost=self.price.cost(usage) if self.price is not None else None,
             latency=latency,
+            top_logprobs=info.get("top_logprobs"),
         )
 
     # -- errors ------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from rlm_core.engine import typed_answers
+from rlm_core.engine import choice_scores, typed_answers
 from rlm_core.engine.broker import Broker
 from rlm_core.engine.cells import CellScope
 from rlm_core.engine.emitter import new_span_id
@@ -17,7 +17,7 @@ from rlm_core.engine.typed_answers import AnswerSpec, TypedAnswerError
 from rlm_core.errors import RLMError
 from rlm_core.events import BatchEnded, BatchStarted, EventKind, SubcallEnded, SubcallStarted
 from rlm_core.records import SubCallRecord
-from rlm_core.types import LMRequest, Message, TokenUsage
+from rlm_core.types import LMRequest, LMResponse, Message, TokenUsage
 
 
 class RunContext(Protocol):
@@ -60,12 +60,21 @@ class HostCalls:
 
     async def __call__(self, function: str, args: dict[str, Any]) -> Any:
         spec = typed_answers.answer_spec(args.get("choices"), args.get("schema"))
+        scored = bool(args.get("scores"))
+        if scored:
+            choice_scores.check_scorable(spec)
         if function in ("llm_query", "rlm_query"):
             return await self.subcall(
-                function, args.get("prompt", ""), args.get("model"), self._cell_span(), spec=spec
+                function,
+                args.get("prompt", ""),
+                args.get("model"),
+                self._cell_span(),
+                spec=spec,
+                scored=scored,
             )
         if function in ("llm_query_batched", "rlm_query_batched"):
-            return await self.batch(function, list(args.get("prompts") or []), args.get("model"), spec)
+            prompts = list(args.get("prompts") or [])
+            return await self.batch(function, prompts, args.get("model"), spec, scored=scored)
         tool = self.run.settings.custom_tools.get(function)
         if tool is None or not callable(tool):
             raise RLMError(f"unknown host function {function!r}")
@@ -79,7 +88,13 @@ class HostCalls:
         return cell.span_id if cell is not None else self.run.span_id
 
     async def batch(
-        self, function: str, prompts: list[Any], model: str | None, spec: AnswerSpec | None = None
+        self,
+        function: str,
+        prompts: list[Any],
+        model: str | None,
+        spec: AnswerSpec | None = None,
+        *,
+        scored: bool = False,
     ) -> list[Any]:
         """Concurrent sub-calls, results in order; a failed slot becomes an ``"Error: ..."`` string."""
         single = function.replace("_batched", "")
@@ -91,7 +106,7 @@ class HostCalls:
         )
         results = await asyncio.gather(
             *(
-                self.subcall(single, prompt, model, batch_span, batch_index=index, spec=spec)
+                self.subcall(single, prompt, model, batch_span, batch_index=index, spec=spec, scored=scored)
                 for index, prompt in enumerate(prompts)
             ),
             return_exceptions=True,
@@ -117,6 +132,7 @@ class HostCalls:
         parent_span_id: str | None,
         batch_index: int | None = None,
         spec: AnswerSpec | None = None,
+        scored: bool = False,
     ) -> Any:
         run = self.run
         record = SubCallRecord(
@@ -144,6 +160,8 @@ class HostCalls:
         try:
             if function == "rlm_query" and run.depth + 1 < run.settings.max_depth and spec is None:
                 answer: Any = await self.start_child(prompt, record)
+            elif spec is not None and scored:
+                answer = await self._scored_call(function, prompt, model, record, spec)
             elif spec is not None:
                 answer = await self._typed_call(function, prompt, model, record, spec)
             else:
@@ -190,6 +208,22 @@ class HostCalls:
             "Make the prompt shorter and about one item, or loosen the choices or schema."
         )
 
+    async def _scored_call(
+        self, function: str, prompt: Any, model: str | None, record: SubCallRecord, spec: AnswerSpec
+    ) -> dict[str, float | None]:
+        """One call capped at a single output token that asks for its alternatives; the answer is
+        each choice's log-probability (see engine/choice_scores.py). A client that cannot give
+        them is not called."""
+        choices = choice_scores.check_scorable(spec)
+        messages = prompt_messages(prompt)
+        messages[-1] = Message(messages[-1].role, f"{messages[-1].content}\n\n{spec.instruction()}")
+        request = self._request(function, messages, model, record, top_logprobs=choice_scores.ALTERNATIVES)
+        plan = self.run.broker.plan(request)
+        if not getattr(plan.first, "token_logprobs", False):
+            raise choice_scores.no_scores_error(getattr(plan.first, "model_name", "") or "the sub-model")
+        response = await self._charged(record, self.run.broker.complete(request, plan))
+        return choice_scores.scores_or_error(response.top_logprobs, choices)
+
     async def _plain_call(
         self,
         function: str,
@@ -198,20 +232,38 @@ class HostCalls:
         record: SubCallRecord,
         schema: dict[str, Any] | None = None,
     ) -> str:
+        request = self._request(function, messages, model, record, schema)
+        return (await self._charged(record, self.run.broker.complete(request))).text
+
+    def _request(
+        self,
+        function: str,
+        messages: list[Message],
+        model: str | None,
+        record: SubCallRecord,
+        schema: dict[str, Any] | None = None,
+        *,
+        top_logprobs: int | None = None,
+    ) -> LMRequest:
         run = self.run
-        request = LMRequest(
+        return LMRequest(
             messages=messages,
             depth=run.depth + 1,
             model=model,
             purpose=function,
             run_id=run.run_id,
             parent_span_id=record.span_id,
-            max_tokens=run.sub_max_tokens,
+            # A scored call needs one token (its alternatives are the answer), whatever the cap.
+            max_tokens=1 if top_logprobs else run.sub_max_tokens,
             response_schema=schema,
+            top_logprobs=top_logprobs,
         )
-        response = await run.broker.complete(request)
+
+    @staticmethod
+    async def _charged(record: SubCallRecord, call: Awaitable[LMResponse]) -> LMResponse:
+        response = await call
         record.model = response.model or record.model
         # A retried typed call reports both attempts: the record matches what the ledger charged.
         record.usage = record.usage + (response.usage or TokenUsage())
         record.cost = response.cost if record.cost is None else record.cost + (response.cost or 0.0)
-        return response.text
+        return response

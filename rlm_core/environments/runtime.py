@@ -184,29 +184,44 @@ class ReplRuntime:
             call.__name__ = function
             return call
 
-        def typed(args: dict[str, Any], choices: Any, schema: Any) -> dict[str, Any]:
+        def typed(args: dict[str, Any], choices: Any, schema: Any, scores: bool = False) -> dict[str, Any]:
             # Sent only when given, so hosts that predate typed answers see the calls they know.
             if choices is not None:
                 args["choices"] = list(choices) if isinstance(choices, (tuple, set, frozenset)) else choices
             if schema is not None:
                 args["schema"] = schema
+            if scores:
+                args["scores"] = True
             return args
 
         def llm_query(
-            prompt: Any, model: str | None = None, *, choices: Any = None, schema: Any = None
+            prompt: Any,
+            model: str | None = None,
+            *,
+            choices: Any = None,
+            schema: Any = None,
+            scores: bool = False,
         ) -> Any:
             """Ask a sub-model; returns its reply as a string, or with choices=[...] one of the
-            choices, or with schema={...} (a JSON schema) a value matching it."""
-            return self.call_host("llm_query", typed({"prompt": prompt, "model": model}, choices, schema))
+            choices, or with schema={...} (a JSON schema) a value matching it. With choices and
+            scores=True: a dict of each choice's log-probability as the reply's first token (None
+            when it is not among the model's most likely ones)."""
+            args = typed({"prompt": prompt, "model": model}, choices, schema, scores)
+            return self.call_host("llm_query", args)
 
         def llm_query_batched(
-            prompts: list[Any], model: str | None = None, *, choices: Any = None, schema: Any = None
+            prompts: list[Any],
+            model: str | None = None,
+            *,
+            choices: Any = None,
+            schema: Any = None,
+            scores: bool = False,
         ) -> list[Any]:
-            """Ask a sub-model many prompts concurrently; replies come back in order (typed as in
-            llm_query when choices= or schema= is given)."""
+            """Ask a sub-model many prompts concurrently; replies come back in order (typed or
+            scored as in llm_query when choices=, schema= or scores=True is given)."""
             if isinstance(prompts, (str, bytes)):
                 raise TypeError("llm_query_batched takes a list of prompts; use llm_query for one prompt")
-            args = typed({"prompts": list(prompts), "model": model}, choices, schema)
+            args = typed({"prompts": list(prompts), "model": model}, choices, schema, scores)
             return self.call_host("llm_query_batched", args)
 
         def rlm_query(prompt: Any, model: str | None = None) -> str:

@@ -28,6 +28,8 @@ from rlm_core.testing.tokens import count_message_tokens, count_tokens, truncate
 __all__ = ["AnthropicServer", "LoopbackLLMServer", "ModelTotals", "OpenAIServer", "main"]
 
 ReplyFn = Callable[[dict[str, Any]], str]
+# (request body, reply text) -> the first token's alternatives as (token, log-probability)
+TokenScoresFn = Callable[[dict[str, Any], str], Sequence[tuple[str, float]]]
 Replies = Sequence[str] | ReplyFn | None
 
 DEFAULT_MODEL = "loopback-model"
@@ -70,6 +72,9 @@ class LoopbackLLMServer:
     (``model_totals``), so a test can compare a budget with what was really spent. Injected
     failures carry ``retry-after-ms: retry_after_ms`` so
     the SDKs retry at once instead of backing off (set ``None`` to exercise their backoff).
+    A Chat Completions request with ``logprobs`` gets the first token's alternatives from
+    ``token_scores(body, text)`` (a list of ``(token, logprob)``); without it, the reply's first
+    word with log-probability 0.
 
     Use as a context manager or call ``start()``/``stop()``; every attribute above may be changed
     while it runs.
@@ -96,6 +101,7 @@ class LoopbackLLMServer:
         self.when_exhausted = when_exhausted
         self.retry_after_ms = retry_after_ms
         self.omit_usage = omit_usage
+        self.token_scores: TokenScoresFn | None = None
         self._host = host
         self._port = port
         self._lock = threading.Lock()
@@ -403,8 +409,22 @@ class LoopbackLLMServer:
             totals.requests += 1
             totals.input_tokens += input_tokens
             totals.output_tokens += output_tokens
+        alternatives = None
+        if api == "openai" and body.get("logprobs"):
+            scores = self.token_scores
+            alternatives = (
+                list(scores(body, text)) if scores is not None else [((text.split() or [""])[0], 0.0)]
+            )
         content, content_type = wire.reply(
-            api, body, next(self._ids), model, text, truncated, (input_tokens, output_tokens), self.omit_usage
+            api,
+            body,
+            next(self._ids),
+            model,
+            text,
+            truncated,
+            (input_tokens, output_tokens),
+            self.omit_usage,
+            alternatives,
         )
         handler.send_bytes(200, content, content_type)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 STREAM_PIECES = 4  # a reply is streamed in up to this many deltas: enough to exercise accumulation
@@ -19,19 +20,22 @@ def reply(
     truncated: bool,
     tokens: tuple[int, int],
     omit_usage: bool = False,
+    alternatives: Sequence[tuple[str, float]] | None = None,
 ) -> tuple[bytes, str]:
     """The body and content type of a successful reply to ``body`` in ``api``'s format (plain or a
     stream, as the request asked). ``tokens`` is (input, output); ``omit_usage`` leaves usage out,
     as some servers do (the Anthropic stream format always carries usage fields: they are zeros)."""
     input_tokens, output_tokens = (0, 0) if omit_usage else tokens
     stream = bool(body.get("stream"))
+    logprobs = openai_logprobs(alternatives) if alternatives is not None else None
     if api == "openai":
         finish = "length" if truncated else "stop"
         if stream:
             options = body.get("stream_options") or {}
             usage = isinstance(options, dict) and bool(options.get("include_usage")) and not omit_usage
-            return openai_stream(ident, model, text, finish, input_tokens, output_tokens, usage), EVENTS
-        payload = openai_completion(ident, model, text, finish, input_tokens, output_tokens)
+            events = openai_stream(ident, model, text, finish, input_tokens, output_tokens, usage, logprobs)
+            return events, EVENTS
+        payload = openai_completion(ident, model, text, finish, input_tokens, output_tokens, logprobs)
     else:
         stop = "max_tokens" if truncated else "end_turn"
         if stream:
@@ -60,8 +64,23 @@ def pieces(text: str) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
+def openai_logprobs(alternatives: Sequence[tuple[str, float]]) -> dict[str, Any]:
+    """A Chat Completions ``logprobs`` object for a reply's first token: the most likely of
+    ``alternatives`` as the chosen token, all of them as its ``top_logprobs``."""
+    ranked = sorted(alternatives, key=lambda pair: -pair[1])
+    options = [{"token": t, "logprob": lp, "bytes": list(t.encode("utf-8"))} for t, lp in ranked]
+    chosen = options[0] if options else {"token": "", "logprob": 0.0, "bytes": []}
+    return {"content": [{**chosen, "top_logprobs": options}], "refusal": None}
+
+
 def openai_completion(
-    ident: int, model: str, text: str, finish: str, input_tokens: int, output_tokens: int
+    ident: int,
+    model: str,
+    text: str,
+    finish: str,
+    input_tokens: int,
+    output_tokens: int,
+    logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "id": f"chatcmpl-loopback-{ident}",
@@ -72,7 +91,7 @@ def openai_completion(
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": text, "refusal": None},
-                "logprobs": None,
+                "logprobs": logprobs,
                 "finish_reason": finish,
             }
         ],
@@ -85,7 +104,14 @@ def openai_completion(
 
 
 def openai_stream(
-    ident: int, model: str, text: str, finish: str, input_tokens: int, output_tokens: int, include_usage: bool
+    ident: int,
+    model: str,
+    text: str,
+    finish: str,
+    input_tokens: int,
+    output_tokens: int,
+    include_usage: bool,
+    logprobs: dict[str, Any] | None = None,
 ) -> bytes:
     base = {
         "id": f"chatcmpl-loopback-{ident}",
@@ -97,8 +123,19 @@ def openai_stream(
     deltas += [({"content": piece}, None) for piece in pieces(text)]
     deltas.append(({}, finish))
     chunks = [
-        {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}]}
-        for delta, reason in deltas
+        {
+            **base,
+            # The first content chunk carries the first token's log-probabilities, as providers send.
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": delta,
+                    "logprobs": logprobs if i == 1 else None,
+                    "finish_reason": reason,
+                }
+            ],
+        }
+        for i, (delta, reason) in enumerate(deltas)
     ]
     if include_usage:
         usage = {
