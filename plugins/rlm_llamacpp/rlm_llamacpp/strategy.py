@@ -9,11 +9,16 @@ What it does, each step logged under its name:
   the words to search for and the question to ask each item, and the helpers do the loops small
   models get wrong. ``ask_each`` gives each sub-call the run's question as background (where the
   user says what the labels mean) and answers a repeated call from its first answers (small
-  models often send the same cell twice; at temperature 0 the answers would be the same);
+  models often send the same cell twice; at temperature 0 the answers would be the same). With
+  choices it asks for the sub-model's scores (``scores=True``) and picks each item's answer by
+  batch calibration (Zhou et al., 2024): a 1.5B sub-model leans to one label for almost every
+  item, yet ranks the items well, so dividing each choice's probability by its mean over the
+  batch recovers most labels; a client without scores gets the model's own picks;
 - after each turn without an answer it restates the question;
 - when the model sends a block it already ran and the output is the same, or replies in prose
   after its code ran, it asks for the final answer at once (the model's FINAL is still its own);
 - when ``FINAL(...)`` raised (an unquoted answer, a name that does not exist) it says how to quote;
+- when the model's code printed ``True`` or ``False`` last, it says a yes/no question wants the word;
 - root turns, sub-calls and the output shown are capped (small models ramble; a CPU is slow).
 
 It never refuses, rewrites or supplies an answer. Its scope and known misfires are in the README.
@@ -102,6 +107,7 @@ a label, yes or no. Python's True and False are not yes and no.
 # model can call them; they are ordinary variables the model may rebind.
 HELPERS = '''\
 import json as _json
+import math as _math
 import re as _re
 
 
@@ -144,12 +150,39 @@ final = FINAL  # small models write the finish in lower case; it means the same
 
 
 _rlm_asked = {}
+_RLM_CALIBRATE_MIN = 8  # batch calibration needs a batch: fewer items are answered as asked
+
+
+def _rlm_calibrated(scored, choices):
+    """Batch calibration: each item's choice probabilities divided by their mean over the batch, and
+    the likeliest after that; None for an item without scores. It removes the sub-model's lean
+    towards one choice whatever the item, assuming the batch is not all of one kind."""
+    rows = []
+    for scores in scored:
+        known = [v for v in scores.values() if v is not None] if isinstance(scores, dict) else []
+        if not known:
+            rows.append(None)
+            continue
+        floor = min(known)  # a choice not among the alternatives is at most as likely as the last
+        weights = [_math.exp(scores[c] if scores.get(c) is not None else floor) for c in choices]
+        rows.append([w / sum(weights) for w in weights])
+    valid = [row for row in rows if row]
+    if len(valid) < _RLM_CALIBRATE_MIN:
+        return [choices[row.index(max(row))] if row else None for row in rows]
+    mean = [sum(row[k] for row in valid) / len(valid) for k in range(len(choices))]
+    picked = []
+    for row in rows:
+        ratios = [row[k] / mean[k] for k in range(len(choices))] if row else None
+        picked.append(choices[ratios.index(max(ratios))] if ratios else None)
+    return picked
 
 
 def ask_each(items, question, choices=None):
     """Ask a helper model the question about each item, with the task as background; the answers,
-    in order. The same question about the same items is asked once (unless a slot failed): later
-    calls reuse the answers."""
+    in order. With choices, each answer is the choice the helper model scores highest once its
+    lean towards one choice over the whole batch is taken out (batch calibration), where the model
+    gives scores; else its own pick. The same question about the same items is asked once (unless
+    a slot failed): later calls reuse the answers."""
     background = f"The whole task, for background: {_RLM_TASK}\\n\\n" if _RLM_TASK else ""
     asked = [f"{background}Answer this about one item: {question}\\n\\nItem: {item}" for item in items]
     key = (tuple(asked), tuple(choices or ()))
@@ -157,7 +190,20 @@ def ask_each(items, question, choices=None):
         print("(ask_each: the same question about the same items was asked before; these are its answers)")
         return list(_rlm_asked[key])
     if choices:
-        answers = llm_query_batched(asked, choices=list(choices))
+        choices = [str(c) for c in choices]
+        try:
+            # The first item alone: a model without scores says so once, not once per item.
+            scored = llm_query_batched(asked[:1], choices=choices, scores=True)
+            if isinstance(scored[0], dict) and len(asked) > 1:
+                scored += llm_query_batched(asked[1:], choices=choices, scores=True)
+            answers = _rlm_calibrated(scored + [None] * (len(asked) - len(scored)), choices)
+        except Exception:  # choices the scores cannot tell apart, or a host without scored calls
+            answers = [None] * len(asked)
+        missing = [i for i, a in enumerate(answers) if a is None]
+        if missing:  # no scores (a provider without them, a failed slot): the model's own pick
+            picks = llm_query_batched([asked[i] for i in missing], choices=choices)
+            for i, pick in zip(missing, picks):
+                answers[i] = pick
     else:
         answers = llm_query_batched(asked)
     if not any(isinstance(a, str) and a.startswith("Error: ") for a in answers):
@@ -228,6 +274,8 @@ class SmallModelStrategy(BaseStrategy):
                     why="FINAL(...) raised",
                 )
             )
+        if mine and _printed_truth_value(mine[-1]):
+            actions.append(Tell(TRUTH_VALUE, why="the output ends with True or False"))
         repeated = bool(mine) and all(_ran_before(cell, view.history) for cell in mine)
         if mine and all(_found_nothing(cell) for cell in mine):
             if repeated and _times_run(mine[-1], view.history) >= 3:
@@ -262,6 +310,18 @@ NO_CODE_YET = (
     "FINAL(...) is not an answer. Reply with one ```repl block: for an exact fact, call find_text "
     "with the most specific words of the question; for many items, start with list_items()."
 )
+
+
+TRUTH_VALUE = (
+    "Your code printed a Python truth value. True and False are not words of an answer: if the "
+    "question asks yes or no, answer FINAL(yes) for True or FINAL(no) for False."
+)
+
+
+def _printed_truth_value(cell: Any) -> bool:
+    """The cell ran and the last line it printed is ``True`` or ``False``."""
+    lines = [line.strip() for line in cell.stdout.splitlines() if line.strip()]
+    return not cell.error and bool(lines) and lines[-1] in ("True", "False")
 
 
 def _restated(question: str | None, first: bool = False) -> str:

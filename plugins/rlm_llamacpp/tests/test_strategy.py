@@ -156,3 +156,54 @@ def test_ask_each_asks_again_when_a_slot_failed() -> None:
     scope["ask_each"](["a", "b"], "Spam?", ["spam", "ham"])
     scope["ask_each"](["a", "b"], "Spam?", ["spam", "ham"])
     assert len(calls) == 2
+
+
+def test_ask_each_takes_out_the_sub_models_lean_with_batch_calibration() -> None:
+    """A sub-model that scores every item 'spam' first (as the 1.5B model does) but the real spam
+    higher: its own picks would all be 'spam'; calibrated over the batch, the four are."""
+    from rlm_core.testing import OpenAIServer
+
+    spam = {"win a prize now", "free ringtones text WIN", "claim your cash", "urgent: you have won"}
+    items = [*sorted(spam), "see you at 6", "ok thanks mum", "running late", "lunch?", "call me", "love you"]
+
+    def token_scores(body: dict[str, Any], text: str) -> list[tuple[str, float]]:
+        item = body["messages"][-1]["content"].split("Item: ")[1].split("\n")[0]
+        return [("spam", -0.05), ("ham", -3.0)] if item in spam else [("spam", -0.4), ("ham", -1.1)]
+
+    code = "answers = ask_each(list_items(), 'Is it spam?', ['spam', 'ham'])\nprint(answers.count('spam'))"
+    root = scripted_model((repl(code), "FINAL(4)"), "root")
+    with OpenAIServer(["spam"]) as server:
+        server.token_scores = token_scores
+        sub = {"model_name": "sub", "api_key": "k", "base_url": server.base_url}
+        result = RLM(
+            backend=root, other_backends=["openai"], other_backend_kwargs=[sub], strategy="small-model"
+        ).completion("\n".join(items), root_prompt="How many are spam?")
+        sent = server.requests
+    assert result.response == "4"
+    turns = [r for r in root.requests if r.purpose == "root"]
+    assert (
+        "```output\n10 items." in turns[1].messages[-2].content and "\n4\n" in turns[1].messages[-2].content
+    )
+    assert len(sent) == 10 and all(body["top_logprobs"] == 20 for body in sent)  # each item scored once
+
+
+def test_ask_each_falls_back_to_the_models_own_pick_without_scores() -> None:
+    code = "print(ask_each(list_items(), 'Is it spam?', ['spam', 'ham']))"
+    root = scripted_model((repl(code), "FINAL(1)"), "root")
+    sub = ScriptedClient(["spam", "ham"], model_name="sub")  # gives no token log-probabilities
+    RLM(backend=root, other_backends=[sub], strategy="small-model").completion(
+        "win a prize\nsee you at 6", root_prompt="How many are spam?"
+    )
+    turns = [r for r in root.requests if r.purpose == "root"]
+    assert "['spam', 'ham']" in turns[1].messages[-2].content
+    assert sub.calls == 2  # the scored call was refused before any tokens were spent
+
+
+def test_a_printed_truth_value_is_followed_by_a_yes_or_no_reminder_and_the_answer_stays_the_models() -> None:
+    root = scripted_model((repl("print(3 > 2)"), "FINAL(True)"), "root")
+    result = RLM(backend=root, strategy="small-model").completion("x", root_prompt="Is 3 more than 2?")
+    assert result.response == "True" and result.answer_source == "final"  # told, never rewritten
+    turns = [r for r in root.requests if r.purpose == "root"]
+    told = [m for m in turns[1].messages if m.author == "strategy:small-model"]
+    assert any("FINAL(yes) for True" in m.content for m in told)
+    assert all(m.role != "assistant" for m in told)
