@@ -56,9 +56,14 @@ def _present(attributes: Attributes) -> Attributes:
 
 
 def error_type(error: str) -> str:
-    """The exception class an engine error string starts with (``"ProviderError: ..."``)."""
-    head = error.split(":", 1)[0].strip()
-    return head if head.isidentifier() else "error"
+    """The exception class an engine error names: its first line's (``"ProviderError: ..."``), or a
+    traceback's last line's (``"ZeroDivisionError: division by zero"``); ``"error"`` when neither."""
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    for line in lines[:1] + lines[-1:]:
+        head = line.split(":", 1)[0].strip()
+        if head and all(part.isidentifier() for part in head.split(".")):
+            return head
+    return "error"
 
 
 def error_description(error: str) -> str:
