@@ -1,0 +1,102 @@
+"""The byte stream to the runtime: one asynchronous command in a Daytona session, its input sent with
+``send_session_command_input``, its logs followed over the session's log stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from rlm_core.environments import lifecycle
+from rlm_daytona.relay import Base64Lines, encode_input
+
+if TYPE_CHECKING:
+    from rlm_daytona.transport import DaytonaTransport
+
+_EXIT_GRACE = 0.5
+_REQUEST_TIMEOUT = 15.0
+
+
+class DaytonaSessionStream(lifecycle.ProcessByteStream):
+    """A :class:`~rlm_core.environments.ByteStream` over ``execute_session_command(..., run_async=True)``
+    in a session of its own. The end of the log stream is the end of stdout; the session's input has
+    no EOF, so the core's in-band ``shutdown`` ends the runtime and closing kills what is left."""
+
+    def __init__(self, transport: DaytonaTransport, group: lifecycle.RuntimeGroup, session_id: str) -> None:
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._lines = Base64Lines()
+        super().__init__(self._stdout(), describe=transport.describe())
+        self.transport = transport
+        self.group = group
+        self.session_id = session_id
+        self.command_id = ""
+        self._logs: asyncio.Task[None] | None = None
+
+    @property
+    def process(self) -> Any:
+        return self.transport.require().process
+
+    async def launch(self, command: str) -> None:
+        """Open the session and start ``command`` (one shell line) in it, asynchronously."""
+        import daytona
+
+        await self.process.create_session(self.session_id, request_timeout=_REQUEST_TIMEOUT)
+        request = daytona.SessionExecuteRequest(command=command, run_async=True, suppress_input_echo=True)
+        response = await self.process.execute_session_command(self.session_id, request)
+        self.command_id = str(response.cmd_id)
+        self._logs = asyncio.create_task(self._follow_logs(), name="rlm-daytona-logs")
+
+    def _on_stdout(self, text: str) -> None:
+        try:
+            data = self._lines.feed(text)
+        except ConnectionError as exc:
+            self.stderr.add(f"\n{exc}\n")
+            self._queue.put_nowait(None)
+            return
+        if data:
+            self._queue.put_nowait(data)
+
+    async def _follow_logs(self) -> None:
+        try:
+            await self.process.get_session_command_logs_async(
+                self.session_id, self.command_id, self._on_stdout, self.stderr.add
+            )
+            command = await self.process.get_session_command(
+                self.session_id, self.command_id, request_timeout=_REQUEST_TIMEOUT
+            )
+            self.exit_code = command.exit_code
+        except Exception as exc:  # the log stream or the sandbox went away
+            self.stderr.add(f"\nthe command's log stream ended: {exc}\n")
+        finally:
+            self._queue.put_nowait(None)
+
+    async def _stdout(self) -> AsyncIterator[bytes]:
+        while (chunk := await self._queue.get()) is not None:
+            yield chunk
+
+    async def send(self, data: bytes) -> None:
+        await self.process.send_session_command_input(
+            self.session_id, self.command_id, encode_input(data), request_timeout=_REQUEST_TIMEOUT
+        )
+
+    async def _wait(self) -> int | None:
+        if self._logs is not None:
+            await asyncio.shield(self._logs)
+        return self.exit_code
+
+    async def end_process(self) -> None:
+        if self.transport.sandbox is None:
+            return
+        # The runtime's group is killed from inside the sandbox (Daytona's API cannot signal), then
+        # the session goes, with whatever else runs in it.
+        self.exit_code = await self.group.end(self._wait, self.transport.run_quietly, _EXIT_GRACE)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                self.process.delete_session(self.session_id, request_timeout=_REQUEST_TIMEOUT),
+                _REQUEST_TIMEOUT,
+            )
+        if self._logs is not None and not self._logs.done():
+            self._logs.cancel()
+            with contextlib.suppress(BaseException):
+                await self._logs
