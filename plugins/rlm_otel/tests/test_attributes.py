@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from runs import FAN_OUT_TURNS, ROOT, SUB, connection, make_rlm, scripted
+from spantree import attributes, roots
 
-from conftest import FAN_OUT_TURNS, ROOT, SUB, attributes, connection, make_rlm, roots, scripted
 from rlm_core import RLM
 from rlm_core.testing import LoopbackLLMServer, repl
 

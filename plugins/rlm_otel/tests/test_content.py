@@ -10,8 +10,9 @@ import pytest
 import rlm_otel
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from runs import FAN_OUT_TURNS, ROOT, SUB, make_rlm, scripted
+from spantree import attributes
 
-from conftest import FAN_OUT_TURNS, ROOT, SUB, attributes, make_rlm, scripted
 from rlm_core.redact import REDACTED
 from rlm_core.testing import LoopbackLLMServer, repl
 

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from runs import FAN_OUT_SHAPE, FAN_OUT_SPANS, SUB, count, fan_out
+from spantree import attributes, children, roots, shape
 
-from conftest import FAN_OUT_TURNS, ROOT, SUB, attributes, children, make_rlm, roots, scripted, shape
 from rlm_core.testing import LoopbackLLMServer
 
 
 def _run(server: LoopbackLLMServer) -> tuple[str, int]:
     """The fan-out run; returns its run id and how many model calls its ledger counted."""
-    server.reset()
-    server.set_replies(scripted(FAN_OUT_TURNS))
-    with make_rlm(server, max_depth=2) as rlm:
-        result = rlm.completion("a context of a few words")
-    assert result.response == "done", result.error
+    result = fan_out(server)
     return result.run_id, result.usage_summary.total.calls
 
 
@@ -28,31 +25,7 @@ def test_a_batch_of_eight_and_a_child_rlm_nest_under_the_right_parents(
 
     (root,) = roots(spans)
     assert attributes(root)["rlm.run_id"] == run_id
-    chat = (f"chat {SUB}", [])
-    slot = ("execute_tool llm_query", [chat])
-    child_run = (
-        "invoke_agent rlm",
-        [("rlm.iteration", [(f"chat {SUB}", []), ("execute_tool repl", [slot])])],
-    )
-    assert shape(spans, root) == (
-        "invoke_agent rlm",
-        [
-            (
-                "rlm.iteration",
-                [
-                    (f"chat {ROOT}", []),
-                    (
-                        "execute_tool repl",
-                        [
-                            ("execute_tool llm_query_batched", [slot] * 8),
-                            ("execute_tool rlm_query", [child_run]),
-                        ],
-                    ),
-                ],
-            ),
-            ("rlm.iteration", [(f"chat {ROOT}", []), ("execute_tool repl", [])]),
-        ],
-    )
+    assert shape(spans, root) == FAN_OUT_SHAPE and len(spans) == count(FAN_OUT_SHAPE) == FAN_OUT_SPANS
     # Every span is in the run's trace, and every model call the ledger counted is a span.
     assert {s.context.trace_id for s in spans if s.context} == {root.context.trace_id}  # type: ignore[union-attr]
     assert (
