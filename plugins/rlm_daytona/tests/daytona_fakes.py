@@ -157,7 +157,8 @@ class FakeDaytonaCloud(LocalCloud):
         return client
 
     async def _create(self, arguments: dict[str, Any]) -> Any:
-        params = arguments["params"]
+        # The real create fills in the default snapshot's parameters when given none.
+        params = arguments["params"] or daytona.CreateSandboxFromSnapshotParams(language="python")
         assert isinstance(
             params, daytona.CreateSandboxFromSnapshotParams | daytona.CreateSandboxFromImageParams
         )
