@@ -31,6 +31,8 @@ class LMClient(Protocol):
     - ``async acomplete(request) -> LMResponse``: native async (else ``complete`` runs in a thread);
     - ``context_window: int | None``: the model's window in tokens (history compaction);
     - ``price: Price | None``: for cost accounting, when the response carries no cost;
+    - ``token_logprobs: bool``: True when the client honours ``request.top_logprobs`` by filling
+      ``LMResponse.top_logprobs`` (scored sub-calls, ``llm_query(..., scores=True)``, need it);
     - ``close()`` / ``async aclose()``: release connections.
 
     ``complete`` must return the provider's own token counts in ``LMResponse.usage``, raise
@@ -50,6 +52,7 @@ class BaseClient(abc.ABC):
     model_name: str = ""
     context_window: int | None = None
     price: Price | None = None
+    token_logprobs: bool = False
 
     @abc.abstractmethod
     def complete(self, request: LMRequest) -> LMResponse:

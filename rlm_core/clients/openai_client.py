@@ -27,7 +27,7 @@ class OpenAIClient(SDKChatClient):
 
     backend = "openai"
     # Chat Completions gives token log-probabilities (``logprobs``), so scored sub-calls work.
-    token_logprobs: ClassVar[bool] = True
+    token_logprobs = True
     api_key_envs: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     _sdk_module_name: ClassVar[str] = "openai"
     _sdk_base_error: ClassVar[str] = "OpenAIError"

@@ -47,6 +47,9 @@ class LlamaCppClient(BaseClient):
     # The models this client serves are small: it offers this plugin's strategy for them, which
     # RLM(strategy="auto") (the default) uses and RLM(strategy=None) turns off.
     default_strategy = "small-model"
+    # llama.cpp's server gives token log-probabilities, so scored sub-calls work (the delegate is
+    # the OpenAI client, which asks for them).
+    token_logprobs = True
 
     def __init__(
         self,

@@ -286,3 +286,19 @@ def test_a_server_that_went_away_is_a_provider_error_that_says_so() -> None:
         orphan.close()
     finally:
         starter.close()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_real_server_gives_the_first_tokens_alternatives_for_scored_calls(stream: bool) -> None:
+    made = LlamaCppClient(**SMOL, stream=stream)
+    try:
+        assert made.token_logprobs is True
+        question = [Message("user", 'Is the sky blue? Answer with exactly one of: "yes", "no".')]
+        reply = made.complete(LMRequest(question, max_tokens=1, top_logprobs=5))
+    finally:
+        made.close()
+    alternatives = reply.top_logprobs
+    assert alternatives is not None and len(alternatives) == 5
+    assert all(isinstance(token, str) and logprob <= 0.0 for token, logprob in alternatives)
+    assert [lp for _, lp in alternatives] == sorted((lp for _, lp in alternatives), reverse=True)
+    assert reply.usage.output_tokens == 1
