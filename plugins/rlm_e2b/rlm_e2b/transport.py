@@ -117,8 +117,9 @@ class E2BTransport:
         return {**self.extra_metadata, **TAGS.tags(lifecycle.Owner.current(self.run_id))}
 
     def api_params(self) -> dict[str, Any]:
-        """The SDK's connection keywords (ApiParams) this transport sets."""
-        return {"api_key": self.api_key, "domain": self.domain, "request_timeout": self.request_timeout}
+        """The SDK's connection keywords (ApiParams) this transport sets; the SDK's defaults for the rest."""
+        params = {"api_key": self.api_key, "domain": self.domain, "request_timeout": self.request_timeout}
+        return {name: value for name, value in params.items() if value is not None}
 
     async def start(self) -> None:
         if self.sandbox is not None:
