@@ -41,6 +41,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("cleanup", "rlm_core.cli.cleanup:add_cleanup_parser"),
     ("batch", "rlm_core.cli.batch:add_batch_parser"),
     ("view", "rlm_core.cli.view:add_view_parser"),
+    ("serve", "rlm_core.cli.serve:add_serve_parser"),
 ]
 
 
