@@ -9,7 +9,8 @@ from typing import Any
 
 from rlm_core.events import EventKind, RunEvent
 from rlm_otel import attributes as attrs_
-from rlm_otel import chat_content, content, provider, settings
+from rlm_otel import chat_content, provider, settings
+from rlm_otel.content import ContentWriter
 from rlm_otel.spans import (
     OpenSpan,
     OTel,
@@ -59,7 +60,8 @@ class SpanObserver:
         metadata = event.payload.metadata
         backends = {metadata.root_model: metadata.backend}
         backends.update(zip(metadata.sub_models, metadata.other_backends, strict=False))
-        return Tree(tracer, self._otel, settings.capture_content(), backends, metadata.backend)
+        writer = ContentWriter() if settings.capture_content() else None
+        return Tree(tracer, self._otel, writer, backends, metadata.backend)
 
     def _run_start(self, event: RunEvent) -> None:
         parent = self.table.open.get(event.parent_span_id) if event.parent_span_id else None
@@ -83,7 +85,7 @@ class SpanObserver:
             event.timestamp,
             parent,
         )
-        if tree.capture:
+        if tree.content is not None:
             entry.run = RunContent(metadata.system_prompt, metadata.root_prompt)
 
     def _run_end(self, event: RunEvent) -> None:
@@ -94,9 +96,10 @@ class SpanObserver:
         self.table.end_leftovers(entry.tree, event.run_id, end_time)
         result = event.payload.result
         entry.span.set_attributes(attrs_.run_end(result))
-        if entry.tree.capture:
+        writer = entry.tree.content
+        if writer is not None:
             root_prompt = entry.run.root_prompt if entry.run is not None else None
-            entry.span.set_attributes(content.run_end(result, root_prompt))
+            entry.span.set_attributes(writer.run_end(result, root_prompt))
         if result.error:
             set_error(entry, attrs_.error_description(result.error))
         flush_pending(entry)
@@ -126,47 +129,50 @@ class SpanObserver:
     def _iteration_start(self, event: RunEvent) -> None:
         entry = self._child(event, attrs_.ITERATION_NAME, attrs_.iteration_start(event))
         if entry is not None:
-            entry.waits = entry.tree.capture
+            entry.waits = entry.tree.content is not None
 
     def _iteration_end(self, event: RunEvent) -> None:
         record = event.payload.record
         entry = self._end(event, attrs_.iteration_end(record))
         if entry is None:
             return
-        if entry.pending:
+        if entry.pending and entry.tree.content is not None:
             run = self.table.open.get(event.parent_span_id) if event.parent_span_id else None
-            chat_content.attach_root(entry.pending, record, run.run if run is not None else None)
+            chat_content.attach_root(
+                entry.tree.content, entry.pending, record, run.run if run is not None else None
+            )
         flush_pending(entry)
         entry.span.end(end_time=nanoseconds(event.timestamp))
 
     def _code_start(self, event: RunEvent) -> None:
         entry = self._child(event, attrs_.CODE_NAME, attrs_.code_start(event))
-        if entry is not None and entry.tree.capture:
-            entry.span.set_attributes(content.code_cell_start(event.payload.code))
+        if entry is not None and entry.tree.content is not None:
+            entry.span.set_attributes(entry.tree.content.code_cell_start(event.payload.code))
 
     def _code_end(self, event: RunEvent) -> None:
         result = event.payload.result
         entry = self._end(event, attrs_.code_end(result), result.error)
         if entry is None:
             return
-        if entry.tree.capture:
-            entry.span.set_attributes(content.code_cell_end(result))
+        if entry.tree.content is not None:
+            entry.span.set_attributes(entry.tree.content.code_cell_end(result))
         entry.span.end(end_time=nanoseconds(event.timestamp))
 
     def _subcall_start(self, event: RunEvent) -> None:
         entry = self._child(event, attrs_.subcall_name(event.payload.function), attrs_.subcall_start(event))
         if entry is not None:
-            entry.waits = entry.tree.capture
+            entry.waits = entry.tree.content is not None
 
     def _subcall_end(self, event: RunEvent) -> None:
         record = event.payload.record
         entry = self._end(event, attrs_.subcall_end(record), record.error)
         if entry is None:
             return
-        if entry.tree.capture:
-            entry.span.set_attributes(content.subcall(record))
+        writer = entry.tree.content
+        if writer is not None:
+            entry.span.set_attributes(writer.subcall(record))
             if entry.pending:
-                chat_content.attach_sub(entry.pending, record)
+                chat_content.attach_sub(writer, entry.pending, record)
         flush_pending(entry)
         entry.span.end(end_time=nanoseconds(event.timestamp))
 

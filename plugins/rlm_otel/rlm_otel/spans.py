@@ -4,9 +4,12 @@ which backend serves which client) every span of one completion tree shares."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+if TYPE_CHECKING:
+    from rlm_otel.content import ContentWriter
 
 
 def nanoseconds(timestamp: float) -> int:
@@ -45,7 +48,7 @@ class Tree:
 
     tracer: Any
     otel: OTel
-    capture: bool
+    content: ContentWriter | None  # None: content is not captured
     backends: dict[str, str]  # configured client name (or model name) -> backend name
     root_backend: str
     open_ids: set[str] = attrs.field(factory=set)
@@ -88,7 +91,8 @@ class RunContent:
 
     system_prompt: str
     root_prompt: str | None
-    history: list[tuple[str, str]] = attrs.field(factory=list)
+    history: list[tuple[str, str]] = attrs.field(factory=list)  # redacted
+    system_instructions: str | None = None  # the system prompt as the attribute, made once
 
 
 class SpanTable:
