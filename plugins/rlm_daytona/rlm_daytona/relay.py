@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 
+MARK = "rlm:"  # begins every line the relay writes
 # Python >= 3.8, stdlib only, like the runtime. Exits with the runtime's status (128 + signal).
 RELAY_SOURCE = """\
 import base64, os, subprocess, sys, threading
@@ -31,11 +32,12 @@ def feed():
         pass
 
 threading.Thread(target=feed, daemon=True).start()
+os.write(1, b"\\n")
 while True:
     chunk = os.read(child.stdout.fileno(), 1 << 16)
     if not chunk:
         break
-    line = memoryview(base64.b64encode(chunk) + b"\\n")
+    line = memoryview(b"rlm:" + base64.b64encode(chunk) + b"\\n")
     while line:
         line = line[os.write(1, line):]
 code = child.wait()
@@ -55,16 +57,33 @@ def encode_input(data: bytes) -> str:
 
 
 class Base64Lines:
-    """The runtime's stdout as it arrives (text, split anywhere) back into bytes."""
+    """The runtime's stdout as it arrives (text, split anywhere) back into bytes.
+
+    Lines without the relay's mark are kept in ``stray`` (a login shell's greeting, say), not decoded.
+    """
 
     def __init__(self) -> None:
         self._pending = ""
+        self.stray: list[str] = []
 
     def feed(self, text: str) -> bytes:
         """The bytes of every line completed by ``text``; a partial line waits for the rest."""
         self._pending += text
         *lines, self._pending = self._pending.split("\n")
-        try:
-            return b"".join(base64.b64decode(line.strip(), validate=True) for line in lines if line.strip())
-        except binascii.Error as exc:
-            raise ConnectionError(f"the runtime's relayed stdout is corrupt: {exc}") from exc
+        data = bytearray()
+        for line in (line.rstrip("\r") for line in lines):
+            if not line.startswith(MARK):
+                if line.strip():
+                    self.stray.append(line)
+                continue
+            try:
+                data += base64.b64decode(line[len(MARK) :], validate=True)
+            except binascii.Error as exc:
+                raise ConnectionError(f"the runtime's relayed stdout is corrupt: {exc}") from exc
+        return bytes(data)
+
+    def finish(self) -> None:
+        """At the end of the output: an unfinished line is not the relay's (its lines end), so it is stray."""
+        if self._pending.strip():
+            self.stray.append(self._pending)
+        self._pending = ""

@@ -54,6 +54,7 @@ class DaytonaSessionStream(lifecycle.ProcessByteStream):
             self.stderr.add(f"\n{exc}\n")
             self._queue.put_nowait(None)
             return
+        self._set_aside_stray()
         if data:
             self._queue.put_nowait(data)
 
@@ -69,7 +70,14 @@ class DaytonaSessionStream(lifecycle.ProcessByteStream):
         except Exception as exc:  # the log stream or the sandbox went away
             self.stderr.add(f"\nthe command's log stream ended: {exc}\n")
         finally:
+            self._lines.finish()
+            self._set_aside_stray()
             self._queue.put_nowait(None)
+
+    def _set_aside_stray(self) -> None:
+        for line in self._lines.stray:  # not the runtime's: shown with stderr, where it may explain a failure
+            self.stderr.add(f"stray output: {line}\n")
+        self._lines.stray.clear()
 
     async def _stdout(self) -> AsyncIterator[bytes]:
         while (chunk := await self._queue.get()) is not None:

@@ -4,6 +4,7 @@ the relay both ways, and that every SDK call it makes is one the installed dayto
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 import json
 import subprocess
@@ -213,6 +214,14 @@ def test_every_byte_survives_the_relay_both_ways() -> None:
     assert "\x01" not in text and "\x02" not in text
     lines = Base64Lines()
     assert b"".join(lines.feed(text[i : i + 777]) for i in range(0, len(text), 777)) == payload
+
+
+def test_unmarked_lines_are_set_aside_and_corrupt_ones_refused() -> None:
+    lines = Base64Lines()
+    assert lines.feed("daemon says hi\r\nrlm:" + base64.b64encode(b"ok").decode() + "\r\n") == b"ok"
+    assert lines.stray == ["daemon says hi"]
+    with pytest.raises(ConnectionError, match="corrupt"):
+        lines.feed("rlm:%%%\n")
 
 
 def test_the_relay_exits_with_the_runtimes_status() -> None:

@@ -54,6 +54,7 @@ class E2BCommandStream(lifecycle.ProcessByteStream):
             self.stderr.add(f"\n{exc}\n")
             self._queue.put_nowait(None)
             return
+        self._set_aside_stray()
         if data:
             self._queue.put_nowait(data)
 
@@ -68,7 +69,14 @@ class E2BCommandStream(lifecycle.ProcessByteStream):
         except Exception as exc:  # the connection or the sandbox went away
             self.stderr.add(f"\nthe command's connection ended: {exc}\n")
         finally:
+            self._lines.finish()
+            self._set_aside_stray()
             self._queue.put_nowait(None)
+
+    def _set_aside_stray(self) -> None:
+        for line in self._lines.stray:  # not the runtime's: shown with stderr, where it may explain a failure
+            self.stderr.add(f"stray output: {line}\n")
+        self._lines.stray.clear()
 
     async def _stdout(self) -> AsyncIterator[bytes]:
         while (chunk := await self._queue.get()) is not None:

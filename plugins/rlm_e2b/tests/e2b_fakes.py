@@ -16,6 +16,7 @@ import asyncio
 import datetime
 import inspect
 import os
+import shlex
 import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -93,6 +94,7 @@ class FakeE2BCloud(LocalCloud):
         self.AsyncSandbox.list.side_effect = self._list
         self.Sandbox = create_autospec(REAL_SANDBOX)
         self.Sandbox.kill.side_effect = self._kill_blocking
+        self.login_greeting = ""  # what a template's login profile prints before each command
 
     def _record(
         self, name: str, real: Callable[..., Any], args: Any, kwargs: Any, method: bool
@@ -215,7 +217,10 @@ class FakeE2BCloud(LocalCloud):
 
     async def _run(self, state: FakeE2BSandbox, arguments: dict[str, Any]) -> Any:
         # envd runs every command as `/bin/bash -l -c cmd` with the sandbox's and the command's variables.
-        child = await state.spawn(["/bin/bash", "-c", arguments["cmd"]], arguments["cwd"], arguments["envs"])
+        script = arguments["cmd"]
+        if self.login_greeting:
+            script = f"printf %s {shlex.quote(self.login_greeting)}; {script}"
+        child = await state.spawn(["/bin/bash", "-c", script], arguments["cwd"], arguments["envs"])
         if arguments["background"]:
             state.background.append(child)
         else:

@@ -26,7 +26,7 @@ from rlm_e2b.transport import E2BTransport
 
 from conftest import API_KEY
 from rlm_core.environments import SandboxEnvironment
-from rlm_core.errors import ConfigurationError, SandboxStartError
+from rlm_core.errors import ConfigurationError, SandboxError, SandboxStartError
 from rlm_core.plugins import PluginRegistry
 from rlm_core.testing.environment_contract import RecordingHost, run_cells
 
@@ -183,8 +183,19 @@ def test_every_byte_survives_the_relay() -> None:
 
 def test_a_corrupt_line_is_a_connection_error() -> None:
     with pytest.raises(ConnectionError, match="corrupt"):
-        Base64Lines().feed("not base64!\n")
-    assert Base64Lines().feed(base64.b64encode(b"half").decode()) == b""  # waits for its newline
+        Base64Lines().feed("rlm:not base64!\n")
+    assert Base64Lines().feed("rlm:" + base64.b64encode(b"half").decode()) == b""  # waits for its newline
+
+
+def test_what_a_login_shell_prints_is_set_aside(cloud: FakeE2BCloud, workdir: str) -> None:
+    """E2B runs commands in a login shell; a template whose profile prints something still works, and
+    what it printed is shown with stderr when a start fails."""
+    cloud.login_greeting = "Welcome to the acme template"  # no newline: the relay ends the line first
+    assert run_cells(e2b_environment(workdir=workdir), "print('fine')") == ["fine\n"]
+    environment = e2b_environment(workdir=workdir, python="python-does-not-exist", start_timeout=30)
+    with pytest.raises(SandboxError, match="stray output: Welcome to the acme template"):
+        start(environment)
+    asyncio.run(environment.close())
 
 
 def test_the_runtime_ends_on_close_and_the_sandbox_is_killed(cloud: FakeE2BCloud, workdir: str) -> None:
