@@ -85,6 +85,11 @@ class SpanObserver:
             event.timestamp,
             parent,
         )
+        if parent is None and not entry.span.is_recording():
+            # The sampler dropped this completion: its spans would record nothing, so keep none.
+            self.table.pop(event.span_id)
+            entry.span.end()
+            return
         if tree.content is not None:
             entry.run = RunContent(metadata.system_prompt, metadata.root_prompt)
 

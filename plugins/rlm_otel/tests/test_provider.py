@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 import rlm_otel
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from runs import fan_out
 from scripts_run import run_python
 
@@ -130,3 +133,13 @@ def test_otel_sdk_disabled_turns_even_a_configured_provider_off(
     monkeypatch.delenv("OTEL_SDK_DISABLED")
     fan_out(server)
     assert exporter.get_finished_spans()
+
+
+def test_a_completion_the_sampler_drops_keeps_no_span(server: LoopbackLLMServer) -> None:
+    spans = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    rlm_otel.configure(tracer_provider=provider)
+    fan_out(server)
+    assert spans.get_finished_spans() == ()
+    assert rlm_otel._observer is not None and rlm_otel._observer.table.open == {}
