@@ -74,6 +74,7 @@ class FakeDaytonaSandbox(LocalSandbox):
         self.params = params
         self.labels: dict[str, str] = dict(params.labels or {})
         self.sessions: dict[str, dict[str, FakeSessionCommand]] = {}
+        self.commands: list[FakeSessionCommand] = []  # every session command, deleted sessions' too
         self.handle: Any = None
 
 
@@ -258,6 +259,7 @@ class FakeDaytonaCloud(LocalCloud):
         child = await state.spawn(["/bin/bash", "-c", request.command], None)  # in the session's shell's cwd
         command = FakeSessionCommand(self.new_id("cmd-"), child, echo=not request.suppress_input_echo)
         session[command.id] = command
+        state.commands.append(command)
         return daytona.SessionExecuteResponse(cmd_id=command.id)
 
     def _command(self, state: FakeDaytonaSandbox, arguments: dict[str, Any]) -> FakeSessionCommand:

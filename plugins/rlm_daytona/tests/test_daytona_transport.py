@@ -166,6 +166,8 @@ def test_the_runtime_runs_in_a_session_of_its_own_without_echo(cloud: FakeDayton
     assert [call["session_id"] for call in cloud.calls_to("delete_session")] == [session]
     assert all(call["data"].endswith("\n") for call in cloud.calls_to("send_session_command_input"))
     (sandbox,) = cloud.sandboxes.values()
+    (relay,) = sandbox.commands
+    assert relay.child.returncode == 0  # the core's in-band shutdown ended the runtime: nothing was killed
     assert sandbox.ended and len(cloud.calls_to("create")) == 1
 
 
