@@ -6,9 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daytona_fakes import FakeDaytonaCloud
-
-API_KEY = "dtn_" + "k" * 40
+from daytona_fakes import API_KEY, FakeDaytonaCloud
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from rlm_daytona.transport import TAGS
 from rlm_core.environments.lifecycle import Owner
 from rlm_core.testing.local_cloud import LocalCloud, LocalSandbox, bind
 
+API_KEY = "dtn_" + "k" * 40  # set on the host by the tests' cloud fixture
 REAL_CLIENT = daytona.AsyncDaytona
 REAL_BLOCKING_CLIENT = daytona.Daytona
 REAL_SANDBOX = daytona.AsyncSandbox

@@ -13,6 +13,7 @@ import sys
 import daytona
 import pytest
 from daytona_fakes import (
+    API_KEY,
     REAL_BLOCKING_CLIENT,
     REAL_CLIENT,
     REAL_FS,
@@ -25,7 +26,6 @@ from rlm_daytona.environment import daytona_environment
 from rlm_daytona.relay import RELAY_SOURCE, Base64Lines, encode_input
 from rlm_daytona.transport import DaytonaTransport
 
-from conftest import API_KEY
 from rlm_core.environments import SandboxEnvironment
 from rlm_core.environments.lifecycle import Owner
 from rlm_core.errors import ConfigurationError, SandboxStartError

@@ -6,9 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2b_fakes import FakeE2BCloud
-
-API_KEY = "e2b_" + "k" * 40
+from e2b_fakes import API_KEY, FakeE2BCloud
 
 
 @pytest.fixture

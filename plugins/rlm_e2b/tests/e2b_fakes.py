@@ -33,6 +33,7 @@ from rlm_e2b.transport import TAGS
 from rlm_core.environments.lifecycle import Owner
 from rlm_core.testing.local_cloud import LocalCloud, LocalSandbox, bind
 
+API_KEY = "e2b_" + "k" * 40  # set on the host by the tests' cloud fixture
 REAL_ASYNC_SANDBOX = e2b.AsyncSandbox
 REAL_SANDBOX = e2b.Sandbox
 REAL_COMMANDS = e2b.sandbox_async.commands.command.Commands

@@ -13,6 +13,7 @@ import sys
 import e2b
 import pytest
 from e2b_fakes import (
+    API_KEY,
     API_PARAMS,
     REAL_ASYNC_SANDBOX,
     REAL_COMMANDS,
@@ -24,7 +25,6 @@ from rlm_e2b.environment import e2b_environment
 from rlm_e2b.relay import RELAY_SOURCE, Base64Lines
 from rlm_e2b.transport import E2BTransport
 
-from conftest import API_KEY
 from rlm_core.environments import SandboxEnvironment
 from rlm_core.errors import ConfigurationError, SandboxError, SandboxStartError
 from rlm_core.plugins import PluginRegistry
