@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from runs import FAN_OUT_TURNS, ROOT, SUB, connection, make_rlm, scripted
-from spantree import attributes, roots
+from otel_runs import FAN_OUT_TURNS, ROOT, SUB, connection, make_rlm, scripted
+from otel_spantree import attributes, roots
 
 from rlm_core import RLM
 from rlm_core.testing import LoopbackLLMServer, repl

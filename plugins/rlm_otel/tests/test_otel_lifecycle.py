@@ -4,11 +4,13 @@ reply cut at its cap reads as finish reason "length", and a run that ends withou
 
 from __future__ import annotations
 
+from typing import Any
+
 import rlm_otel
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from otel_runs import ROOT, connection, make_rlm, scripted
+from otel_spantree import attributes
 from rlm_otel.observer import SpanObserver
-from runs import ROOT, connection, make_rlm, scripted
-from spantree import attributes
 
 from rlm_core import RLM
 from rlm_core.events import CodeStarted, EventKind, IterationStarted, RunEnded, RunEvent, RunStarted
@@ -21,7 +23,7 @@ from rlm_core.types import RLMChatCompletion, StopReason, UsageSummary
 class Restate(BaseStrategy):
     name = "restate"
 
-    def on_turn(self, view):  # type: ignore[no-untyped-def]
+    def on_turn(self, view: Any) -> list[Tell]:
         return [Tell("The question is still there.", why="keep it in view")]
 
 

@@ -9,16 +9,16 @@ from typing import Any
 
 import rlm_otel
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
-from otlp_receiver import OTLPReceiver, as_dict
-from runs import FAN_OUT_SHAPE, FAN_OUT_SPANS, ROOT, SUB
-from scripts_run import run_python
+from otel_receiver import OTLPReceiver, as_dict
+from otel_runs import FAN_OUT_SHAPE, FAN_OUT_SPANS, ROOT, SUB
+from otel_subprocess import run_python
 
 TESTS = Path(__file__).parent
 
 FAN_OUT_PROGRAM = f"""
 import sys
 sys.path.insert(0, {str(TESTS)!r})
-from runs import fan_out
+from otel_runs import fan_out
 from rlm_core.testing import LoopbackLLMServer
 
 with LoopbackLLMServer() as server:

@@ -22,9 +22,13 @@ FAN_OUT_CODE = (
 FAN_OUT_TURNS = [repl(FAN_OUT_CODE), repl("FINAL('done')")]
 
 # Its span tree, as (name, [children in start order]).
-_SLOT = ("execute_tool llm_query", [(f"chat {SUB}", [])])
-_CHILD_RUN = ("invoke_agent rlm", [("rlm.iteration", [(f"chat {SUB}", []), ("execute_tool repl", [_SLOT])])])
-FAN_OUT_SHAPE = (
+Shape = tuple[str, list[Any]]
+_SLOT: Shape = ("execute_tool llm_query", [(f"chat {SUB}", [])])
+_CHILD_RUN: Shape = (
+    "invoke_agent rlm",
+    [("rlm.iteration", [(f"chat {SUB}", []), ("execute_tool repl", [_SLOT])])],
+)
+FAN_OUT_SHAPE: Shape = (
     "invoke_agent rlm",
     [
         (
@@ -46,7 +50,7 @@ FAN_OUT_SHAPE = (
 FAN_OUT_SPANS = 31
 
 
-def count(shape: tuple[str, list[Any]]) -> int:
+def count(shape: Shape) -> int:
     return 1 + sum(count(child) for child in shape[1])
 
 

@@ -15,8 +15,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
-from runs import fan_out
-from scripts_run import run_python
+from otel_runs import fan_out
+from otel_subprocess import run_python
 
 from rlm_core.testing import LoopbackLLMServer
 
@@ -53,7 +53,7 @@ def test_without_a_provider_a_whole_run_imports_no_opentelemetry_and_keeps_no_sp
         import sys
         sys.path.insert(0, {str(TESTS)!r})
         import rlm_otel
-        from runs import fan_out
+        from otel_runs import fan_out
         from rlm_core.testing import LoopbackLLMServer
 
         with LoopbackLLMServer() as server:
@@ -75,7 +75,7 @@ def test_the_users_global_tracer_provider_receives_the_spans() -> None:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-        from runs import FAN_OUT_SPANS, fan_out
+        from otel_runs import FAN_OUT_SPANS, fan_out
         from rlm_core.testing import LoopbackLLMServer
 
         exporter = InMemorySpanExporter()
@@ -102,7 +102,7 @@ def test_a_no_op_global_provider_turns_tracing_off_even_with_an_otlp_endpoint() 
         sys.path.insert(0, {str(TESTS)!r})
         from opentelemetry import trace
         import rlm_otel
-        from runs import fan_out
+        from otel_runs import fan_out
         from rlm_core.testing import LoopbackLLMServer
 
         trace.set_tracer_provider(trace.NoOpTracerProvider())

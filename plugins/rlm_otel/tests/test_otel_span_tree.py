@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from runs import FAN_OUT_SHAPE, FAN_OUT_SPANS, SUB, count, fan_out
-from spantree import attributes, children, roots, shape
+from otel_runs import FAN_OUT_SHAPE, FAN_OUT_SPANS, SUB, count, fan_out
+from otel_spantree import attributes, children, roots, shape
 
 from rlm_core.testing import LoopbackLLMServer
 
@@ -27,7 +27,8 @@ def test_a_batch_of_eight_and_a_child_rlm_nest_under_the_right_parents(
     assert attributes(root)["rlm.run_id"] == run_id
     assert shape(spans, root) == FAN_OUT_SHAPE and len(spans) == count(FAN_OUT_SHAPE) == FAN_OUT_SPANS
     # Every span is in the run's trace, and every model call the ledger counted is a span.
-    assert {s.context.trace_id for s in spans if s.context} == {root.context.trace_id}  # type: ignore[union-attr]
+    assert root.context is not None
+    assert {s.context.trace_id for s in spans if s.context} == {root.context.trace_id}
     assert (
         sum(1 for s in spans if s.name.startswith("chat ")) == calls == server.model_totals[SUB].requests + 2
     )

@@ -10,8 +10,8 @@ import pytest
 import rlm_otel
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from runs import FAN_OUT_TURNS, ROOT, SUB, make_rlm, scripted
-from spantree import attributes
+from otel_runs import FAN_OUT_TURNS, ROOT, SUB, make_rlm, scripted
+from otel_spantree import attributes
 
 from rlm_core.redact import REDACTED
 from rlm_core.testing import LoopbackLLMServer, repl
