@@ -26,3 +26,14 @@ def plain_variables(env: Mapping[str, str] | None) -> dict[str, str]:
             "Daytona Secrets and name them in secrets={'VARIABLE': 'secret-name'}"
         )
     return env
+
+
+def secret_references(secrets: Mapping[str, str] | None) -> dict[str, str]:
+    """``secrets`` as ``{variable: organization Secret name}``, both strings."""
+    secrets = dict(secrets or {})
+    if not all(isinstance(name, str) and isinstance(secret, str) for name, secret in secrets.items()):
+        raise ConfigurationError(
+            "secrets maps variable names to Daytona organization Secret names, e.g. "
+            "secrets={'DB_PASSWORD': 'team-db-password'}"
+        )
+    return secrets

@@ -20,7 +20,7 @@ from typing import Any
 from rlm_core.environments import lifecycle
 from rlm_core.errors import ConfigurationError, SandboxError, SandboxStartError
 from rlm_daytona.relay import relayed
-from rlm_daytona.settings import plain_variables
+from rlm_daytona.settings import plain_variables, secret_references
 from rlm_daytona.stream import DaytonaSessionStream
 
 logger = logging.getLogger("rlm_daytona")
@@ -130,7 +130,7 @@ class DaytonaTransport:
         self.create_timeout = create_timeout
         self.network_block_all = network_block_all
         self.env = plain_variables(env)
-        self.secrets = dict(secrets or {})
+        self.secrets = secret_references(secrets)
         self.extra_labels = dict(labels or {})
         self.workdir = workdir
         self.python = python

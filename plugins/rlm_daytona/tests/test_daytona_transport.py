@@ -60,6 +60,7 @@ BAD_SETTINGS = {
     "workdir": ({"workdir": "rlm"}, "absolute path"),
     "env": ({"env": {"GITHUB_TOKEN": "x"}}, r"\['GITHUB_TOKEN'\] look like secrets.*secrets="),
     "key-shaped value": ({"env": {"NOTE": "sk-" + "a" * 30}}, r"\['NOTE'\] look like secrets"),
+    "secret values": ({"secrets": {"DB_PASSWORD": 1234}}, "organization Secret names"),
 }
 
 
