@@ -3,9 +3,11 @@ child RLM → model calls, nested by the events' span ids, all in one trace, eac
 
 from __future__ import annotations
 
+import asyncio
+
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from otel_runs import FAN_OUT_SHAPE, FAN_OUT_SPANS, SUB, count, fan_out
+from otel_runs import FAN_OUT_SHAPE, FAN_OUT_SPANS, FAN_OUT_TURNS, SUB, count, fan_out, make_rlm, scripted
 from otel_spantree import attributes, children, roots, shape
 
 from rlm_core.testing import LoopbackLLMServer
@@ -64,3 +66,18 @@ def test_each_span_lies_within_its_parent_and_model_calls_are_client_spans(
             parent = by_id[span.parent.span_id]
             assert parent.start_time <= span.start_time and span.end_time <= parent.end_time  # type: ignore[operator]
         assert span.kind == (SpanKind.CLIENT if span.name.startswith("chat ") else SpanKind.INTERNAL)
+
+
+async def test_concurrent_completions_each_get_a_trace_of_their_own(
+    server: LoopbackLLMServer, exporter: InMemorySpanExporter
+) -> None:
+    server.reset()
+    server.set_replies(scripted(FAN_OUT_TURNS))
+    with make_rlm(server, max_depth=2) as rlm:
+        results = await asyncio.gather(*(rlm.acompletion(f"context {n}") for n in range(3)))
+    assert [r.response for r in results] == ["done"] * 3
+    spans = list(exporter.get_finished_spans())
+    runs = roots(spans)
+    assert sorted(attributes(r)["rlm.run_id"] for r in runs) == sorted(r.run_id for r in results)
+    assert all(shape(spans, run) == FAN_OUT_SHAPE for run in runs)
+    assert len({r.context.trace_id for r in runs if r.context}) == 3
