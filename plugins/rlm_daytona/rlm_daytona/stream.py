@@ -94,17 +94,16 @@ class DaytonaSessionStream(lifecycle.ProcessByteStream):
         return self.exit_code
 
     async def end_process(self) -> None:
-        if self.transport.sandbox is None:
-            return
-        # The runtime's group is killed from inside the sandbox (Daytona's API cannot signal), then
-        # the session goes, with whatever else runs in it.
-        self.exit_code = await self.group.end(self._wait, self.transport.run_quietly, _EXIT_GRACE)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                self.process.delete_session(self.session_id, request_timeout=_REQUEST_TIMEOUT),
-                _REQUEST_TIMEOUT,
-            )
-        if self._logs is not None and not self._logs.done():
+        if self.transport.sandbox is not None:  # else the sandbox, and all in it, is gone already
+            # The runtime's group is killed from inside the sandbox (Daytona's API cannot signal),
+            # then the session goes, with whatever else runs in it.
+            self.exit_code = await self.group.end(self._wait, self.transport.run_quietly, _EXIT_GRACE)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self.process.delete_session(self.session_id, request_timeout=_REQUEST_TIMEOUT),
+                    _REQUEST_TIMEOUT,
+                )
+        if self._logs is not None and not self._logs.done():  # the log stream of a sandbox gone
             self._logs.cancel()
             with contextlib.suppress(BaseException):
                 await self._logs
