@@ -98,7 +98,8 @@ class SpanObserver:
         if entry is None:
             return
         end_time = nanoseconds(event.timestamp)
-        self.table.end_leftovers(entry.tree, event.run_id, end_time)
+        # A root run's end closes whatever its tree left open; a child run's, what it left.
+        self.table.end_leftovers(entry.tree, event.run_id if event.parent_run_id else None, end_time)
         result = event.payload.result
         entry.span.set_attributes(attrs_.run_end(result))
         writer = entry.tree.content

@@ -134,15 +134,20 @@ class SpanTable:
             entry.tree.open_ids.discard(span_id)
         return entry
 
-    def end_leftovers(self, tree: Tree, run_id: str, end_time: int) -> None:
-        """End the spans of a run that ended without their end events (a cancelled cell), so no span
-        of a finished run stays open."""
-        for span_id in [s for s in tree.open_ids if self.open.get(s, None) and self.open[s].run_id == run_id]:
-            entry = self.pop(span_id)
-            if entry is not None:
-                flush_pending(entry)
-                entry.span.set_attribute("rlm.incomplete", True)
-                entry.span.end(end_time=end_time)
+    def end_leftovers(self, tree: Tree, run_id: str | None, end_time: int) -> None:
+        """End the spans of a run (``None``: of the whole tree, when its root run ends) that ended
+        without their end events (a cancelled cell), so no span of a finished run stays open."""
+        leftovers = [
+            span_id
+            for span_id in list(tree.open_ids)
+            if (entry := self.open.get(span_id)) is not None and run_id in (None, entry.run_id)
+        ]
+        for span_id in leftovers:
+            left = self.pop(span_id)
+            if left is not None:
+                flush_pending(left)
+                left.span.set_attribute("rlm.incomplete", True)
+                left.span.end(end_time=end_time)
 
 
 def set_error(entry: OpenSpan, description: str) -> None:

@@ -13,7 +13,15 @@ from otel_spantree import attributes
 from rlm_otel.observer import SpanObserver
 
 from rlm_core import RLM
-from rlm_core.events import CodeStarted, EventKind, IterationStarted, RunEnded, RunEvent, RunStarted
+from rlm_core.events import (
+    CodeStarted,
+    EventKind,
+    IterationStarted,
+    RunEnded,
+    RunEvent,
+    RunStarted,
+    SubcallStarted,
+)
 from rlm_core.guidance.strategy import BaseStrategy, Tell
 from rlm_core.records import RunMetadata
 from rlm_core.testing import LoopbackLLMServer, repl
@@ -63,28 +71,49 @@ def test_a_reply_cut_at_its_cap_has_finish_reason_length(
     assert all(c["gen_ai.usage.output_tokens"] == 8 and c["rlm.finish_reason_inferred"] for c in chats)
 
 
-def _event(kind: EventKind, payload: object, span: str, parent: str | None) -> RunEvent:
-    return RunEvent(kind=kind, run_id="run-1", depth=0, payload=payload, span_id=span, parent_span_id=parent)
+def _event(
+    kind: EventKind,
+    payload: object,
+    span: str,
+    parent: str | None,
+    run: str = "run-1",
+    parent_run: str | None = None,
+) -> RunEvent:
+    return RunEvent(
+        kind=kind,
+        run_id=run,
+        depth=0 if run == "run-1" else 1,
+        payload=payload,
+        span_id=span,
+        parent_span_id=parent,
+        parent_run_id=parent_run,
+    )
 
 
 def test_a_run_that_ends_without_its_cells_end_leaves_no_span_open(exporter: InMemorySpanExporter) -> None:
+    # A cancelled completion: the cell, its rlm_query and the child run it started never end.
     observer = SpanObserver()
     metadata = RunMetadata("run-1", "m", "openai", "local", 0.0, span_id="r")
+    child = RunMetadata("run-2", "m", "openai", "local", 0.0, depth=1, parent_run_id="run-1", span_id="r2")
     result = RLMChatCompletion(
         "m", "ctx", "", UsageSummary(), 0.1, StopReason.CANCELLED, "cancelled", run_id="run-1"
     )
     for event in (
         _event(EventKind.RUN_START, RunStarted(metadata), "r", None),
         _event(EventKind.ITERATION_START, IterationStarted(1), "i", "r"),
-        _event(EventKind.CODE_START, CodeStarted("while True: pass"), "c", "i"),
+        _event(EventKind.CODE_START, CodeStarted("rlm_query('x')"), "c", "i"),
+        _event(EventKind.SUBCALL_START, SubcallStarted("call-1", "rlm_query", ""), "q", "c"),
+        _event(EventKind.RUN_START, RunStarted(child), "r2", "q", run="run-2", parent_run="run-1"),
+        _event(EventKind.ITERATION_START, IterationStarted(1), "i2", "r2", run="run-2", parent_run="run-1"),
         _event(EventKind.RUN_END, RunEnded(result), "r", None),
     ):
         observer.on_event(event)
     assert observer.table.open == {}
-    spans = {s.name: s for s in exporter.get_finished_spans()}
-    assert set(spans) == {"invoke_agent rlm", "rlm.iteration", "execute_tool repl"}
-    assert attributes(spans["execute_tool repl"])["rlm.incomplete"] is True
-    assert attributes(spans["invoke_agent rlm"])["rlm.stop_reason"] == "cancelled"
-    run_end = spans["invoke_agent rlm"].end_time
-    assert all(s.end_time == run_end for s in spans.values())
+    spans = list(exporter.get_finished_spans())
+    names = ["invoke_agent rlm", "rlm.iteration", "execute_tool repl", "execute_tool rlm_query"]
+    assert sorted(s.name for s in spans) == sorted([*names, "invoke_agent rlm", "rlm.iteration"])
+    (root,) = [s for s in spans if s.parent is None]
+    assert attributes(root)["rlm.stop_reason"] == "cancelled"
+    assert all(attributes(s)["rlm.incomplete"] is True for s in spans if s is not root)
+    assert all(s.end_time == root.end_time for s in spans)
     assert rlm_otel.force_flush()
