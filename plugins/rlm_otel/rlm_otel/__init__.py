@@ -1,13 +1,16 @@
 """rlm-otel: every rlm-core run as OpenTelemetry spans, following the GenAI semantic conventions.
 
-The plugin is one ``rlm_on_event`` observer. Importing it imports neither the OpenTelemetry API nor
-its SDK: the observer is built at the first event, and a run is traced only when a tracer provider is
-there (the user's global one, one given to ``configure``, or one built from ``OTEL_EXPORTER_OTLP_*``).
+The plugin is one ``rlm_on_event`` observer (every run in the process) and the ``otel`` logger
+(``RLM(logger="otel")``: one RLM's runs, into a provider of its own if given one). Importing it
+imports neither the OpenTelemetry API nor its SDK: the observer is built at the first event, and a
+run is traced only when a tracer provider is there (the user's global one, one given to
+``configure``, or one built from ``OTEL_EXPORTER_OTLP_*``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from rlm_core import hookimpl
 from rlm_otel.settings import configure
@@ -17,7 +20,7 @@ if TYPE_CHECKING:
     from rlm_otel.observer import SpanObserver
 
 __version__ = "0.2.0"
-__all__ = ["__version__", "configure", "force_flush", "rlm_on_event"]
+__all__ = ["__version__", "configure", "force_flush", "rlm_on_event", "rlm_register_loggers"]
 
 _observer: SpanObserver | None = None
 
@@ -34,6 +37,17 @@ def _get_observer() -> SpanObserver:
 @hookimpl
 def rlm_on_event(event: RunEvent) -> None:
     (_observer or _get_observer()).on_event(event)
+
+
+def _otel_logger(**kwargs: Any) -> Any:
+    from rlm_otel.logger import OtelLogger
+
+    return OtelLogger(**kwargs)
+
+
+@hookimpl
+def rlm_register_loggers(register: Callable[..., Any]) -> None:
+    register("otel", _otel_logger)
 
 
 def force_flush(timeout_millis: int = 30_000) -> bool:

@@ -23,11 +23,23 @@ from rlm_otel.spans import (
     set_error,
 )
 
+# Root span ids of the completions an ``otel`` logger traces: the process-wide observer, which sees
+# each event after the loggers do, leaves those to it rather than tracing them twice.
+CLAIMED: set[str] = set()
+
 
 class SpanObserver:
-    def __init__(self) -> None:
+    """``tracer_provider`` and ``capture_content`` override the process settings (the logger's);
+    ``claims`` makes this observer take the completions it traces away from the process-wide one."""
+
+    def __init__(
+        self, tracer_provider: Any = None, capture_content: bool | None = None, *, claims: bool = False
+    ) -> None:
         self.table = SpanTable()
         self._otel: OTel | None = None
+        self._provider = tracer_provider
+        self._capture = capture_content
+        self._claims = claims
         self._handlers: dict[EventKind, Callable[[RunEvent], None]] = {
             EventKind.RUN_START: self._run_start,
             EventKind.RUN_END: self._run_end,
@@ -52,7 +64,9 @@ class SpanObserver:
     # -- runs ------------------------------------------------------------------------------------
 
     def _new_tree(self, event: RunEvent) -> Tree | None:
-        tracer = provider.resolve_tracer()
+        if not self._claims and event.span_id in CLAIMED:
+            return None  # an otel logger traces this completion
+        tracer = provider.resolve_tracer(self._provider)
         if tracer is None:
             return None
         if self._otel is None:
@@ -60,7 +74,8 @@ class SpanObserver:
         metadata = event.payload.metadata
         backends = {metadata.root_model: metadata.backend}
         backends.update(zip(metadata.sub_models, metadata.other_backends, strict=False))
-        writer = ContentWriter() if settings.capture_content() else None
+        capture = settings.capture_content() if self._capture is None else self._capture
+        writer = ContentWriter() if capture else None
         return Tree(tracer, self._otel, writer, backends, metadata.backend)
 
     def _run_start(self, event: RunEvent) -> None:
@@ -90,6 +105,8 @@ class SpanObserver:
             self.table.pop(event.span_id)
             entry.span.end()
             return
+        if parent is None and self._claims:
+            CLAIMED.add(event.span_id)
         if tree.content is not None:
             entry.run = RunContent(metadata.system_prompt, metadata.root_prompt)
 
@@ -97,6 +114,8 @@ class SpanObserver:
         entry = self.table.pop(event.span_id)
         if entry is None:
             return
+        if self._claims and event.parent_run_id is None:
+            CLAIMED.discard(event.span_id)  # the process-wide observer sees this end next: and skips it
         end_time = nanoseconds(event.timestamp)
         # A root run's end closes whatever its tree left open; a child run's, what it left.
         self.table.end_leftovers(entry.tree, event.run_id if event.parent_run_id else None, end_time)

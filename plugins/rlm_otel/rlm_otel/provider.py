@@ -22,12 +22,13 @@ _env_provider: Any = None  # the provider built from the environment, once per p
 _cached: tuple[Any, Any] = (None, None)  # the last provider traced with, and its tracer
 
 
-def resolve_tracer() -> Any:
-    """The tracer for a completion that starts now, or None when nothing would receive its spans."""
+def resolve_tracer(own_provider: Any = None) -> Any:
+    """The tracer for a completion that starts now, or None when nothing would receive its spans.
+    ``own_provider`` (the ``otel`` logger's) comes before every other source."""
     global _cached
     if settings.sdk_disabled():
         return None
-    provider = settings.SETTINGS.tracer_provider or _global_provider()
+    provider = own_provider or settings.SETTINGS.tracer_provider or _global_provider()
     if provider is None:
         return None
     cached_provider, tracer = _cached
