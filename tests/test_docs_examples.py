@@ -200,6 +200,8 @@ SETUPS: dict[tuple[str, int], Setup] = {
         files={"items.jsonl": "".join(json.dumps(item) + "\n" for item in ITEMS)}, before=f"items = {ITEMS!r}"
     ),
     ("docs/viewer.md", 0): Setup(before="context = 'Report A: 3 faults.\\nReport B: 1 fault.'"),
+    # An excerpt of the runnable example, which its own test runs (it sets the global tracer provider).
+    ("plugins/rlm_otel/README.md", 0): Setup(excerpt_of="plugins/rlm_otel/examples/print_span_tree.py"),
     ("docs/writing-a-routing-policy.md", 1): Setup(
         excerpt_of="examples/plugins/rlm_costroute/rlm_costroute/__init__.py"
     ),
