@@ -262,7 +262,10 @@ def _too_large(size: int, limit: int) -> ApiError:
 
 def build_service(config: ServeConfig, keys: KeyRing) -> Service:
     """Build every profile's RLM (a bad backend or setting fails here, before the server listens)."""
-    limiter = Limiter(config.server.limits_db)
+    server = config.server
+    limiter = Limiter(
+        server.limits_db, min_tokens=max(100, server.min_request_tokens), min_usd=server.min_request_usd
+    )
     try:
         profiles = {name: ProfileRLM(profile) for name, profile in config.profiles.items()}
     except BaseException:

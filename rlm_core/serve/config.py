@@ -54,6 +54,8 @@ _SERVER_SETTINGS = {
     "keepalive_seconds",
     "grace_seconds",
     "key_defaults",
+    "min_request_tokens",
+    "min_request_usd",
 }
 
 
@@ -66,6 +68,10 @@ class ServerSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     keepalive_seconds: float = 10.0  # an SSE comment this often while a streamed completion works
     grace_seconds: float = 30.0  # on SIGTERM, how long running completions may finish
+    # A key's day with fewer tokens left than this refuses new completions (429): a completion
+    # with less cannot even send its first prompt (the engine estimates prompts conservatively).
+    min_request_tokens: int = 4_000
+    min_request_usd: float = 0.01  # likewise for a key's daily USD ceiling
     key_defaults: KeyLimits = attrs.field(factory=KeyLimits)
 
 
@@ -126,10 +132,10 @@ def _server_settings(table: Mapping[str, Any]) -> ServerSettings:
         )
     values = dict(table)
     values["key_defaults"] = key_defaults(values.get("key_defaults"))
-    for name, kind in (("port", int), ("max_body_bytes", int)):
+    for name, kind in (("port", int), ("max_body_bytes", int), ("min_request_tokens", int)):
         if name in values and (isinstance(values[name], bool) or not isinstance(values[name], kind)):
             raise ConfigurationError(f"[server] {name} must be an integer, got {values[name]!r}")
-    for name in ("keepalive_seconds", "grace_seconds"):
+    for name in ("keepalive_seconds", "grace_seconds", "min_request_usd"):
         value = values.get(name, 1.0)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigurationError(f"[server] {name} must be a positive number, got {value!r}")

@@ -33,6 +33,7 @@ class ServerThread:
         self.server = _Server(uv_config, self.service)
         self._thread = threading.Thread(target=self._run, name="rlm-serve-test", daemon=True)
         self._failure: BaseException | None = None
+        self.port = 0  # known once started
 
     def _run(self) -> None:
         try:
@@ -54,11 +55,8 @@ class ServerThread:
                 raise TimeoutError("the server did not start in time")
         if self._failure is not None or not self.server.started:
             raise RuntimeError(f"the server did not start: {self._failure!r}")
+        self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
         return self
-
-    @property
-    def port(self) -> int:
-        return int(self.server.servers[0].sockets[0].getsockname()[1])
 
     @property
     def root_url(self) -> str:

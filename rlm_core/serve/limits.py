@@ -102,9 +102,10 @@ class Limiter:
     """The limits ledger at ``path`` (created if missing). Its calls run on one thread of its own,
     so a busy database never blocks the event loop."""
 
-    def __init__(self, path: str | Path, *, min_tokens: int = 100) -> None:
+    def __init__(self, path: str | Path, *, min_tokens: int = 100, min_usd: float = 0.0) -> None:
         self.path = Path(path)
         self.min_tokens = min_tokens
+        self.min_usd = min_usd
         self._pid = os.getpid()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlm-serve-limits")
         self._db: sqlite3.Connection | None = None
@@ -193,8 +194,8 @@ class Limiter:
             granted_usd = usd
             if limits.usd_per_day is not None:
                 left_usd = limits.usd_per_day - used_usd - held_usd
-                if left_usd <= 0:
-                    spent = limits.usd_per_day - used_usd <= 0
+                if left_usd <= 0 or left_usd < self.min_usd:
+                    spent = limits.usd_per_day - used_usd < max(self.min_usd, 1e-12)
                     return Refusal(
                         f"this key's daily cost ceiling (${limits.usd_per_day:g}) is "
                         + ("spent" if spent else "held by its running completions"),
