@@ -93,6 +93,10 @@ bench-batch: install
 bench-viewer: install
 	$(BIN)/python bench/bench_viewer.py
 
+# The HTTP layer of rlm serve over a direct acompletion: p50/p99 per completion (target: < 5 ms p50).
+bench-serve: install
+	$(BIN)/python bench/bench_serve.py
+
 # The docker first-cell path, 200 times, 4 at a time (not part of make check: several minutes).
 stress: install
 	DOCKER_HOST=unix:///run/rlm-podman.sock $(BIN)/python bench/stress_docker_first_cell.py \
