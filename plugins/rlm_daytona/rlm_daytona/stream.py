@@ -1,15 +1,19 @@
 """The byte stream to the runtime: one asynchronous command in a Daytona session, its input sent with
-``send_session_command_input``, its logs followed over the session's log stream."""
+``send_session_command_input``, its logs followed over the session's log stream.
+
+A session command takes its input as text (``send_session_command_input(data: str)``) and its logs
+come back as text with ``\\x01\\x01\\x01``/``\\x02\\x02\\x02`` markers between stdout and stderr: the
+runtime's binary frames (4-byte length headers) fit neither, so the runtime runs behind the core's
+two-way relay (base64 lines both ways).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from rlm_core.environments import lifecycle
-from rlm_daytona.relay import Base64Lines, encode_input
 
 if TYPE_CHECKING:
     from rlm_daytona.transport import DaytonaTransport
@@ -18,20 +22,17 @@ _EXIT_GRACE = 0.5
 _REQUEST_TIMEOUT = 15.0
 
 
-class DaytonaSessionStream(lifecycle.ProcessByteStream):
+class DaytonaSessionStream(lifecycle.RelayedCommandStream):
     """A :class:`~rlm_core.environments.ByteStream` over ``execute_session_command(..., run_async=True)``
     in a session of its own. The end of the log stream is the end of stdout; the session's input has
     no EOF, so the core's in-band ``shutdown`` ends the runtime and closing kills what is left."""
 
     def __init__(self, transport: DaytonaTransport, group: lifecycle.RuntimeGroup, session_id: str) -> None:
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._lines = Base64Lines()
-        super().__init__(self._stdout(), describe=transport.describe())
+        super().__init__(describe=transport.describe())
         self.transport = transport
         self.group = group
         self.session_id = session_id
         self.command_id = ""
-        self._logs: asyncio.Task[None] | None = None
 
     @property
     def process(self) -> Any:
@@ -45,23 +46,12 @@ class DaytonaSessionStream(lifecycle.ProcessByteStream):
         request = daytona.SessionExecuteRequest(command=command, run_async=True, suppress_input_echo=True)
         response = await self.process.execute_session_command(self.session_id, request)
         self.command_id = str(response.cmd_id)
-        self._logs = asyncio.create_task(self._follow_logs(), name="rlm-daytona-logs")
-
-    def _on_stdout(self, text: str) -> None:
-        try:
-            data = self._lines.feed(text)
-        except ConnectionError as exc:
-            self.stderr.add(f"\n{exc}\n")
-            self._queue.put_nowait(None)
-            return
-        self._set_aside_stray()
-        if data:
-            self._queue.put_nowait(data)
+        self.follow(self._follow_logs(), name="rlm-daytona-logs")
 
     async def _follow_logs(self) -> None:
         try:
             await self.process.get_session_command_logs_async(
-                self.session_id, self.command_id, self._on_stdout, self.stderr.add
+                self.session_id, self.command_id, self.on_stdout, self.stderr.add
             )
             command = await self.process.get_session_command(
                 self.session_id, self.command_id, request_timeout=_REQUEST_TIMEOUT
@@ -69,41 +59,20 @@ class DaytonaSessionStream(lifecycle.ProcessByteStream):
             self.exit_code = command.exit_code
         except Exception as exc:  # the log stream or the sandbox went away
             self.stderr.add(f"\nthe command's log stream ended: {exc}\n")
-        finally:
-            self._lines.finish()
-            self._set_aside_stray()
-            self._queue.put_nowait(None)
-
-    def _set_aside_stray(self) -> None:
-        for line in self._lines.stray:  # not the runtime's: shown with stderr, where it may explain a failure
-            self.stderr.add(f"stray output: {line}\n")
-        self._lines.stray.clear()
-
-    async def _stdout(self) -> AsyncIterator[bytes]:
-        while (chunk := await self._queue.get()) is not None:
-            yield chunk
 
     async def send(self, data: bytes) -> None:
         await self.process.send_session_command_input(
-            self.session_id, self.command_id, encode_input(data), request_timeout=_REQUEST_TIMEOUT
+            self.session_id, self.command_id, lifecycle.encode_input(data), request_timeout=_REQUEST_TIMEOUT
         )
-
-    async def _wait(self) -> int | None:
-        if self._logs is not None:
-            await asyncio.shield(self._logs)
-        return self.exit_code
 
     async def end_process(self) -> None:
         if self.transport.sandbox is not None:  # else the sandbox, and all in it, is gone already
             # The runtime's group is killed from inside the sandbox (Daytona's API cannot signal),
             # then the session goes, with whatever else runs in it.
-            self.exit_code = await self.group.end(self._wait, self.transport.run_quietly, _EXIT_GRACE)
+            self.exit_code = await self.group.end(self.wait, self.transport.run_quietly, _EXIT_GRACE)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
                     self.process.delete_session(self.session_id, request_timeout=_REQUEST_TIMEOUT),
                     _REQUEST_TIMEOUT,
                 )
-        if self._logs is not None and not self._logs.done():  # the log stream of a sandbox gone
-            self._logs.cancel()
-            with contextlib.suppress(BaseException):
-                await self._logs
+        await self.stop_following()  # the log stream of a sandbox gone

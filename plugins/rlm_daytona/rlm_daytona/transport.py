@@ -19,7 +19,6 @@ from typing import Any
 
 from rlm_core.environments import lifecycle
 from rlm_core.errors import ConfigurationError, SandboxError, SandboxStartError
-from rlm_daytona.relay import relayed
 from rlm_daytona.settings import plain_variables, secret_references
 from rlm_daytona.stream import DaytonaSessionStream
 
@@ -250,7 +249,7 @@ class DaytonaTransport:
         group = self.runtimes.next()
         stream = DaytonaSessionStream(self, group, f"rlm-{self.run_id}-{self.runtimes.started}")
         # A session command is one shell line, run where the session's shell is: cd first.
-        command = f"cd {shlex.quote(self.workdir)} && {shlex.join(relayed(self.python, group.command(argv)))}"
+        command = f"cd {shlex.quote(self.workdir)} && {shlex.join(lifecycle.relayed(lifecycle.TWO_WAY_RELAY, self.python, group.command(argv)))}"
         with lifecycle.reported_as(f"could not start the runtime in {self.describe()}"):
             await stream.launch(command)
         return stream

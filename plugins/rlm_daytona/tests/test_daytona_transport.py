@@ -23,11 +23,10 @@ from daytona_fakes import (
     FakeDaytonaCloud,
 )
 from rlm_daytona.environment import daytona_environment
-from rlm_daytona.relay import RELAY_SOURCE, Base64Lines, encode_input
 from rlm_daytona.transport import DaytonaTransport
 
 from rlm_core.environments import SandboxEnvironment
-from rlm_core.environments.lifecycle import Owner
+from rlm_core.environments.lifecycle import TWO_WAY_RELAY, Base64Lines, Owner, encode_input
 from rlm_core.errors import ConfigurationError, SandboxStartError
 from rlm_core.plugins import PluginRegistry
 from rlm_core.testing.environment_contract import RecordingHost, run_cells
@@ -208,7 +207,7 @@ def test_every_byte_survives_the_relay_both_ways() -> None:
     echo = "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())"
     sent = "".join(encode_input(payload[i : i + 1000]) for i in range(0, len(payload), 1000))
     relay = subprocess.run(
-        [sys.executable, "-c", RELAY_SOURCE, sys.executable, "-c", echo],
+        [sys.executable, "-c", TWO_WAY_RELAY, sys.executable, "-c", echo],
         input=sent.encode("utf-8"),
         capture_output=True,
         check=True,
@@ -229,7 +228,7 @@ def test_unmarked_lines_are_set_aside_and_corrupt_ones_refused() -> None:
 
 def test_the_relay_exits_with_the_runtimes_status() -> None:
     relay = subprocess.run(
-        [sys.executable, "-c", RELAY_SOURCE, sys.executable, "-c", "raise SystemExit(3)"], input=b""
+        [sys.executable, "-c", TWO_WAY_RELAY, sys.executable, "-c", "raise SystemExit(3)"], input=b""
     )
     assert relay.returncode == 3
 

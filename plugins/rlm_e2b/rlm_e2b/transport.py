@@ -19,7 +19,6 @@ from typing import Any
 
 from rlm_core.environments import lifecycle
 from rlm_core.errors import ConfigurationError, SandboxError, SandboxStartError
-from rlm_e2b.relay import relayed
 from rlm_e2b.settings import plain_variables, secret_variables
 from rlm_e2b.stream import E2BCommandStream
 
@@ -185,7 +184,7 @@ class E2BTransport:
         group = self.runtimes.next()
         stream = E2BCommandStream(self, group)
         # The command API takes one shell line; the shell splits it back into the relay's argv.
-        command = shlex.join(relayed(self.python, group.command(argv)))
+        command = shlex.join(lifecycle.relayed(lifecycle.OUTPUT_RELAY, self.python, group.command(argv)))
         with lifecycle.reported_as(f"could not start the runtime in {self.describe()}"):
             await stream.launch(command)
         return stream

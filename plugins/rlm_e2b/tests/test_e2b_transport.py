@@ -22,10 +22,10 @@ from e2b_fakes import (
     FakeE2BCloud,
 )
 from rlm_e2b.environment import e2b_environment
-from rlm_e2b.relay import RELAY_SOURCE, Base64Lines
 from rlm_e2b.transport import E2BTransport
 
 from rlm_core.environments import SandboxEnvironment
+from rlm_core.environments.lifecycle import OUTPUT_RELAY, Base64Lines
 from rlm_core.errors import ConfigurationError, SandboxError, SandboxStartError
 from rlm_core.plugins import PluginRegistry
 from rlm_core.testing.environment_contract import RecordingHost, run_cells
@@ -165,7 +165,7 @@ def test_every_byte_survives_the_relay() -> None:
         [
             sys.executable,
             "-c",
-            RELAY_SOURCE,
+            OUTPUT_RELAY,
             sys.executable,
             "-c",
             "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())",

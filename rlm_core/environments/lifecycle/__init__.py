@@ -1,5 +1,6 @@
 """The sandbox lifecycle every sandbox plugin shares: who owns a sandbox and how its tags say so, the
-sandboxes this process holds (ended at exit), the ``rlm cleanup`` loop, and the process byte stream.
+sandboxes this process holds (ended at exit), the ``rlm cleanup`` loop, the process byte stream, and
+the relay that carries it over a text-only command API.
 
 A plugin supplies the service's own calls (create, terminate, list, read tags); the rest is here::
 
@@ -24,26 +25,40 @@ from rlm_core.environments.lifecycle.owners import (
     parse_pid,
     pid_alive,
 )
+from rlm_core.environments.lifecycle.relay import (
+    OUTPUT_RELAY,
+    TWO_WAY_RELAY,
+    Base64Lines,
+    encode_input,
+    relayed,
+)
+from rlm_core.environments.lifecycle.relay_stream import RelayedCommandStream
 from rlm_core.environments.lifecycle.streams import ProcessByteStream, StderrTail, exit_status
 
 __all__ = [
+    "OUTPUT_RELAY",
+    "TWO_WAY_RELAY",
+    "Base64Lines",
     "LiveSandboxes",
     "Owner",
     "OwnerLabels",
     "OwnerTags",
     "ProcessByteStream",
+    "RelayedCommandStream",
     "RuntimeGroup",
     "RuntimeGroups",
     "SandboxService",
     "StderrTail",
     "cleanup_rows",
     "created_or_ended",
+    "encode_input",
     "exit_status",
     "is_orphan",
     "label_safe",
     "new_run_id",
     "parse_pid",
     "pid_alive",
+    "relayed",
     "reported_as",
     "run_blocking",
     "run_cleanup",

@@ -1,11 +1,10 @@
-"""The runtime's byte stream carried over Daytona's text-only session API, both ways.
+"""The runtime's stdout carried over a text-only command API: a stdlib relay in the sandbox writes
+each chunk of it as one marked base64 line, and :class:`Base64Lines` turns the lines back into bytes.
 
-A session command takes its input as text (``send_session_command_input(data: str)``) and its logs
-come back as text with ``\\x01\\x01\\x01``/``\\x02\\x02\\x02`` markers between stdout and stderr: the
-runtime's binary frames (4-byte length headers) fit neither. A stdlib relay, run with the sandbox's
-own Python, starts the runtime with stderr inherited, decodes base64 lines arriving on its stdin into
-the runtime's stdin, and writes each chunk of the runtime's stdout as one base64 line. The host side
-is :func:`encode_input` and :class:`Base64Lines`.
+Cloud SDKs hand a command's output over as decoded text, which would mangle the runtime's binary
+frame headers. :data:`OUTPUT_RELAY` relays stdout only (for an API whose stdin takes bytes);
+:data:`TWO_WAY_RELAY` also decodes base64 lines arriving on its stdin (:func:`encode_input`) into the
+runtime's stdin, for an API whose input is text too.
 """
 
 from __future__ import annotations
@@ -13,9 +12,37 @@ from __future__ import annotations
 import base64
 import binascii
 
-MARK = "rlm:"  # begins every line the relay writes
-# Python >= 3.8, stdlib only, like the runtime. Exits with the runtime's status (128 + signal).
-RELAY_SOURCE = """\
+MARK = "rlm:"  # begins every line a relay writes
+
+# The relays run on the sandbox's own Python: >= 3.8, stdlib only, like the runtime. Both start the
+# runtime with stderr inherited and exit with its status (128 + signal).
+_COPY_STDOUT = """\
+os.write(1, b"\\n")
+while True:
+    chunk = os.read(child.stdout.fileno(), 1 << 16)
+    if not chunk:
+        break
+    line = memoryview(b"rlm:" + base64.b64encode(chunk) + b"\\n")
+    while line:
+        line = line[os.write(1, line):]
+code = child.wait()
+"""
+
+OUTPUT_RELAY = (
+    """\
+import base64, os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE)
+"""
+    + _COPY_STDOUT
+    + """\
+sys.exit(128 - code if code < 0 else code)
+"""
+)
+
+# os._exit: the feeding thread may still be blocked reading stdin, which an orderly interpreter exit
+# could wait on.
+TWO_WAY_RELAY = (
+    """\
 import base64, os, subprocess, sys, threading
 child = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
@@ -32,32 +59,27 @@ def feed():
         pass
 
 threading.Thread(target=feed, daemon=True).start()
-os.write(1, b"\\n")
-while True:
-    chunk = os.read(child.stdout.fileno(), 1 << 16)
-    if not chunk:
-        break
-    line = memoryview(b"rlm:" + base64.b64encode(chunk) + b"\\n")
-    while line:
-        line = line[os.write(1, line):]
-code = child.wait()
+"""
+    + _COPY_STDOUT
+    + """\
 sys.stdout.flush()
 os._exit(128 - code if code < 0 else code)
 """
+)
 
 
-def relayed(python: str, argv: list[str]) -> list[str]:
-    """The command line that runs ``argv`` behind the relay, which runs on ``python``."""
-    return [python, "-c", RELAY_SOURCE, *argv]
+def relayed(relay: str, python: str, argv: list[str]) -> list[str]:
+    """The command line that runs ``argv`` behind ``relay`` (one of the relays above) on ``python``."""
+    return [python, "-c", relay, *argv]
 
 
 def encode_input(data: bytes) -> str:
-    """What the host sends for ``data``: one base64 line the relay decodes."""
+    """What the host sends :data:`TWO_WAY_RELAY` for ``data``: one base64 line it decodes."""
     return base64.b64encode(data).decode("ascii") + "\n"
 
 
 class Base64Lines:
-    """The runtime's stdout as it arrives (text, split anywhere) back into bytes.
+    """The host side: the relay's output as it arrives (text, split anywhere), back into bytes.
 
     Lines without the relay's mark are kept in ``stray`` (a login shell's greeting, say), not decoded.
     """
