@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from rlm_core.environments.lifecycle import Owner, run_cleanup
+from rlm_core.environments.lifecycle import Owner, run_sdk_cleanup
 from rlm_daytona.transport import TAGS, configured_api_key
 
 CLEANUP_TIMEOUT = 60.0
@@ -47,14 +47,10 @@ class DaytonaSandboxes:
 
 
 def cleanup_sandboxes(*, include_live: bool, dry_run: bool) -> list[dict[str, Any]]:
-    try:
-        import daytona
-    except ImportError:
-        return []  # without the SDK this installation never started a Daytona sandbox
-    if not configured_api_key():
-        return []  # without a key this machine cannot have started one
-    return run_cleanup(
-        DaytonaSandboxes(daytona),
+    return run_sdk_cleanup(
+        "daytona",
+        DaytonaSandboxes,
+        configured=lambda daytona: configured_api_key(),
         include_live=include_live,
         dry_run=dry_run,
         timeout=CLEANUP_TIMEOUT,

@@ -9,8 +9,6 @@ two-way relay (base64 lines both ways).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import TYPE_CHECKING, Any
 
 from rlm_core.environments import lifecycle
@@ -70,9 +68,8 @@ class DaytonaSessionStream(lifecycle.RelayedCommandStream):
             # The runtime's group is killed from inside the sandbox (Daytona's API cannot signal),
             # then the session goes, with whatever else runs in it.
             self.exit_code = await self.group.end(self.wait, self.transport.run_quietly, _EXIT_GRACE)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    self.process.delete_session(self.session_id, request_timeout=_REQUEST_TIMEOUT),
-                    _REQUEST_TIMEOUT,
-                )
+            await lifecycle.quietly(
+                lambda: self.process.delete_session(self.session_id, request_timeout=_REQUEST_TIMEOUT),
+                _REQUEST_TIMEOUT,
+            )
         await self.stop_following()  # the log stream of a sandbox gone

@@ -7,10 +7,8 @@ SDK is imported when a sandbox starts.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import os
 import posixpath
 import shlex
 import time
@@ -32,18 +30,14 @@ _DELETE_TIMEOUT = 60.0
 
 
 def import_daytona() -> Any:
-    try:
-        import daytona
-    except ImportError:
-        raise SandboxStartError(
-            "the daytona environment needs the Daytona SDK, which is not installed; pip install rlm-daytona"
-        ) from None
-    return daytona
+    return lifecycle.import_sdk(
+        "daytona", environment="daytona", sdk="the Daytona SDK", install="rlm-daytona"
+    )
 
 
 def configured_api_key(api_key: str | None = None) -> str:
     """The credential the SDK would use: ``api_key``, else DAYTONA_API_KEY (or a DAYTONA_JWT_TOKEN)."""
-    return api_key or os.environ.get("DAYTONA_API_KEY") or os.environ.get("DAYTONA_JWT_TOKEN") or ""
+    return lifecycle.configured_key(api_key, "DAYTONA_API_KEY", "DAYTONA_JWT_TOKEN")
 
 
 Held = tuple[str, str | None, str | None, str | None]  # sandbox id, api key, api url, target
@@ -256,11 +250,11 @@ class DaytonaTransport:
 
     async def run_quietly(self, script: str) -> None:
         """Run a shell line in the sandbox and wait for it; quiet if it fails or the sandbox is gone."""
-        if self.sandbox is None:
-            return
-        with contextlib.suppress(Exception):
-            run = self.sandbox.process.exec(f"sh -c {shlex.quote(script)}", timeout=_COMMAND_TIMEOUT)
-            await asyncio.wait_for(run, _COMMAND_TIMEOUT + 5)
+        if (sandbox := self.sandbox) is not None:
+            command = f"sh -c {shlex.quote(script)}"
+            await lifecycle.quietly(
+                lambda: sandbox.process.exec(command, timeout=_COMMAND_TIMEOUT), _COMMAND_TIMEOUT + 5
+            )
 
     async def close(self) -> None:
         sandbox, self.sandbox = self.sandbox, None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from rlm_core.environments.lifecycle import Owner, run_cleanup
+from rlm_core.environments.lifecycle import Owner, run_sdk_cleanup
 from rlm_e2b.transport import TAGS, configured_api_key
 
 CLEANUP_TIMEOUT = 60.0
@@ -44,12 +44,12 @@ class E2BSandboxes:
 
 
 def cleanup_sandboxes(*, include_live: bool, dry_run: bool) -> list[dict[str, Any]]:
-    try:
-        import e2b
-    except ImportError:
-        return []  # without the SDK this installation never started an E2B sandbox
-    if not configured_api_key():
-        return []  # without a key this machine cannot have started one
-    return run_cleanup(
-        E2BSandboxes(e2b), include_live=include_live, dry_run=dry_run, timeout=CLEANUP_TIMEOUT, fix=FIX
+    return run_sdk_cleanup(
+        "e2b",
+        E2BSandboxes,
+        configured=lambda e2b: configured_api_key(),
+        include_live=include_live,
+        dry_run=dry_run,
+        timeout=CLEANUP_TIMEOUT,
+        fix=FIX,
     )

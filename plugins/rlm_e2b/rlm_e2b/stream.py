@@ -8,8 +8,6 @@ nothing: ``send_stdin`` carries bytes unchanged.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import TYPE_CHECKING, Any
 
 from rlm_core.environments import lifecycle
@@ -66,11 +64,10 @@ class E2BCommandStream(lifecycle.RelayedCommandStream):
             return
         # stdin EOF ends the runtime (after the core's in-band `shutdown` it is already ending); then
         # its group is killed from inside the sandbox, and the relay with the command handle.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                self.handle.close_stdin(request_timeout=_REQUEST_TIMEOUT), _REQUEST_TIMEOUT
-            )
+        handle = self.handle
+        await lifecycle.quietly(
+            lambda: handle.close_stdin(request_timeout=_REQUEST_TIMEOUT), _REQUEST_TIMEOUT
+        )
         self.exit_code = await self.group.end(self.wait, self.transport.run_quietly, _EXIT_GRACE)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.handle.kill(), _REQUEST_TIMEOUT)
+        await lifecycle.quietly(handle.kill, _REQUEST_TIMEOUT)
         await self.stop_following()

@@ -7,10 +7,7 @@ is imported when a sandbox starts.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
 import posixpath
 import shlex
 import time
@@ -32,18 +29,12 @@ _KILL_TIMEOUT = 30.0
 
 
 def import_e2b() -> Any:
-    try:
-        import e2b
-    except ImportError:
-        raise SandboxStartError(
-            "the e2b environment needs the E2B SDK, which is not installed; pip install rlm-e2b"
-        ) from None
-    return e2b
+    return lifecycle.import_sdk("e2b", environment="e2b", sdk="the E2B SDK", install="rlm-e2b")
 
 
 def configured_api_key(api_key: str | None = None) -> str:
     """The key the SDK would use: ``api_key``, else E2B_API_KEY."""
-    return api_key or os.environ.get("E2B_API_KEY", "")
+    return lifecycle.configured_key(api_key, "E2B_API_KEY")
 
 
 def _kill_blocking(held: tuple[str, str | None, str | None]) -> None:
@@ -191,13 +182,12 @@ class E2BTransport:
 
     async def run_quietly(self, script: str) -> None:
         """Run a shell line in the sandbox and wait for it; quiet if it fails or the sandbox is gone."""
-        if self.sandbox is None:
-            return
-        with contextlib.suppress(Exception):
-            run = self.sandbox.commands.run(
-                script, timeout=_COMMAND_TIMEOUT, request_timeout=_COMMAND_TIMEOUT
+        if (sandbox := self.sandbox) is not None:
+            run = sandbox.commands.run
+            await lifecycle.quietly(
+                lambda: run(script, timeout=_COMMAND_TIMEOUT, request_timeout=_COMMAND_TIMEOUT),
+                _COMMAND_TIMEOUT + 5,
             )
-            await asyncio.wait_for(run, _COMMAND_TIMEOUT + 5)
 
     async def close(self) -> None:
         sandbox, self.sandbox = self.sandbox, None

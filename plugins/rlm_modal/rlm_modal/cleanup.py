@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from rlm_core.environments.lifecycle import Owner, run_cleanup
+from rlm_core.environments.lifecycle import Owner, run_sdk_cleanup
 from rlm_modal.transport import TAGS
 
 CLEANUP_TIMEOUT = 60.0
@@ -45,11 +45,12 @@ class ModalSandboxes:
 
 
 def cleanup_sandboxes(*, include_live: bool, dry_run: bool) -> list[dict[str, Any]]:
-    try:
-        import modal
-    except ImportError:
-        return []  # without the SDK this installation never started a Modal sandbox
-    if not has_credentials(modal):
-        return []
-    service = ModalSandboxes(modal)
-    return run_cleanup(service, include_live=include_live, dry_run=dry_run, timeout=CLEANUP_TIMEOUT, fix=FIX)
+    return run_sdk_cleanup(
+        "modal",
+        ModalSandboxes,
+        configured=has_credentials,
+        include_live=include_live,
+        dry_run=dry_run,
+        timeout=CLEANUP_TIMEOUT,
+        fix=FIX,
+    )

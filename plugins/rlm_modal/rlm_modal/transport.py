@@ -30,13 +30,7 @@ _TERMINATE_TIMEOUT = 30.0
 
 
 def import_modal() -> Any:
-    try:
-        import modal
-    except ImportError:
-        raise SandboxStartError(
-            "the modal environment needs the Modal SDK, which is not installed; pip install rlm-modal"
-        ) from None
-    return modal
+    return lifecycle.import_sdk("modal", environment="modal", sdk="the Modal SDK", install="rlm-modal")
 
 
 def memory_mib(value: int | str | None) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from rlm_core.environments.lifecycle import Owner, run_cleanup
+from rlm_core.environments.lifecycle import Owner, run_sdk_cleanup
 from rlm_prime.transport import LABELS, configured_api_key
 
 CLEANUP_TIMEOUT = 60.0
@@ -48,14 +48,10 @@ class PrimeSandboxes:
 
 
 def cleanup_sandboxes(*, include_live: bool, dry_run: bool) -> list[dict[str, Any]]:
-    try:
-        import prime_sandboxes
-    except ImportError:
-        return []
-    if not configured_api_key(prime_sandboxes):
-        return []  # without a key this machine cannot have started a Prime sandbox
-    return run_cleanup(
-        PrimeSandboxes(prime_sandboxes),
+    return run_sdk_cleanup(
+        "prime_sandboxes",
+        PrimeSandboxes,
+        configured=configured_api_key,
         include_live=include_live,
         dry_run=dry_run,
         timeout=CLEANUP_TIMEOUT,

@@ -8,10 +8,8 @@ SDK is imported when a sandbox starts.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import os
 import posixpath
 import shlex
 import time
@@ -34,21 +32,15 @@ _DELETE_TIMEOUT = 30.0
 
 
 def import_prime() -> Any:
-    try:
-        import prime_sandboxes
-    except ImportError:
-        raise SandboxStartError(
-            "the prime environment needs the Prime Intellect SDK, which is not installed; pip install rlm-prime"
-        ) from None
-    return prime_sandboxes
+    return lifecycle.import_sdk(
+        "prime_sandboxes", environment="prime", sdk="the Prime Intellect SDK", install="rlm-prime"
+    )
 
 
 def configured_api_key(sdk: Any, api_key: str | None = None) -> str:
     """The key the SDK would use: ``api_key``, else PRIME_API_KEY, else the Prime CLI's config file."""
-    if api_key:
-        return api_key
-    if os.environ.get("PRIME_API_KEY"):
-        return os.environ["PRIME_API_KEY"]
+    if key := lifecycle.configured_key(api_key, "PRIME_API_KEY"):
+        return key
     try:
         return str(sdk.Config().api_key or "")
     except Exception:
@@ -82,8 +74,7 @@ class PrimeProcessStream(lifecycle.ProcessByteStream):
 
     async def end_process(self) -> None:
         self.exit_code = await self.group.end(self.process.wait, self.transport.run_quietly, _SHUTDOWN_GRACE)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.process.aclose(), _COMMAND_TIMEOUT)
+        await lifecycle.quietly(self.process.aclose, _COMMAND_TIMEOUT)
 
 
 # -- the transport -------------------------------------------------------------------------------
@@ -272,12 +263,13 @@ class PrimeTransport:
 
     async def run_quietly(self, script: str) -> None:
         """Run a shell line in the sandbox; quiet if it or the sandbox is gone."""
-        if not self.sandbox_id or self.client is None:
-            return
-        command = f"sh -c {shlex.quote(script)}"
-        with contextlib.suppress(Exception):
-            call = self.client.execute_command(self.sandbox_id, command, timeout=_COMMAND_TIMEOUT)
-            await asyncio.wait_for(call, _COMMAND_TIMEOUT + 5)
+        client, sandbox_id = self.client, self.sandbox_id
+        if sandbox_id and client is not None:
+            command = f"sh -c {shlex.quote(script)}"
+            await lifecycle.quietly(
+                lambda: client.execute_command(sandbox_id, command, timeout=_COMMAND_TIMEOUT),
+                _COMMAND_TIMEOUT + 5,
+            )
 
     async def close(self) -> None:
         client, sandbox_id = self.client, self.sandbox_id

@@ -11,8 +11,14 @@ Test a plugin's lifecycle with :class:`rlm_core.testing.sandbox_lifecycle_contra
 
 from __future__ import annotations
 
-from rlm_core.environments.lifecycle.cleanup import SandboxService, cleanup_rows, run_blocking, run_cleanup
-from rlm_core.environments.lifecycle.errors import reported_as
+from rlm_core.environments.lifecycle.cleanup import (
+    SandboxService,
+    cleanup_rows,
+    run_blocking,
+    run_cleanup,
+    run_sdk_cleanup,
+)
+from rlm_core.environments.lifecycle.errors import quietly, reported_as
 from rlm_core.environments.lifecycle.groups import RuntimeGroup, RuntimeGroups
 from rlm_core.environments.lifecycle.live import LiveSandboxes, created_or_ended, still_current
 from rlm_core.environments.lifecycle.owners import (
@@ -33,6 +39,7 @@ from rlm_core.environments.lifecycle.relay import (
     relayed,
 )
 from rlm_core.environments.lifecycle.relay_stream import RelayedCommandStream
+from rlm_core.environments.lifecycle.sdk import configured_key, import_sdk
 from rlm_core.environments.lifecycle.streams import ProcessByteStream, StderrTail, exit_status
 
 __all__ = [
@@ -50,17 +57,21 @@ __all__ = [
     "SandboxService",
     "StderrTail",
     "cleanup_rows",
+    "configured_key",
     "created_or_ended",
     "encode_input",
     "exit_status",
+    "import_sdk",
     "is_orphan",
     "label_safe",
     "new_run_id",
     "parse_pid",
     "pid_alive",
+    "quietly",
     "relayed",
     "reported_as",
     "run_blocking",
     "run_cleanup",
+    "run_sdk_cleanup",
     "still_current",
 ]

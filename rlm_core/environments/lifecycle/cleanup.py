@@ -2,15 +2,17 @@
 owner is gone (all of them with ``include_live``), and report one row per sandbox.
 
 A plugin describes its service with a :class:`SandboxService` (four small SDK calls); the rows are
-what the ``rlm_cleanup_sandboxes`` hook returns and ``rlm cleanup`` prints.
+what the ``rlm_cleanup_sandboxes`` hook returns and ``rlm cleanup`` prints (for a cloud SDK,
+:func:`run_sdk_cleanup` is the whole hook).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib
 import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Coroutine, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Protocol, TypeVar
 
 from rlm_core.environments.lifecycle.owners import Owner
@@ -126,3 +128,26 @@ def run_cleanup(
     except Exception as exc:
         problem = f"could not list {service.kind} sandboxes ({type(exc).__name__}: {exc}); {fix}"
         return [*rows, {"kind": service.kind, "error": problem}]
+
+
+def run_sdk_cleanup(
+    module: str,
+    service: Callable[[Any], SandboxService],
+    *,
+    configured: Callable[[Any], object],
+    include_live: bool,
+    dry_run: bool,
+    timeout: float | None = None,
+    fix: str = "check that the service is reachable",
+) -> list[Row]:
+    """A cloud plugin's ``rlm_cleanup_sandboxes`` hook: :func:`run_cleanup` over ``service(sdk)``, where
+    ``sdk`` is the SDK ``module``. No rows, and no call to the service, when the SDK is not installed
+    (this installation never started such a sandbox) or ``configured(sdk)`` finds no credentials
+    (this machine cannot have started one, and asking would only fail slowly)."""
+    try:
+        sdk = importlib.import_module(module)
+    except ImportError:
+        return []
+    if not configured(sdk):
+        return []
+    return run_cleanup(service(sdk), include_live=include_live, dry_run=dry_run, timeout=timeout, fix=fix)

@@ -1,9 +1,11 @@
-"""A failing service call, reported as what the plugin was doing: one line instead of a try block."""
+"""A failing service call, reported as what the plugin was doing, or let pass where it changes
+nothing: one line instead of a try block."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 from rlm_core.errors import RLMError, SandboxError
 
@@ -19,3 +21,10 @@ def reported_as(what: str, error: type[SandboxError] = SandboxError) -> Iterator
         raise
     except Exception as exc:
         raise error(f"{what}: {exc}") from exc
+
+
+async def quietly(call: Callable[[], Awaitable[object]], timeout: float) -> None:
+    """Await ``call()`` for up to ``timeout`` seconds, whatever it raises: for a step of ending a
+    process or a sandbox that may be gone already, where a failure leaves nothing more to do."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(call(), timeout)
