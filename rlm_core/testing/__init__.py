@@ -22,6 +22,9 @@ Faults: ``server.fail_next(2, status=500)``, ``malformed_next()``, ``drop_next()
 
 ``SandboxLifecycleContract``: subclass it in a sandbox plugin's tests and every path (close, failed
 start, stuck cell, error, Ctrl-C, interpreter exit, ``rlm cleanup``) is checked to leave nothing behind.
+What it cannot check in the test's own process has a check each: ``rlm cleanup`` end to end
+(:mod:`rlm_core.testing.cleanup_command`) and an owner ended by a signal
+(:mod:`rlm_core.testing.signalled_owner`).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import itertools
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from types import ModuleType
 from typing import Any, ClassVar, Self
 
@@ -50,6 +50,34 @@ def bind(
     bound = signature.bind(None, *args, **kwargs) if method else signature.bind(*args, **kwargs)
     bound.apply_defaults()
     return dict(bound.arguments)
+
+
+async def output_chunks(child: asyncio.subprocess.Process) -> AsyncIterator[tuple[str, bytes]]:
+    """A process's stdout and stderr as a sandbox daemon streams them, ``("stdout" | "stderr",
+    chunk)`` in the order they come, until both have ended: what a fake turns into the SDK's events."""
+    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+
+    async def pump(stream: asyncio.StreamReader | None, kind: str) -> None:
+        assert stream is not None
+        while chunk := await stream.read(1 << 16):
+            await queue.put((kind, chunk))
+        await queue.put((kind, b""))
+
+    pumps = [
+        asyncio.create_task(pump(child.stdout, "stdout")),
+        asyncio.create_task(pump(child.stderr, "stderr")),
+    ]
+    try:
+        open_streams = 2
+        while open_streams:
+            kind, chunk = await queue.get()
+            if not chunk:
+                open_streams -= 1
+                continue
+            yield kind, chunk
+    finally:
+        for task in pumps:
+            task.cancel()
 
 
 class LocalSandbox:
@@ -116,6 +144,13 @@ class LocalCloud(abc.ABC):
         """For a script run in a child process (no monkeypatch there; the process ends anyway)."""
         for name in self.replaces:
             setattr(self.sdk, name, getattr(self, name))
+
+    def signalled_owner(self, environment: Any) -> tuple[Any, Callable[[], int]]:
+        """What a factory for :func:`~rlm_core.testing.signalled_owner.check_signalled_owner_ends_its_sandbox`
+        returns: ``environment``, on this fake installed in the owner's process, and the pid of its
+        sandbox's main process (it lives until the sandbox is ended)."""
+        self.install_for_process()
+        return environment, lambda: self.sandboxes[environment.transport.sandbox_id].main.pid
 
     @contextlib.contextmanager
     def installed(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[Self]:

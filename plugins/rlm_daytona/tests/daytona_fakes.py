@@ -28,6 +28,7 @@ from daytona._async.process import AsyncProcess
 from daytona._utils.stream import _std_demux_loop
 from daytona.common.process import STDERR_PREFIX, STDOUT_PREFIX
 from daytona_toolbox_api_client_async import Command
+from rlm_daytona.environment import daytona_environment
 from rlm_daytona.transport import TAGS
 
 from rlm_core.environments.lifecycle import Owner
@@ -301,3 +302,8 @@ class FakeDaytonaCloud(LocalCloud):
         for command in state.sessions.pop(arguments["session_id"], {}).values():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(command.child.pid, signal.SIGKILL)
+
+
+def signalled_owner(workdir: str) -> tuple[Any, Callable[[], int]]:
+    """The owner process of test_daytona_signals: a daytona environment on a fake cloud of its own."""
+    return FakeDaytonaCloud().signalled_owner(daytona_environment(workdir=workdir))

@@ -13,6 +13,7 @@ same ``wait()``, ``send_stdin``, ``close_stdin`` and ``kill`` paths.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import inspect
 import os
@@ -28,10 +29,11 @@ import e2b.sandbox_async.commands.command
 import e2b.sandbox_async.filesystem.filesystem
 from e2b.envd.process import process_pb
 from protobuf import Oneof
+from rlm_e2b.environment import e2b_environment
 from rlm_e2b.transport import TAGS
 
 from rlm_core.environments.lifecycle import Owner
-from rlm_core.testing.local_cloud import LocalCloud, LocalSandbox, bind
+from rlm_core.testing.local_cloud import LocalCloud, LocalSandbox, bind, output_chunks
 
 API_KEY = "e2b_" + "k" * 40  # set on the host by the tests' cloud fixture
 REAL_ASYNC_SANDBOX = e2b.AsyncSandbox
@@ -263,31 +265,16 @@ class FakeE2BCloud(LocalCloud):
     async def _events(child: asyncio.subprocess.Process) -> AsyncIterator[process_pb.StartResponse]:
         """What envd streams for one process: start, output chunks, end (a start event comes first:
         the SDK reads it before it builds the handle, so it is not yielded here)."""
-        queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
-
-        async def pump(stream: asyncio.StreamReader | None, kind: str) -> None:
-            assert stream is not None
-            while chunk := await stream.read(1 << 16):
-                await queue.put((kind, chunk))
-            await queue.put((kind, b""))
-
-        pumps = [
-            asyncio.create_task(pump(child.stdout, "stdout")),
-            asyncio.create_task(pump(child.stderr, "stderr")),
-        ]
-        try:
-            open_streams = 2
-            while open_streams:
-                kind, chunk = await queue.get()
-                if not chunk:
-                    open_streams -= 1
-                    continue
+        async with contextlib.aclosing(output_chunks(child)) as chunks:
+            async for kind, chunk in chunks:
                 yield _event(
                     event=Oneof("data", process_pb.ProcessEvent.DataEvent(output=Oneof(kind, chunk)))
                 )
-            code = await child.wait()
-            end = process_pb.ProcessEvent.EndEvent(exit_code=code if code >= 0 else 128 - code, exited=True)
-            yield _event(event=Oneof("end", end))
-        finally:
-            for task in pumps:
-                task.cancel()
+        code = await child.wait()
+        end = process_pb.ProcessEvent.EndEvent(exit_code=code if code >= 0 else 128 - code, exited=True)
+        yield _event(event=Oneof("end", end))
+
+
+def signalled_owner(workdir: str) -> tuple[Any, Callable[[], int]]:
+    """The owner process of test_e2b_signals: an e2b environment on a fake cloud of its own."""
+    return FakeE2BCloud().signalled_owner(e2b_environment(workdir=workdir))

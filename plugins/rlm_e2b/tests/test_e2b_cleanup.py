@@ -3,15 +3,12 @@ and what the command prints."""
 
 from __future__ import annotations
 
-import json
-
 import e2b
 import pytest
 from e2b_fakes import FakeE2BCloud
 from rlm_e2b import cleanup as e2b_cleanup
 
-from rlm_core.cli.cleanup import cleanup_main
-from rlm_core.plugins import reset_registry
+from rlm_core.testing.cleanup_command import check_cleanup_command_removes
 from rlm_core.testing.sandbox_lifecycle_contract import SandboxLifecycleContract
 
 
@@ -48,21 +45,7 @@ def test_an_unreachable_api_is_one_error_row(cloud: FakeE2BCloud) -> None:
 def test_the_command_lists_then_kills(
     cloud: FakeE2BCloud, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name, value in (("RLM_PLUGINS", "e2b"), ("DOCKER_HOST", "")):
-        monkeypatch.setenv(name, value)
     gone = SandboxLifecycleContract.dead_owner()
     left = cloud.leave(gone)
-    reset_registry()
-    try:
-        assert cleanup_main(["--dry-run", "--json"]) == 0
-        rows = json.loads(capsys.readouterr().out)
-        assert [(row["plugin"], row["id"], row["owner_pid"]) for row in rows] == [("e2b", left, gone.pid)]
-        assert cleanup_main([]) == 0
-        printed = capsys.readouterr().out.splitlines()
-    finally:
-        reset_registry()
-    assert printed[:2] == [
-        "e2b:",
-        f"  removed {left} (run {gone.run_id}, owner pid {gone.pid} on {gone.host})",
-    ]
+    check_cleanup_command_removes("e2b", left, gone, monkeypatch, capsys)
     assert cloud.sandboxes[left].ended

@@ -3,14 +3,11 @@ API, the command's output). Orphans, live owners and dry runs are the contract's
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from modal_fakes import FakeModalCloud
 from rlm_modal.cleanup import cleanup_sandboxes
 
-from rlm_core.cli.cleanup import cleanup_main
-from rlm_core.plugins import reset_registry
+from rlm_core.testing.cleanup_command import check_cleanup_command_removes
 from rlm_core.testing.sandbox_lifecycle_contract import SandboxLifecycleContract
 
 
@@ -35,17 +32,7 @@ def test_an_unreachable_service_is_an_error_entry(cloud: FakeModalCloud) -> None
 def test_rlm_cleanup_prints_modal_sandboxes(
     cloud: FakeModalCloud, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("RLM_PLUGINS", "modal")
-    monkeypatch.delenv("DOCKER_HOST", raising=False)
     owner = SandboxLifecycleContract.dead_owner()
     orphan = cloud.leave(owner)
-    reset_registry()
-    try:
-        assert cleanup_main(["--dry-run", "--json"]) == 0
-        listed = [e for e in json.loads(capsys.readouterr().out) if e["kind"] == "modal"]
-        assert [(e["id"], e["plugin"], e["run_id"]) for e in listed] == [(orphan, "modal", owner.run_id)]
-        assert cleanup_main([]) == 0
-        assert f"modal:\n  removed {orphan} (run {owner.run_id}" in capsys.readouterr().out
-    finally:
-        reset_registry()
+    check_cleanup_command_removes("modal", orphan, owner, monkeypatch, capsys)
     assert cloud.sandboxes[orphan].ended

@@ -28,7 +28,7 @@ from prime_sandboxes._proto.command_session import command_session_pb2 as pb
 from rlm_prime.transport import LABELS
 
 from rlm_core.environments.lifecycle import Owner
-from rlm_core.testing.local_cloud import LocalCloud, LocalSandbox, bind
+from rlm_core.testing.local_cloud import LocalCloud, LocalSandbox, bind, output_chunks
 
 REAL_CLIENT = prime_sandboxes.AsyncSandboxClient
 REAL_BLOCKING_CLIENT = prime_sandboxes.SandboxClient
@@ -212,28 +212,8 @@ class FakePrimeCloud(LocalCloud):
     async def _session_events(child: asyncio.subprocess.Process) -> AsyncIterator[pb.StartResponse]:
         """What the sandbox daemon streams for one command session: start, output, end."""
         yield _event(start=pb.CommandSessionEvent.StartEvent(pid=child.pid))
-        queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
-
-        async def pump(stream: asyncio.StreamReader | None, kind: str) -> None:
-            assert stream is not None
-            while chunk := await stream.read(1 << 16):
-                await queue.put((kind, chunk))
-            await queue.put((kind, b""))
-
-        pumps = [
-            asyncio.create_task(pump(child.stdout, "stdout")),
-            asyncio.create_task(pump(child.stderr, "stderr")),
-        ]
-        try:
-            open_streams = 2
-            while open_streams:
-                kind, chunk = await queue.get()
-                if not chunk:
-                    open_streams -= 1
-                    continue
+        async with contextlib.aclosing(output_chunks(child)) as chunks:
+            async for kind, chunk in chunks:
                 yield _event(data=pb.CommandSessionEvent.DataEvent(**{kind: chunk}))
-            code = await child.wait()
-            yield _event(end=pb.CommandSessionEvent.EndEvent(exit_code=code, exited=True))
-        finally:
-            for task in pumps:
-                task.cancel()
+        code = await child.wait()
+        yield _event(end=pb.CommandSessionEvent.EndEvent(exit_code=code, exited=True))

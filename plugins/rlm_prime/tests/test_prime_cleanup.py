@@ -3,15 +3,12 @@ and what the command prints."""
 
 from __future__ import annotations
 
-import json
-
 import prime_sandboxes
 import pytest
 from prime_fakes import FakePrimeCloud
 from rlm_prime import cleanup as prime_cleanup
 
-from rlm_core.cli.cleanup import cleanup_main
-from rlm_core.plugins import reset_registry
+from rlm_core.testing.cleanup_command import check_cleanup_command_removes
 from rlm_core.testing.sandbox_lifecycle_contract import SandboxLifecycleContract
 
 
@@ -49,21 +46,7 @@ def test_an_unreachable_api_is_one_error_row(cloud: FakePrimeCloud) -> None:
 def test_the_command_lists_then_deletes(
     cloud: FakePrimeCloud, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name, value in (("RLM_PLUGINS", "prime"), ("DOCKER_HOST", "")):
-        monkeypatch.setenv(name, value)
     gone = SandboxLifecycleContract.dead_owner()
     left = cloud.leave(gone)
-    reset_registry()
-    try:
-        assert cleanup_main(["--dry-run", "--json"]) == 0
-        rows = json.loads(capsys.readouterr().out)
-        assert [(row["plugin"], row["id"], row["owner_pid"]) for row in rows] == [("prime", left, gone.pid)]
-        assert cleanup_main([]) == 0
-        printed = capsys.readouterr().out.splitlines()
-    finally:
-        reset_registry()
-    assert printed[:2] == [
-        "prime:",
-        f"  removed {left} (run {gone.run_id}, owner pid {gone.pid} on {gone.host})",
-    ]
+    check_cleanup_command_removes("prime", left, gone, monkeypatch, capsys)
     assert cloud.sandboxes[left].ended
