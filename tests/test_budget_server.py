@@ -27,14 +27,7 @@ def server() -> Iterator[LoopbackLLMServer]:
 
 
 def make_rlm(server: LoopbackLLMServer, **kwargs: Any) -> RLM:
-    connection = {"base_url": server.base_url, "api_key": "test", "max_retries": 0}
-    return RLM(
-        backend="openai",
-        backend_kwargs={"model_name": ROOT, **connection},
-        other_backends=["openai"],
-        other_backend_kwargs=[{"model_name": SUB, **connection}],
-        **kwargs,
-    )
+    return RLM(**server.rlm_tiers(ROOT, SUB), **kwargs)
 
 
 def scripted(root_replies: list[str], sub_reply: str) -> Any:

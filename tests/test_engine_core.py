@@ -30,18 +30,8 @@ def server() -> Iterator[LoopbackLLMServer]:
         yield running
 
 
-def connection(server: LoopbackLLMServer) -> dict[str, Any]:
-    return {"base_url": server.base_url, "api_key": "test", "max_retries": 0}
-
-
 def make_rlm(server: LoopbackLLMServer, **kwargs: Any) -> RLM:
-    return RLM(
-        backend="openai",
-        backend_kwargs={"model_name": ROOT, **connection(server)},
-        other_backends=["openai"],
-        other_backend_kwargs=[{"model_name": SUB, **connection(server)}],
-        **kwargs,
-    )
+    return RLM(**server.rlm_tiers(ROOT, SUB), **kwargs)
 
 
 def by_turn(root_replies: list[str], sub_reply: str) -> Any:
@@ -128,11 +118,11 @@ def test_the_ledger_equals_the_servers_count_across_tiers_models_children_and_fa
     dead = {"base_url": f"http://127.0.0.1:{_dead_port()}/v1", "api_key": "test", "max_retries": 0}
     rlm = RLM(
         backend="openai",
-        backend_kwargs={"model_name": ROOT, **connection(server)},
+        backend_kwargs={"model_name": ROOT, **server.connection()},
         other_backends=["openai", "openai"],
         other_backend_kwargs=[
             {"model_name": "down-model", **dead},
-            {"model_name": SUB, **connection(server)},
+            {"model_name": SUB, **server.connection()},
         ],
         routing="fallback",
         max_depth=2,
@@ -159,7 +149,7 @@ def test_max_cost_stops_the_run_and_the_spend_stays_under_it(server: LoopbackLLM
     price = (1.0, 3.0)  # USD per million tokens
     rlm = RLM(
         backend="openai",
-        backend_kwargs={"model_name": ROOT, "price": price, **connection(server)},
+        backend_kwargs={"model_name": ROOT, "price": price, **server.connection()},
         max_cost=0.03,
         max_iterations=100,
     )

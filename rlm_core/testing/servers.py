@@ -180,6 +180,20 @@ class LoopbackLLMServer:
     def anthropic_base_url(self) -> str:
         return self.root_url
 
+    def connection(self, api_key: str = "test") -> dict[str, Any]:
+        """An openai client's keywords for this server, without retries: an injected fault shows at once."""
+        return {"base_url": self.base_url, "api_key": api_key, "max_retries": 0}
+
+    def rlm_tiers(self, root: str, sub: str) -> dict[str, Any]:
+        """``RLM(**server.rlm_tiers(root, sub), ...)``: a root and a sub tier that are two models of
+        this server, over the openai SDK."""
+        return {
+            "backend": "openai",
+            "backend_kwargs": {"model_name": root, **self.connection()},
+            "other_backends": ["openai"],
+            "other_backend_kwargs": [{"model_name": sub, **self.connection()}],
+        }
+
     # -- scripting ---------------------------------------------------------------------------
 
     def set_replies(self, replies: Replies) -> None:

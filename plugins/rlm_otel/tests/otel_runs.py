@@ -54,19 +54,9 @@ def count(shape: Shape) -> int:
     return 1 + sum(count(child) for child in shape[1])
 
 
-def connection(server: LoopbackLLMServer) -> dict[str, Any]:
-    return {"base_url": server.base_url, "api_key": "test", "max_retries": 0}
-
-
 def make_rlm(server: LoopbackLLMServer, **kwargs: Any) -> RLM:
     """An RLM whose root and sub tiers are two models of the loopback server, over the openai SDK."""
-    return RLM(
-        backend="openai",
-        backend_kwargs={"model_name": ROOT, **connection(server)},
-        other_backends=["openai"],
-        other_backend_kwargs=[{"model_name": SUB, **connection(server)}],
-        **kwargs,
-    )
+    return RLM(**server.rlm_tiers(ROOT, SUB), **kwargs)
 
 
 def scripted(

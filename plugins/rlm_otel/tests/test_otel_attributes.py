@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from otel_runs import FAN_OUT_TURNS, ROOT, SUB, connection, make_rlm, scripted
+from otel_runs import FAN_OUT_TURNS, ROOT, SUB, make_rlm, scripted
 from otel_spantree import attributes, roots
 
 from rlm_core import RLM
@@ -44,7 +44,7 @@ def test_the_run_span_says_how_the_run_ended_what_it_cost_and_where_the_answer_c
 ) -> None:
     server.reset()
     server.set_replies(scripted([repl("print(llm_query('hi'))"), repl("FINAL('42')")]))
-    settings = {**connection(server), "price": PRICE}
+    settings = {**server.connection(), "price": PRICE}
     with RLM(
         backend="openai",
         backend_kwargs={"model_name": ROOT, **settings},

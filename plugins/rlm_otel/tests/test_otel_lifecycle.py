@@ -8,7 +8,7 @@ from typing import Any
 
 import rlm_otel
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from otel_runs import ROOT, connection, make_rlm, scripted
+from otel_runs import ROOT, make_rlm, scripted
 from otel_spantree import attributes
 from rlm_otel.observer import SpanObserver
 
@@ -62,7 +62,7 @@ def test_a_reply_cut_at_its_cap_has_finish_reason_length(
     server.set_replies(scripted([repl("FINAL('" + "word " * 50 + "')")]))
     with RLM(
         backend="openai",
-        backend_kwargs={"model_name": ROOT, "max_tokens": 8, **connection(server)},
+        backend_kwargs={"model_name": ROOT, "max_tokens": 8, **server.connection()},
         max_iterations=1,
     ) as rlm:
         rlm.completion("context")
