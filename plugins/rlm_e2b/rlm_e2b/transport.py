@@ -183,9 +183,10 @@ class E2BTransport:
     async def run_quietly(self, script: str) -> None:
         """Run a shell line in the sandbox and wait for it; quiet if it fails or the sandbox is gone."""
         if (sandbox := self.sandbox) is not None:
-            run = sandbox.commands.run
             await lifecycle.quietly(
-                lambda: run(script, timeout=_COMMAND_TIMEOUT, request_timeout=_COMMAND_TIMEOUT),
+                lambda: sandbox.commands.run(
+                    script, timeout=_COMMAND_TIMEOUT, request_timeout=_COMMAND_TIMEOUT
+                ),
                 _COMMAND_TIMEOUT + 5,
             )
 
