@@ -26,10 +26,6 @@ def server() -> Iterator[LoopbackLLMServer]:
         yield running
 
 
-def make_rlm(server: LoopbackLLMServer, **kwargs: Any) -> RLM:
-    return RLM(**server.rlm_tiers(ROOT, SUB), **kwargs)
-
-
 def scripted(root_replies: list[str], sub_reply: str) -> Any:
     def reply(request: dict[str, Any]) -> str:
         if request["model"] == SUB:
@@ -48,7 +44,7 @@ def test_usage_summary_equals_what_the_server_counted(server: LoopbackLLMServer)
             "sub says hi",
         )
     )
-    result = make_rlm(server).completion("some context")
+    result = RLM(**server.rlm_tiers(ROOT, SUB)).completion("some context")
     assert result.response == "done"
     counted = server.model_totals
     usage = result.usage_summary.by_tier_model
@@ -75,7 +71,7 @@ def test_sub_budget_holds_by_the_servers_count(
         else f"out = []\nfor i in range({calls}):\n    out.append(llm_query('question %d' % i))"
     )
     server.set_replies(scripted([repl(call), repl("FINAL('finished')")], "word " * reply_words))
-    result = make_rlm(server, max_sub_tokens=limit).completion("ctx")
+    result = RLM(**server.rlm_tiers(ROOT, SUB), max_sub_tokens=limit).completion("ctx")
     assert result.response == "finished"
     sub = server.model_totals.get(SUB)
     spent = (sub.input_tokens + sub.output_tokens) if sub else 0
@@ -89,7 +85,7 @@ def test_root_budget_holds_by_the_servers_count(
 ) -> None:
     server.reset()
     server.set_replies(scripted([f"Still looking. {'word ' * reply_words}\n" + repl("print(1)")], "x"))
-    result = make_rlm(server, max_root_tokens=limit, max_iterations=50).completion("ctx")
+    result = RLM(**server.rlm_tiers(ROOT, SUB), max_root_tokens=limit, max_iterations=50).completion("ctx")
     root = server.model_totals.get(ROOT)
     spent = (root.input_tokens + root.output_tokens) if root else 0
     assert root is not None and root.requests >= 1  # the first prompt always fits these limits
