@@ -1,4 +1,5 @@
-"""The built-in openai client: the real openai SDK against the loopback server."""
+"""The built-in openai client against the loopback server, on both transports: the real openai SDK
+("sdk") and the lean HTTP path ("http"). Every test runs on each; the last ones compare the two."""
 
 from __future__ import annotations
 
@@ -25,6 +26,13 @@ KEY = "sk-loopback-secret-0123456789"
 
 # The kit's fixture (an installed rlm-core also registers it through the pytest11 entry point).
 openai_server = pytest_plugin.openai_server
+
+
+@pytest.fixture(autouse=True, params=["http", "sdk"])
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    # Through the documented process-wide default, so clients built inside a test use it too.
+    monkeypatch.setenv("RLM_OPENAI_TRANSPORT", request.param)
+    return str(request.param)
 
 
 @pytest.fixture
@@ -238,6 +246,17 @@ def test_the_sdk_client_is_created_once_and_recreated_after_close(server: Loopba
     assert client.complete(ask()).text and client._sync_client is not first
 
 
+def test_the_transport_in_use(server: LoopbackLLMServer, transport: str) -> None:
+    assert make(server).transport == transport
+    # What only the SDK does stays on the SDK whatever the default.
+    assert make(server, client_kwargs={"default_query": {"a": "b"}}).transport == "sdk"
+    assert make(server, transport="sdk").transport == "sdk"
+    with pytest.raises(ConfigurationError, match="default_query"):
+        make(server, transport="http", client_kwargs={"default_query": {"a": "b"}})
+    with pytest.raises(ConfigurationError, match="transport"):
+        make(server, transport="curl")
+
+
 def test_sdk_kwargs_fit_the_real_constructors(server: LoopbackLLMServer) -> None:
     import inspect
 
@@ -272,3 +291,165 @@ def test_import_rlm_core_does_not_import_the_sdks() -> None:
 def test_a_client_whose_constructor_failed_still_has_a_repr() -> None:
     half_built = OpenAIClient.__new__(OpenAIClient)  # as pytest shows it after __init__ raised
     assert repr(half_built) == "OpenAIClient(model_name='', stream=False)"
+
+
+# -- the two transports side by side ---------------------------------------------------------
+
+HEADERS_SERVERS_READ = ("authorization", "openai-organization", "openai-project", "x-team", "x-call")
+
+
+def test_both_transports_send_the_headers_servers_act_on(
+    server: LoopbackLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-env")
+    seen = []
+    for transport in ("sdk", "http"):
+        server.reset()
+        client = make(
+            server,
+            transport=transport,
+            default_headers={"x-team": "blue"},
+            client_kwargs={"organization": "org-1"},
+            extra_headers={"x-call": "one"},
+        )
+        client.complete(ask())
+        asyncio.run(client.acomplete(ask()))
+        for headers in server.request_headers:
+            seen.append((transport, {name: headers.get(name) for name in HEADERS_SERVERS_READ}))
+    expected = {
+        "authorization": f"Bearer {KEY}",
+        "openai-organization": "org-1",
+        "openai-project": "proj-env",
+        "x-team": "blue",
+        "x-call": "one",
+    }
+    assert [h for _, h in seen] == [expected] * 4, seen
+
+
+def test_the_base_url_comes_from_openai_base_url(
+    server: LoopbackLLMServer, monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    client = OpenAIClient(model_name="m", api_key=KEY)
+    assert client.complete(ask()).text and len(server.requests) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_both_transports_give_the_same_reply_fields(server: LoopbackLLMServer, stream: bool) -> None:
+    server.token_scores = lambda body, text: [("yes", -0.1), ("no", -2.5)]
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    request = LMRequest([Message("user", "Pick.")], max_tokens=5, response_schema=schema, top_logprobs=2)
+    server.set_replies(["yes it is a long reply"])
+    replies, bodies = [], []
+    for transport in ("sdk", "http"):
+        server.reset()
+        client = make(server, transport=transport, stream=stream)
+        replies.append(client.complete(request))
+        replies.append(asyncio.run(client.acomplete(request)))
+        bodies += server.requests
+    fields = [(r.text, r.usage, r.model, r.finish_reason, r.top_logprobs) for r in replies]
+    assert fields[0][4] == (("yes", -0.1), ("no", -2.5)) and fields[0][3] == "length"
+    assert fields == [fields[0]] * 4
+    assert all(b["response_format"] == bodies[0]["response_format"] for b in bodies)
+    assert bodies[0]["response_format"]["json_schema"]["schema"] == schema
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [
+        *[(400, False), (401, False), (403, False), (404, False), (408, True), (409, True)],
+        *[(422, False), (429, True), (500, True), (502, True), (503, True)],
+    ],
+)
+def test_both_transports_raise_the_same_error_for_each_status(
+    server: LoopbackLLMServer, status: int, retryable: bool
+) -> None:
+    errors = []
+    for transport in ("sdk", "http"):
+        server.reset()
+        server.fail_next(1, status=status)
+        with pytest.raises(ProviderError) as info:
+            make(server, transport=transport, max_retries=0).complete(ask())
+        errors.append((str(info.value), info.value.retryable))
+    assert errors[0] == errors[1] and errors[0][1] is retryable, errors
+    assert f"HTTP {status}" in errors[0][0] and "injected" in errors[0][0]
+
+
+def test_both_transports_do_not_retry_when_the_server_asks_for_more_than_two_minutes(
+    server: LoopbackLLMServer,
+) -> None:
+    for transport in ("sdk", "http"):
+        server.reset()
+        server.rate_limit_next(1, retry_after=500)
+        with pytest.raises(ProviderError, match="HTTP 429"):
+            make(server, transport=transport, max_retries=3).complete(ask())
+        assert len(server.requests) == 1, transport
+
+
+def test_the_lean_transport_matches_the_installed_sdks_defaults() -> None:
+    import openai
+    from openai import _constants
+
+    from rlm_core.clients import openai_http
+
+    assert openai_http.DEFAULT_MAX_RETRIES == openai.DEFAULT_MAX_RETRIES
+    assert _constants.DEFAULT_TIMEOUT.read == openai_http.DEFAULT_TIMEOUT
+    assert _constants.DEFAULT_TIMEOUT.connect == openai_http.DEFAULT_CONNECT_TIMEOUT
+    limits = _constants.DEFAULT_CONNECTION_LIMITS
+    assert limits.max_connections == openai_http.MAX_CONNECTIONS
+    assert limits.max_keepalive_connections == openai_http.MAX_KEEPALIVE_CONNECTIONS
+    assert _constants.INITIAL_RETRY_DELAY == openai_http.INITIAL_RETRY_DELAY
+    assert _constants.MAX_RETRY_DELAY == openai_http.MAX_RETRY_DELAY
+    assert _constants.MAX_RETRY_AFTER_DELAY == openai_http.MAX_RETRY_AFTER_DELAY
+
+
+def test_the_lean_transports_retry_policy_is_the_sdks() -> None:
+    import httpx2
+    import openai
+
+    from rlm_core.clients.openai_http import ChatHTTP, _retry_after
+
+    sdk = openai.OpenAI(api_key=KEY, base_url="http://127.0.0.1:9/v1")
+    lean = ChatHTTP(None, base_url="http://127.0.0.1:9/v1", headers={}, max_retries=2, timeout=None)
+    cases = [
+        (status, headers)
+        for status in (400, 404, 408, 409, 422, 429, 500, 503)
+        for headers in (
+            {},
+            {"x-should-retry": "true"},
+            {"x-should-retry": "false"},
+            {"retry-after": "1000"},
+            {"retry-after-ms": "250"},
+            {"retry-after": "1e400"},
+            {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"},
+        )
+    ]
+    for status, headers in cases:
+        response = httpx2.Response(status, headers=headers)
+        assert lean._retry_status(response) == sdk._should_retry(response), (status, headers)
+        ours, theirs = _retry_after(response.headers), sdk._parse_retry_after_header(response.headers)
+        assert (ours is None) == (theirs is None) and (ours is None or abs(ours - theirs) < 2), headers
+    assert lean._retry_delay(0, httpx2.Headers({"retry-after-ms": "250"})) == 0.25
+    for taken in range(6):
+        assert 0.75 * min(0.5 * 2**taken, 8.0) <= lean._retry_delay(taken, None) <= min(0.5 * 2**taken, 8.0)
+
+
+def test_a_run_on_the_lean_transport_never_imports_the_sdk(server: LoopbackLLMServer) -> None:
+    code = (
+        "import sys; from rlm_core import RLM; "
+        f"kwargs = {{'model_name': 'm', 'api_key': {KEY!r}, 'base_url': {server.base_url!r}}}; "
+        "r = RLM(backend='openai', backend_kwargs=kwargs | {'transport': 'http'}).completion('ctx'); "
+        "print(r.response, 'openai' in sys.modules)"
+    )
+    server.set_replies(["```repl\nFINAL('done')\n```"])
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.split() == ["done", "False"], result.stderr[-2000:]
+
+
+def test_the_lean_transport_never_shows_the_key(server: LoopbackLLMServer) -> None:
+    client = make(server, transport="http", api_key=KEY)
+    server.api_key = None
+    client.complete(ask())
+    lean = client._sync_client
+    assert KEY not in repr(lean) and KEY not in str(lean) and KEY not in repr(client)

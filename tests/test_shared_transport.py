@@ -1,9 +1,12 @@
-"""SDK clients of one process share one TLS context (building one costs ~40 ms); a caller's own
-http_client is used as given; calls still go through the real SDK to a loopback server."""
+"""Clients of one process share one TLS context (building one costs ~40 ms) on both transports (the
+SDK's and the lean one); a caller's own http_client is used as given (on the SDK); calls go to a
+loopback server."""
 
 from __future__ import annotations
 
 import asyncio
+
+import pytest
 
 from rlm_core.clients.openai_client import OpenAIClient
 from rlm_core.clients.transports import shared_ssl_context
@@ -11,14 +14,19 @@ from rlm_core.testing.servers import LoopbackLLMServer
 from rlm_core.types import LMRequest, Message
 
 
-def _ssl_context(sdk_client: object) -> object:
-    pool = sdk_client._client._transport._pool  # type: ignore[attr-defined]
-    return pool._ssl_context
+def _ssl_context(client: object) -> object:
+    # The SDK keeps its HTTP client in ``_client``; the lean transport in ``http``.
+    http = getattr(client, "http", None) or client._client  # type: ignore[attr-defined]
+    return http._transport._pool._ssl_context
 
 
-def test_clients_share_the_process_tls_context() -> None:
+@pytest.mark.parametrize("transport", ["http", "sdk"])
+def test_clients_share_the_process_tls_context(transport: str) -> None:
     with LoopbackLLMServer(["ok"]) as server:
-        clients = [OpenAIClient(model_name="m", base_url=server.base_url, api_key="k") for _ in range(2)]
+        clients = [
+            OpenAIClient(model_name="m", base_url=server.base_url, api_key="k", transport=transport)
+            for _ in range(2)
+        ]
         request = LMRequest([Message("user", "hi")])
         assert [c.complete(request).text for c in clients] == ["ok", "ok"]
 

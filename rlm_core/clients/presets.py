@@ -107,6 +107,8 @@ class AzureOpenAIClient(OpenAIClient):
 
     backend = "azure_openai"
     api_key_envs: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_API_KEY",)
+    # Deployment URLs, the api-version query, api-key / Entra ID auth: the SDK's AzureOpenAI does them.
+    http_transport: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -10,6 +10,7 @@ import inspect
 import json
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -20,7 +21,15 @@ from rlm_core.errors import ConfigurationError, ProviderError, RLMError
 from rlm_core.redact import Secret, redact_text, safe_repr
 from rlm_core.types import LMRequest, LMResponse, TokenUsage
 
-__all__ = ["IncompleteReplyError", "SDKChatClient", "fit_signature"]
+__all__ = [
+    "IncompleteReplyError",
+    "SDKChatClient",
+    "WireConnectionError",
+    "WireReplyError",
+    "WireStatusError",
+    "WireTimeoutError",
+    "fit_signature",
+]
 
 # Keys of backend_kwargs that would clash with what the client itself sends.
 _RESERVED_PARAMS = frozenset({"model", "messages", "stream", "stream_options", "system"})
@@ -31,6 +40,34 @@ _MAX_PROVIDER_TEXT = 400
 
 class IncompleteReplyError(RLMError):
     """A reply or stream ended before it held a message; clients turn it into ProviderError."""
+
+
+# Failures of a client's own HTTP path (one that does not go through the SDK, such as the openai
+# client's lean transport). Each mirrors the SDK exception named in its docstring, so that
+# ``_translate`` gives the caller the same ProviderError message and ``retryable`` flag either way.
+
+
+class WireStatusError(RLMError):
+    """An HTTP error status after the retries (the SDK's ``APIStatusError``). ``message`` is worded
+    as the SDK words it: ``Error code: <status>`` and `` - <error.message>`` when the body has one."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+class WireTimeoutError(RLMError):
+    """No reply within the timeout after the retries (the SDK's ``APITimeoutError``)."""
+
+
+class WireConnectionError(RLMError):
+    """The connection failed after the retries, or broke mid-stream (the SDK's ``APIConnectionError``);
+    the transport's own exception is its ``__cause__``."""
+
+
+class WireReplyError(RLMError):
+    """The provider reported an error inside a streamed reply (the SDK's ``APIError``)."""
 
 
 class SDKChatClient(BaseClient):
@@ -178,8 +215,7 @@ class SDKChatClient(BaseClient):
     def _get_sync_client(self) -> Any:
         with self._lock:
             if self._sync_client is None:
-                sync_cls, _ = self._sdk_classes()
-                self._sync_client = sync_cls(**self._with_shared_tls(self.sdk_client_kwargs(), False))
+                self._sync_client = self._new_client(asynchronous=False)
             return self._sync_client
 
     async def _get_async_client(self) -> Any:
@@ -193,8 +229,7 @@ class SDKChatClient(BaseClient):
             if entry is None:
                 for old in [old for old in self._async_clients if old.is_closed()]:
                     del self._async_clients[old]
-                _, async_cls = self._sdk_classes()
-                client = async_cls(**self._with_shared_tls(self.sdk_client_kwargs(), True))
+                client = self._new_client(asynchronous=True)
                 entry = self._async_clients[loop] = (client, _close_at_loop_end(client))
                 fresh = True
             else:
@@ -202,6 +237,13 @@ class SDKChatClient(BaseClient):
         if fresh:
             await entry[1].__anext__()
         return entry[0]
+
+    def _new_client(self, *, asynchronous: bool) -> Any:
+        """A new client object for ``_call``/``_acall``: the SDK's, unless a subclass has a leaner
+        one. An async one needs an awaitable ``close()``; a sync one a plain ``close()``."""
+        sync_cls, async_cls = self._sdk_classes()
+        cls = async_cls if asynchronous else sync_cls
+        return cls(**self._with_shared_tls(self.sdk_client_kwargs(), asynchronous))
 
     def _with_shared_tls(self, kwargs: dict[str, Any], asynchronous: bool) -> dict[str, Any]:
         # The process's one TLS context instead of a new one per SDK client (~40 ms each); a
@@ -289,22 +331,29 @@ class SDKChatClient(BaseClient):
     def _where(self) -> str:
         return redact_text(self.base_url) if self.base_url else "the provider's default endpoint"
 
-    def _retries(self, sdk: Any) -> int:
-        return (
-            self.max_retries if self.max_retries is not None else int(getattr(sdk, "DEFAULT_MAX_RETRIES", 2))
-        )
+    def _retries(self) -> int:
+        return self.max_retries if self.max_retries is not None else self._default_max_retries()
+
+    def _default_max_retries(self) -> int:
+        """The retries made when ``max_retries`` is not set: the SDK's default."""
+        return int(getattr(self._sdk(), "DEFAULT_MAX_RETRIES", 2))
 
     def _translate(self, exc: Exception) -> ProviderError | None:
         """A ProviderError for an SDK or wire failure; ``None`` for anything else (re-raised as is)."""
-        sdk = self._sdk()
+        # An SDK exception implies its module is loaded: a client on its own HTTP path never pays
+        # the SDK's import (about a second) just to look at an error.
+        sdk = sys.modules.get(self._sdk_module_name)
+
+        def sdk_error(name: str) -> bool:
+            return sdk is not None and isinstance(exc, getattr(sdk, name))
+
         who = f"{self.backend} model {self.model_name!r}"
-        retries = self._retries(sdk)
 
         def error(message: str, retryable: bool) -> ProviderError:
             return ProviderError(message, client=self.backend, model=self.model_name, retryable=retryable)
 
-        if isinstance(exc, sdk.APIStatusError):
-            status = exc.status_code
+        if isinstance(exc, WireStatusError) or sdk_error("APIStatusError"):
+            status = int(getattr(exc, "status_code", 0))
             said = self._redact(str(getattr(exc, "message", "") or exc))
             if status in (401, 403):
                 return error(
@@ -320,8 +369,8 @@ class SDKChatClient(BaseClient):
             if status in (408, 409, 429) or status >= 500:
                 kind = "rate limited" if status == 429 else "server error"
                 return error(
-                    f"{who}: HTTP {status}, {kind} ({said}), still failing after {retries} retries by the "
-                    "SDK. Raise backend_kwargs['max_retries'], lower concurrency, or try again later.",
+                    f"{who}: HTTP {status}, {kind} ({said}), still failing after {self._retries()} retries "
+                    "by the SDK. Raise backend_kwargs['max_retries'], lower concurrency, or try again later.",
                     True,
                 )
             return error(
@@ -329,28 +378,31 @@ class SDKChatClient(BaseClient):
                 f"the model's context window and the extra parameters {sorted(self.extra_params)}.",
                 False,
             )
-        if isinstance(exc, sdk.APITimeoutError):
+        # The SDK's APITimeoutError is an APIConnectionError: the timeout is asked about first.
+        if isinstance(exc, WireTimeoutError) or sdk_error("APITimeoutError"):
             limit = f"{self.timeout:g}s" if self.timeout is not None else "the SDK's default timeout"
             return error(
-                f"{who}: no reply within {limit} from {self._where()}, after {retries} retries by the SDK. "
-                "Raise backend_kwargs['timeout'] or check that the endpoint is responsive.",
+                f"{who}: no reply within {limit} from {self._where()}, after {self._retries()} retries by "
+                "the SDK. Raise backend_kwargs['timeout'] or check that the endpoint is responsive.",
                 True,
             )
-        if isinstance(exc, sdk.APIConnectionError):
+        if isinstance(exc, WireConnectionError) or sdk_error("APIConnectionError"):
             cause = exc.__cause__ or exc
             return error(
-                f"{who}: could not connect to {self._where()} ({self._redact(repr(cause))}), after {retries} "
-                "retries by the SDK. Is base_url right and the endpoint reachable from here?",
+                f"{who}: could not connect to {self._where()} ({self._redact(repr(cause))}), after "
+                f"{self._retries()} retries by the SDK. Is base_url right and the endpoint reachable from here?",
                 True,
             )
-        if isinstance(exc, (json.JSONDecodeError, IncompleteReplyError, sdk.APIResponseValidationError)):
+        if isinstance(exc, (json.JSONDecodeError, IncompleteReplyError)) or sdk_error(
+            "APIResponseValidationError"
+        ):
             return error(
                 f"{who}: the endpoint {self._where()} sent a reply that is not the expected JSON "
                 f"({self._redact(str(exc))}). Check that base_url points at an API that speaks "
                 f"{self.backend}'s protocol.",
                 False,
             )
-        if isinstance(exc, getattr(sdk, self._sdk_base_error)):
+        if isinstance(exc, WireReplyError) or sdk_error(self._sdk_base_error):
             return error(f"{who}: the SDK failed: {self._redact(str(exc))}", False)
         return None
 

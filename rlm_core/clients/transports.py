@@ -1,10 +1,11 @@
-"""One TLS context per process for the SDK clients' HTTP transports.
+"""One TLS context per process for the clients' HTTP transports, and the HTTP stack they use.
 
 Building a TLS context loads the CA bundle (about 40 ms), and every SDK client built one of its own,
 even for ``http://`` endpoints: every new RLM, child RLM and batch item paid it again. The context
 is immutable once built, so the clients of a process share it through the SDK's documented
 ``http_client=`` argument (its ``DefaultHttpxClient`` / ``DefaultAsyncHttpxClient``, which keep the
-SDK's own timeouts, connection limits and redirects).
+SDK's own timeouts, connection limits and redirects). The openai client's lean transport
+(``rlm_core.clients.openai_http``) builds its pools from the same HTTP stack and the same context.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import ssl
 import threading
 from typing import Any
 
-__all__ = ["sdk_http_client", "shared_ssl_context"]
+__all__ = ["http_module", "sdk_http_client", "shared_ssl_context"]
 
 _lock = threading.Lock()
 _context: ssl.SSLContext | None = None
@@ -25,13 +26,22 @@ def shared_ssl_context() -> ssl.SSLContext:
     global _context
     with _lock:
         if _context is None:
-            try:  # the HTTP stack of the SDK releases we support; older ones ship httpx
-                import httpx2 as httpx
-            except ImportError:  # pragma: no cover
-                import httpx  # type: ignore[no-redef]
-
-            _context = httpx.create_ssl_context()
+            _context = http_module().create_ssl_context()
         return _context
+
+
+def http_module() -> Any:
+    """The HTTP client library of the installed SDKs: ``httpx2`` (the SDK releases we support), else
+    ``httpx`` (older releases ship that). Both have the same API; one process uses one of them, so
+    its exception classes are the ones the SDKs and the lean transport see."""
+    try:
+        import httpx2
+
+        return httpx2
+    except ImportError:  # pragma: no cover - an SDK release from before httpx2
+        import httpx
+
+        return httpx
 
 
 def sdk_http_client(sdk: Any, *, asynchronous: bool) -> Any:
