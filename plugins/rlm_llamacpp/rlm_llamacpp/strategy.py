@@ -13,7 +13,12 @@ What it does, each step logged under its name:
   choices it asks for the sub-model's scores (``scores=True``) and picks each item's answer by
   batch calibration (Zhou et al., 2024): a 1.5B sub-model leans to one label for almost every
   item, yet ranks the items well, so dividing each choice's probability by its mean over the
-  batch recovers most labels; a client without scores gets the model's own picks;
+  batch recovers most labels; between two choices it first cuts the items' log-odds where they
+  fall apart into two groups (Otsu's method), which keeps the items' shares where batch
+  calibration pulls them towards an even split; a client without scores gets the model's own
+  picks. With choices it prints a tally of the answers;
+- after the question, one typed choice (``Choose``) asks the model which kind of question it is
+  (judge each item, look up, something else) and tells it the first step of the plan it picked;
 - after each turn without an answer it restates the question;
 - when the model sends a block it already ran and the output is the same, or replies in prose
   after its code ran, it asks for the final answer at once (the model's FINAL is still its own);
@@ -37,6 +42,7 @@ from rlm_core.guidance.strategy import (
     BaseStrategy,
     CapCall,
     CapOutput,
+    Choose,
     RunCode,
     StartView,
     Tell,
@@ -58,8 +64,8 @@ words (in any case) and returns them as a list.
 - list_items(): returns the items of `context` (its non-empty lines, or the elements of a list) and \
 prints how many there are and the first three.
 - ask_each(items, question, choices): asks a helper model the question about each item (with the \
-whole task beside it, so it knows what the choices mean) and returns the answers in order, each \
-one of the choices.
+whole task beside it, so it knows what the choices mean), prints how often each choice was answered, \
+and returns the answers in order, each one of the choices.
 - llm_query(prompt): asks a helper model about a short piece of text.
 
 Example 1, a question about an exact fact, "What is the launch code of the Aurora project?":
@@ -88,6 +94,7 @@ Me:
 t1 | The export button does nothing.
 t2 | Please add a dark mode.
 t3 | Login fails with error 500.
+ask_each: 3 answers. 'bug': 2, 'request': 1 (most often: 'bug'; least often: 'request')
 2 of 3
 ```
 You: FINAL(2)
@@ -153,10 +160,16 @@ _rlm_asked = {}
 _RLM_CALIBRATE_MIN = 8  # batch calibration needs a batch: fewer items are answered as asked
 
 
+def _rlm_log_odds(row):
+    return _math.log(max(row[0], 1e-300)) - _math.log(max(row[1], 1e-300))
+
+
 def _rlm_calibrated(scored, choices):
-    """Batch calibration: each item's choice probabilities divided by their mean over the batch, and
-    the likeliest after that; None for an item without scores. It removes the sub-model's lean
-    towards one choice whatever the item, assuming the batch is not all of one kind."""
+    """Each item's choice once the sub-model's lean towards one choice whatever the item is taken
+    out; None for an item without scores. Between two choices, the cut where the items' log-odds
+    fall apart into two groups (see _rlm_two_groups); otherwise, or without such a gap, batch
+    calibration: each item's choice probabilities divided by their mean over the batch, and the
+    likeliest after that (which assumes the batch is not mostly of one kind)."""
     rows = []
     for scores in scored:
         known = [v for v in scores.values() if v is not None] if isinstance(scores, dict) else []
@@ -169,12 +182,61 @@ def _rlm_calibrated(scored, choices):
     valid = [row for row in rows if row]
     if len(valid) < _RLM_CALIBRATE_MIN:
         return [choices[row.index(max(row))] if row else None for row in rows]
+    if len(choices) == 2:
+        cut = _rlm_two_groups([_rlm_log_odds(row) for row in valid])
+        if cut is not None:
+            return [(choices[0] if _rlm_log_odds(row) > cut else choices[1]) if row else None for row in rows]
     mean = [sum(row[k] for row in valid) / len(valid) for k in range(len(choices))]
     picked = []
     for row in rows:
         ratios = [row[k] / mean[k] for k in range(len(choices))] if row else None
         picked.append(choices[ratios.index(max(ratios))] if ratios else None)
     return picked
+
+
+def _rlm_two_groups(values):
+    """Where the values (each item's log-odds of the first of two choices) fall apart into two
+    groups, by Otsu's method: the cut that maximises the variance between the groups. None unless
+    that variance is more of the whole than the best cut of one normal distribution gives (2/pi):
+    without two groups there is no gap to find, and batch calibration decides. Unlike batch
+    calibration this keeps the shares the items have, so 8 of 40 stay 8 of 40."""
+    v = sorted(values)
+    n = len(v)
+    total = sum(v)
+    spread = sum((x - total / n) ** 2 for x in v) / n
+    if not spread:
+        return None
+    best, cut, left = 0.0, None, 0.0
+    for i in range(1, n):
+        left += v[i - 1]
+        if v[i] == v[i - 1]:
+            continue
+        between = (i / n) * ((n - i) / n) * (left / i - (total - left) / (n - i)) ** 2
+        if between > best:
+            best, cut = between, (v[i - 1] + v[i]) / 2
+    return cut if best / spread > 2 / _math.pi else None
+
+
+def _rlm_tally(answers, choices):
+    """Print how often each choice was answered, most often first, and warn when no choice begins
+    a word of the task (a plural still counts): the answers can only be counted in the task's own
+    labels, and small models copy the labels of a worked example."""
+    counts = {c: sum(1 for a in answers if a == c) for c in choices}
+    ranked = sorted(choices, key=lambda c: -counts[c])
+    line = ", ".join(f"{c!r}: {counts[c]}" for c in ranked)
+    other = len(answers) - sum(counts.values())
+    if other:
+        line += f", not one of the choices: {other}"
+    top, low = counts[ranked[0]], counts[ranked[-1]]
+    if len(ranked) > 1 and top != low:
+        most = [c for c in ranked if counts[c] == top]
+        least = [c for c in ranked if counts[c] == low]
+        line += f" (most often: {' and '.join(map(repr, most))}; least often: {' and '.join(map(repr, least))})"
+    print(f"ask_each: {len(answers)} answers. {line}")
+    task = _RLM_TASK.lower()
+    if task and not any(_re.search(r"\\b" + _re.escape(c.lower()), task) for c in choices):
+        print(f"(ask_each: none of the choices {choices!r} is a word of the task; if the task names "
+              "its own answers or labels, ask again with those as the choices)")
 
 
 def ask_each(items, question, choices=None):
@@ -187,7 +249,9 @@ def ask_each(items, question, choices=None):
     asked = [f"{background}Answer this about one item: {question}\\n\\nItem: {item}" for item in items]
     key = (tuple(asked), tuple(choices or ()))
     if key in _rlm_asked:
-        print("(ask_each: the same question about the same items was asked before; these are its answers)")
+        print(_RLM_ASKED_BEFORE)
+        if choices:
+            _rlm_tally(_rlm_asked[key], [str(c) for c in choices])
         return list(_rlm_asked[key])
     if choices:
         choices = [str(c) for c in choices]
@@ -204,6 +268,7 @@ def ask_each(items, question, choices=None):
             picks = llm_query_batched([asked[i] for i in missing], choices=choices)
             for i, pick in zip(missing, picks):
                 answers[i] = pick
+        _rlm_tally(answers, choices)
     else:
         answers = llm_query_batched(asked)
     if not any(isinstance(a, str) and a.startswith("Error: ") for a in answers):
@@ -214,16 +279,20 @@ def ask_each(items, question, choices=None):
 
 def helpers_code(question: str | None) -> str:
     """The helper cell, with the run's question bound as ``_RLM_TASK`` for ask_each's background."""
-    return f"_RLM_TASK = {question or ''!r}\n" + HELPERS
+    return f"_RLM_TASK = {question or ''!r}\n_RLM_ASKED_BEFORE = {ASKED_BEFORE!r}\n" + HELPERS
 
 
+# ask_each's note when it answers a repeated call from memory (the strategy reads it back).
+ASKED_BEFORE = "(ask_each: the same question about the same items was asked before; these are its answers)"
 _FINAL_RAISED = re.compile(r"\bFINAL(?:_VAR)?\(")
 _PYTHON_ERROR = re.compile(r"\b(NameError|SyntaxError)\b")
 
 
 class SmallModelStrategy(BaseStrategy):
     """Settings (``strategy_kwargs``): ``root_max_tokens`` (400), ``sub_max_tokens`` (200),
-    ``max_output_chars`` (4,000), ``helpers`` (True: define the REPL helpers before the first turn)."""
+    ``max_output_chars`` (4,000), ``helpers`` (True: define the REPL helpers before the first turn),
+    ``plan`` (True: with the helpers, ask the model which kind of question it is before its first
+    turn, and tell it the first step of the plan it picked)."""
 
     name = NAME
 
@@ -234,11 +303,13 @@ class SmallModelStrategy(BaseStrategy):
         sub_max_tokens: int = 200,
         max_output_chars: int = 4_000,
         helpers: bool = True,
+        plan: bool = True,
     ) -> None:
         self.root_max_tokens = root_max_tokens
         self.sub_max_tokens = sub_max_tokens
         self.max_output_chars = max_output_chars
         self.helpers = helpers
+        self.plan = plan
 
     def system_prompt(self, view: StartView) -> str | None:
         if not self.helpers:
@@ -261,6 +332,17 @@ class SmallModelStrategy(BaseStrategy):
                 )
             )
         actions.append(Tell(_restated(view.root_prompt, first=True), why="the question, and what to do"))
+        if self.helpers and self.plan:
+            actions.append(
+                Choose(
+                    PLAN_QUESTION,
+                    {
+                        name: (Tell(text, why=f"the model chose the plan {name!r}"),)
+                        for name, text in PLANS.items()
+                    },
+                    why="small models start on the wrong kind of code; a typed pick of the plan first",
+                )
+            )
         return actions
 
     def on_turn(self, view: TurnView) -> Sequence[Action]:
@@ -298,6 +380,22 @@ class SmallModelStrategy(BaseStrategy):
         actions.append(Tell(_restated(view.root_prompt), why="restate the question"))
         return actions
 
+
+PLAN_QUESTION = (
+    "Before your first code block, say which kind of question this is. 'judge each item': the "
+    "answer depends on what each of many items is (its label, kind, topic or tone; how many items "
+    "are of some kind; which kind is most or least common), which is not written in the text. "
+    "'look up': the answer is written in the text (a name, a number, a code, a date) and a search "
+    "for the question's words finds it. 'something else': neither."
+)
+PLANS = {
+    "judge each item": (
+        "Then: items = list_items(), and answers = ask_each(items, a short question about one item, "
+        "[each possible answer the task names]). ask_each prints how often each answer was given."
+    ),
+    "look up": "Then: call find_text with the most specific words of the question (a name, a number, a rare word).",
+    "something else": "Then: write code that computes the answer and prints it.",
+}
 
 FOUND_NOTHING = (
     "That found nothing: the text does not hold those words together. For an exact fact, try fewer "
@@ -354,11 +452,18 @@ def _times_run(cell: Any, history: Sequence[Any]) -> int:
 def _ran_before(cell: Any, history: Sequence[Any]) -> bool:
     """The same code ran earlier in the run (before this turn) and printed the same thing."""
     key = cell.code.strip()
-    output = cell.stdout + (cell.error or "")
+    output = _output_of(cell)
     return any(
         other is not cell
         and other.code.strip() == key
-        and other.stdout + (other.error or "") == output
+        and _output_of(other) == output
         and other.started_at < cell.started_at
         for other in history
     )
+
+
+def _output_of(cell: Any) -> str:
+    """What a cell printed, without ask_each's note that it answered a repeated call from memory:
+    a block sent again prints that note the second time only, and is still the same block."""
+    stdout = "".join(line for line in cell.stdout.splitlines(keepends=True) if line.strip() != ASKED_BEFORE)
+    return stdout + (cell.error or "")

@@ -14,7 +14,7 @@ from rlm_core import RLM
 from rlm_core.defaults import is_installed
 from rlm_core.engine.typed_answers import answer_spec, read_answer
 from rlm_core.events import EventKind
-from rlm_core.testing import ScriptedClient
+from rlm_core.testing.strategy_contract import scripted_model
 from rlm_core.types import LMRequest, Message
 
 pytestmark = pytest.mark.skipif(
@@ -92,14 +92,15 @@ def test_typed_batched_sub_calls_in_a_run_are_capped_by_the_small_model_strategy
         'choices=["yes", "no"])\n'
         "print(labels)"
     )
-    root = ScriptedClient([f"```repl\n{code}\n```", "FINAL(done)"], model_name="qwen2.5-coder-1.5b")
+    root = scripted_model((f"```repl\n{code}\n```", "FINAL(done)"), "qwen2.5-coder-1.5b")
     sub = LlamaCppClient(**SMOL)
     caps = CapCollector()
     rlm = RLM(backend=root, other_backends=[sub], logger=caps, strategy="small-model")
     result = rlm.completion("two messages", root_prompt="how many messages ask for money back?")
     rlm.close()
     sub.close()
-    output = next(m.content for m in reversed(root.requests[1].messages) if m.author == "engine")
+    second_turn = [r for r in root.requests if r.purpose == "root"][1]
+    output = next(m.content for m in reversed(second_turn.messages) if m.author == "engine")
     labels = output.split("```output\n")[1].split("\n")[0]
     assert all(label in ("yes", "no") for label in eval(labels)) and len(eval(labels)) == 2
     assert result.usage_summary.tier_total("sub").calls == 2
