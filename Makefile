@@ -79,6 +79,7 @@ quickstart: install
 
 bench: install
 	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/bench_cold_start.py
 	$(BIN)/python bench/bench_reference.py
 	$(BIN)/python bench/profile_engine.py
 
