@@ -25,7 +25,8 @@ class CallOutcome:
     it (an iteration for a root call, a sub-call or batched slot for ``llm_query``). ``client`` is
     the configured client's name, ``model`` the model that answered. ``usage_estimated`` is true when
     the provider reported no usage and the engine charged its own conservative estimate; ``cached``
-    when the answer came from a cache.
+    when the answer came from a cache. ``finish_reason`` is the provider's own (``stop``,
+    ``length``, ``tool_calls``, Anthropic's ``end_turn``/``max_tokens``, ...), None when it gave none.
     """
 
     span_id: str
@@ -43,6 +44,7 @@ class CallOutcome:
     usage_estimated: bool = False
     cached: bool = False
     parent_span_id: str | None = None
+    finish_reason: str | None = None
 
 
 @attrs.define

@@ -249,6 +249,7 @@ class Broker:
             cost=cost,
             usage_estimated=estimated,
             cached=response.cached,
+            finish_reason=response.finish_reason,
             **common,
         )
 
