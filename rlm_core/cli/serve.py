@@ -49,6 +49,14 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--limits-db", metavar="PATH", help="SQLite file of per-key limits, shared by servers"
     )
     server.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run the completions on a Ray cluster: ADDRESS (ray://host:10001, auto) or, without one, "
+        "a local cluster for this server (needs the ray extra)",
+    )
+    server.add_argument(
         "--profile", default="rlm", metavar="NAME", help="model name of the flags' profile (default: rlm)"
     )
     server.add_argument(
@@ -93,7 +101,7 @@ def load(args: argparse.Namespace) -> Any:
         config = ServeConfig(ServerSettings(), {profile.name: profile})
     changes = {
         name: getattr(args, name)
-        for name in ("host", "port", "keys_file", "limits_db")
+        for name in ("host", "port", "keys_file", "limits_db", "ray")
         if getattr(args, name) is not None
     }
     return attrs.evolve(config, server=attrs.evolve(config.server, **changes)) if changes else config

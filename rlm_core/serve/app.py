@@ -45,11 +45,16 @@ class Service:
     """What the routes share: profiles, keys, the limits ledger and the running completions."""
 
     def __init__(
-        self, config: ServeConfig, keys: KeyRing, limiter: Limiter, profiles: dict[str, ProfileRLM]
+        self,
+        config: ServeConfig,
+        keys: KeyRing,
+        limiter: Limiter,
+        profiles: dict[str, ProfileRLM],
+        remote: Any = None,
     ) -> None:
         self.config = config
         self.keys = keys
-        self.completions = Completions(profiles, limiter)
+        self.completions = Completions(profiles, limiter, remote)
         self.anonymous = ApiKey(ANONYMOUS, "", config.server.key_defaults)
         self.started = int(time.time())
 
@@ -191,6 +196,14 @@ class Service:
 
     def _outcome_error(self, outcome: Outcome) -> ApiError | None:
         result = outcome.result
+        if outcome.failed:
+            return ApiError(
+                502,
+                f"the completion's Ray worker failed ({outcome.failed}); its reservation is charged, "
+                "since what it spent is not known",
+                "server_error",
+                code="worker_failed",
+            )
         if outcome.cancelled:
             reason = (
                 "the server is shutting down"
@@ -266,12 +279,18 @@ def build_service(config: ServeConfig, keys: KeyRing) -> Service:
     limiter = Limiter(
         server.limits_db, min_tokens=max(100, server.min_request_tokens), min_usd=server.min_request_usd
     )
+    remote = None
     try:
         profiles = {name: ProfileRLM(profile) for name, profile in config.profiles.items()}
+        if server.ray is not None:
+            from rlm_core.serve.ray_runs import RayCompletions
+
+            address = None if server.ray == "local" else server.ray
+            remote = RayCompletions(config.profiles, address, server.ray_workers)
     except BaseException:
         limiter.close()
         raise
-    return Service(config, keys, limiter, profiles)
+    return Service(config, keys, limiter, profiles, remote)
 
 
 def create_app(service: Service) -> Starlette:

@@ -56,6 +56,8 @@ _SERVER_SETTINGS = {
     "key_defaults",
     "min_request_tokens",
     "min_request_usd",
+    "ray",
+    "ray_workers",
 }
 
 
@@ -73,6 +75,10 @@ class ServerSettings:
     min_request_tokens: int = 4_000
     min_request_usd: float = 0.01  # likewise for a key's daily USD ceiling
     key_defaults: KeyLimits = attrs.field(factory=KeyLimits)
+    # Run the completions on a Ray cluster: "local" (a cluster for this server, on this machine),
+    # "auto" or "ray://host:10001"; None runs them in this process.
+    ray: str | None = None
+    ray_workers: int | None = None  # worker actors (default: one per CPU of the cluster)
 
 
 @attrs.define(frozen=True)
@@ -135,6 +141,13 @@ def _server_settings(table: Mapping[str, Any]) -> ServerSettings:
     for name, kind in (("port", int), ("max_body_bytes", int), ("min_request_tokens", int)):
         if name in values and (isinstance(values[name], bool) or not isinstance(values[name], kind)):
             raise ConfigurationError(f"[server] {name} must be an integer, got {values[name]!r}")
+    if "ray" in values and not (isinstance(values["ray"], str) and values["ray"].strip()):
+        raise ConfigurationError(
+            f"[server] ray must be 'local', 'auto' or a cluster address, got {values['ray']!r}"
+        )
+    workers = values.get("ray_workers", 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigurationError(f"[server] ray_workers must be a positive integer, got {workers!r}")
     for name in ("keepalive_seconds", "grace_seconds", "min_request_usd"):
         value = values.get(name, 1.0)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:

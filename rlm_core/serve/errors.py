@@ -35,3 +35,8 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         error = {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}
         return {"error": error, **self.extra}
+
+
+class WorkerFailed(Exception):
+    """A completion's Ray worker failed outside the run (the actor died, or the profile's RLM could
+    not be built there): what it spent is not known (``rlm serve --ray``)."""

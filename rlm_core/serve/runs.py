@@ -15,7 +15,7 @@ import contextlib
 import contextvars
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -23,7 +23,7 @@ import attrs
 from rlm_core.config import RLMConfig
 from rlm_core.events import EventKind, RunEnded, RunEvent
 from rlm_core.serve.config import Profile
-from rlm_core.serve.errors import ApiError
+from rlm_core.serve.errors import ApiError, WorkerFailed
 from rlm_core.serve.limits import Limiter, Refusal, Reservation
 from rlm_core.types import RLMChatCompletion
 
@@ -36,6 +36,18 @@ class _Slot:
 
 
 _current: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("rlm_serve_slot", default=None)
+
+
+@contextlib.contextmanager
+def capture_result() -> Iterator[_Slot]:
+    """A slot that ``ResultCapture`` fills with the result of the top-level run this task starts
+    inside the block (a cancelled run's partial result included)."""
+    slot = _Slot()
+    token = _current.set(slot)
+    try:
+        yield slot
+    finally:
+        _current.reset(token)
 
 
 class ResultCapture:
@@ -60,6 +72,7 @@ class Outcome:
     result: RLMChatCompletion | None
     log_path: str | None
     cancelled: str | None = None  # "disconnect" | "shutdown"
+    failed: str | None = None  # why a Ray worker failed outside the run (rlm serve --ray)
 
 
 class ProfileRLM:
@@ -135,9 +148,10 @@ class ProfileRLM:
 class Completions:
     """The completions in flight in this process, and their limits ledger."""
 
-    def __init__(self, profiles: dict[str, ProfileRLM], limiter: Limiter) -> None:
+    def __init__(self, profiles: dict[str, ProfileRLM], limiter: Limiter, remote: Any = None) -> None:
         self.profiles = profiles
         self.limiter = limiter
+        self.remote = remote  # a RayCompletions (rlm serve --ray): the runs happen on its workers
         self._running: dict[asyncio.Task[Outcome], list[str]] = {}
         self.stopping = False
 
@@ -204,24 +218,42 @@ class Completions:
     ) -> Outcome:
         result: RLMChatCompletion | None = None
         cancelled: str | None = None
+        failed: str | None = None
         try:
-            rlm = profile.for_request(overrides, reservation.tokens, reservation.usd)
-            result = await rlm.acompletion(prompt, root_prompt)
+            if self.remote is None:
+                rlm = profile.for_request(overrides, reservation.tokens, reservation.usd)
+                result = await rlm.acompletion(prompt, root_prompt)
+            else:  # the worker applies the same limits to its own copy of the profile's RLM
+                result = await self.remote.complete(
+                    profile.profile.name,
+                    prompt,
+                    root_prompt,
+                    overrides,
+                    reservation.tokens,
+                    reservation.usd,
+                    slot,
+                )
         except asyncio.CancelledError:
             cancelled = reason[0] if reason else "shutdown"
             result = slot.result
+        except WorkerFailed as exc:
+            failed = str(exc)
         finally:
             ended = result or slot.result
             spent = ended.usage_summary.total if ended is not None else None
             tokens = spent.total_tokens if spent is not None else 0
             usd = (spent.cost or 0.0) if spent is not None else 0.0
+            if failed is not None:  # spent is not known: charge the reservation, so ceilings hold
+                tokens, usd = reservation.tokens, reservation.usd or 0.0
             settle = self.limiter.settle(reservation, tokens, usd)
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(settle)
-        log_path = profile.log_path(result.run_id) if result is not None else None
+        log_path = (result.log_path or profile.log_path(result.run_id)) if result is not None else None
         if cancelled:
             log.info("completion %s cancelled (%s)", result.run_id if result else "-", cancelled)
-        return Outcome(result, log_path, cancelled)
+        if failed:
+            log.error("completion failed on its Ray worker: %s", failed)
+        return Outcome(result, log_path, cancelled, failed)
 
     async def cancel_all(self, reason: str) -> None:
         """Cancel every running completion and wait until each has ended (sandboxes closed)."""
@@ -241,3 +273,5 @@ class Completions:
         for profile in self.profiles.values():
             with contextlib.suppress(Exception):
                 await profile.rlm.aclose()
+        if self.remote is not None:
+            await self.remote.aclose()
