@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -201,25 +202,33 @@ class RLM:
         )
         return env
 
-    def completion(self, prompt: Any, root_prompt: str | None = None) -> RLMChatCompletion:
-        """Run one RLM completion over ``prompt`` (the context: str, list or dict)."""
+    def completion(
+        self, prompt: Any, root_prompt: str | None = None, *, labels: Mapping[str, Any] | None = None
+    ) -> RLMChatCompletion:
+        """Run one RLM completion over ``prompt`` (the context: str, list or dict). ``labels``
+        (JSON values, e.g. ``{"user": "ana"}``) go into the log's metadata line as ``extra``."""
         if self.persistent:  # the REPL lives across turns, so every turn runs on the same loop
-            return self._loop.run(self.acompletion(prompt, root_prompt))
-        return run_sync(self.acompletion(prompt, root_prompt))
+            return self._loop.run(self.acompletion(prompt, root_prompt, labels=labels))
+        return run_sync(self.acompletion(prompt, root_prompt, labels=labels))
 
-    async def acompletion(self, prompt: Any, root_prompt: str | None = None) -> RLMChatCompletion:
+    async def acompletion(
+        self, prompt: Any, root_prompt: str | None = None, *, labels: Mapping[str, Any] | None = None
+    ) -> RLMChatCompletion:
         """``completion()``, natively async: many may run concurrently on one loop."""
         if self._closed:
             raise RLMError("this RLM was closed; create a new one")
+        _check_labels(labels)
         if self.persistent and not self._busy.acquire(blocking=False):
             raise RLMError("a persistent RLM runs one completion at a time; await the previous one first")
         try:
-            return await self._acompletion(prompt, root_prompt)
+            return await self._acompletion(prompt, root_prompt, dict(labels or {}))
         finally:
             if self.persistent:
                 self._busy.release()
 
-    async def _acompletion(self, prompt: Any, root_prompt: str | None) -> RLMChatCompletion:
+    async def _acompletion(
+        self, prompt: Any, root_prompt: str | None, labels: dict[str, Any]
+    ) -> RLMChatCompletion:
         emitter = Emitter(self.loggers, self._registry)
         budget = RunBudget(
             self.config.max_root_tokens,
@@ -252,6 +261,7 @@ class RLM:
             turn=turn,
             deadline=deadline,
             strategy=self.strategy,
+            labels=labels,
         )
         host.run = run
         try:
@@ -357,3 +367,15 @@ class RLM:
         options.setdefault("rlm_kwargs", self.init_kwargs)
         report = await arun_batch(items, options.pop("output", None), rlm=self, **options)
         return list(report.results)
+
+
+def _check_labels(labels: Mapping[str, Any] | None) -> None:
+    """Labels go into a JSON log line: say so now, not when the logger fails to write them."""
+    if labels is None:
+        return
+    if not isinstance(labels, Mapping) or not all(isinstance(k, str) for k in labels):
+        raise ConfigurationError(f"labels must be a dict with str keys, got {type(labels).__name__}")
+    try:
+        json.dumps(labels)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"labels must hold JSON values (str, numbers, lists, dicts): {exc}") from exc

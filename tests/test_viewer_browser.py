@@ -586,3 +586,54 @@ def test_long_texts_are_shortened_in_memory_and_read_again_on_request(
     slot = iteration(page, 1).locator("details.subcall").first
     slot.locator("summary").click()
     assert len(slot.locator("pre").nth(1).inner_text()) > shown >= 4_000
+
+
+def test_a_served_run_shows_the_key_and_profile_it_came_from(
+    page: Any, tmp_path: Path, server_for: Any
+) -> None:
+    """A real rlm serve run (a keyed request to profile 'p'), opened in the viewer from its logs."""
+    pytest.importorskip("starlette")
+    import httpx
+
+    from rlm_core.serve.config import parse_config
+    from rlm_core.serve.harness import ServerThread
+    from rlm_core.serve.keys import ApiKey, KeyRing, hash_key
+    from rlm_core.serve.limits import KeyLimits
+    from rlm_core.testing import LoopbackLLMServer, repl
+
+    logs = tmp_path / "served-logs"
+    with LoopbackLLMServer(lambda request: repl("FINAL('served answer')")) as llm:
+        connection = {"base_url": llm.base_url, "api_key": "k", "max_retries": 0}
+        config = parse_config(
+            {
+                "server": {"limits_db": str(tmp_path / "limits.sqlite3")},
+                "profiles": {
+                    "p": {
+                        "backend": "openai",
+                        "backend_kwargs": {"model_name": "root", **connection},
+                        "logger": f"jsonl:{logs}",
+                    }
+                },
+            }
+        )
+        keys = KeyRing([ApiKey("team-a", hash_key("key-a"), KeyLimits())])
+        with ServerThread(config, keys) as server:
+            body = {
+                "model": "p",
+                "messages": [{"role": "user", "content": "Who asked?"}],
+                "context": "some text",
+            }
+            reply = httpx.post(
+                f"{server.base_url}/chat/completions",
+                json=body,
+                headers={"Authorization": "Bearer key-a"},
+                timeout=60,
+            )
+            assert reply.status_code == 200, reply.text
+    page.goto(server_for(logs).url)
+    row = page.locator("#run-rows tr", has_text="Who asked?")
+    assert (
+        row.locator(".served").inner_text() == "served: profile p, key team-a"
+    )  # the key's name, never the key
+    open_run(page, "Who asked?")
+    assert fact(page, "Served") == "served: profile p, key team-a"

@@ -77,8 +77,10 @@ class Run:
         turn: int = 0,
         deadline: float | None = None,
         strategy: Strategy | None = None,
+        labels: dict[str, Any] | None = None,
     ) -> None:
         self.broker = broker
+        self.labels = dict(labels or {})  # the caller's labels for the log (RunMetadata.extra)
         self.emitter = emitter
         self.settings = settings
         self.environment = environment

@@ -1,6 +1,6 @@
 """What a run's log says about it when it starts (``RunMetadata``): its models and tiers, its limits,
-its context's shape, its question, its system prompt and who wrote it, its strategy and its place in
-the span tree."""
+its context's shape, its question, its system prompt and who wrote it, its strategy, its place in
+the span tree, and the caller's labels (``extra``: e.g. which key and profile of ``rlm serve``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from rlm_core._version import __version__
 from rlm_core.records import RunMetadata
+from rlm_core.redact import redact
 
 # The settings a run's log names in its metadata, as they are.
 SETTINGS_IN_METADATA = (
@@ -33,6 +34,7 @@ class DescribedRun(Protocol):
     strategy: Any
     settings: Any
     broker: Any
+    labels: dict[str, Any]
 
 
 def run_metadata(run: DescribedRun, system: str, system_author: str) -> RunMetadata:
@@ -55,5 +57,6 @@ def run_metadata(run: DescribedRun, system: str, system_author: str) -> RunMetad
         parent_span_id=run.parent_span_id,
         strategy=run.strategy.name if run.strategy is not None else None,
         system_prompt_author=system_author,
+        extra=dict(redact(run.labels)) if run.labels else {},
         **{name: getattr(run.settings, name) for name in SETTINGS_IN_METADATA},
     )

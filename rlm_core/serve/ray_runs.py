@@ -61,13 +61,14 @@ class _ServeWorker:
         overrides: Mapping[str, Any],
         tokens: int | None,
         usd: float | None,
+        labels: dict[str, Any],
     ) -> RLMChatCompletion:
         from rlm_core.serve.runs import capture_result
 
         rlm = self._profile(profile).for_request(overrides, tokens, usd)
         with capture_result() as slot:
             try:
-                result: RLMChatCompletion = await rlm.acompletion(prompt, root_prompt)
+                result: RLMChatCompletion = await rlm.acompletion(prompt, root_prompt, labels=labels)
                 return result
             except asyncio.CancelledError:
                 partial = slot.result
@@ -124,12 +125,15 @@ class RayCompletions:
         tokens: int | None,
         usd: float | None,
         slot: Any,
+        labels: dict[str, Any],
     ) -> RLMChatCompletion:
         """One completion on a worker. Cancelled, it cancels the worker's task, waits for that to end
         and puts the run's partial result in ``slot`` before the cancellation goes on."""
         worker = next(self._next)
         request_id = uuid.uuid4().hex
-        ref = worker.complete.remote(request_id, profile, prompt, root_prompt, dict(overrides), tokens, usd)
+        ref = worker.complete.remote(
+            request_id, profile, prompt, root_prompt, dict(overrides), tokens, usd, labels
+        )
         try:
             result: RLMChatCompletion = await ref
             return result

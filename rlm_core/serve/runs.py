@@ -38,6 +38,13 @@ class _Slot:
 _current: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("rlm_serve_slot", default=None)
 
 
+def served_labels(key_name: str, profile: str) -> dict[str, Any]:
+    """What a served run's log says of its request (``RunMetadata.extra``; the viewer shows it):
+    the profile and the name of the caller's API key (as ``caller``: a field named like a key
+    would be redacted, and the key itself is never written)."""
+    return {"served": {"profile": profile, "caller": key_name}}
+
+
 @contextlib.contextmanager
 def capture_result() -> Iterator[_Slot]:
     """A slot that ``ResultCapture`` fills with the result of the top-level run this task starts
@@ -220,9 +227,10 @@ class Completions:
         cancelled: str | None = None
         failed: str | None = None
         try:
+            labels = served_labels(reservation.key, profile.profile.name)
             if self.remote is None:
                 rlm = profile.for_request(overrides, reservation.tokens, reservation.usd)
-                result = await rlm.acompletion(prompt, root_prompt)
+                result = await rlm.acompletion(prompt, root_prompt, labels=labels)
             else:  # the worker applies the same limits to its own copy of the profile's RLM
                 result = await self.remote.complete(
                     profile.profile.name,
@@ -232,6 +240,7 @@ class Completions:
                     reservation.tokens,
                     reservation.usd,
                     slot,
+                    labels,
                 )
         except asyncio.CancelledError:
             cancelled = reason[0] if reason else "shutdown"

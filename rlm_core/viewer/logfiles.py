@@ -123,6 +123,9 @@ def summarize(path: Path) -> dict[str, Any]:
             "fields it does not know are left out (upgrade rlm-core to see them)"
         )
     summary["metadata"] = {k: v for k, v in metadata.items() if k not in ("system_prompt", "extra")}
+    served = (metadata.get("extra") or {}).get("served")
+    if isinstance(served, dict):  # a run of rlm serve: which key and profile asked for it
+        summary["metadata"]["served"] = {k: str(served.get(k, "")) for k in ("profile", "caller")}
     result, last_iteration = _last_lines(path, stat.st_size)
     if result is not None:
         summary["status"] = "complete"

@@ -170,6 +170,12 @@ function tierTotals(rows) {
   return tiers;
 }
 
+// A run of rlm serve names the profile (model name) of its request and its API key's name (caller).
+function servedText(served) {
+  if (!served || typeof served !== "object") return "";
+  return "served: profile " + (served.profile || "?") + ", key " + (served.caller || "?");
+}
+
 function listRow(run) {
   const meta = run.metadata || {};
   const result = run.result || null;
@@ -185,6 +191,7 @@ function listRow(run) {
     time: meta.started_at || run.modified || 0,
     root: meta.root_model || "",
     strategy: meta.strategy || "",
+    served: servedText(meta.served),
     subs: (meta.sub_models || []).join(", "),
     question: meta.root_prompt || "",
     answer: result ? result.response || "" : "",
@@ -288,7 +295,7 @@ function renderList(main, data) {
   function fillRows() {
     const q = listState.filter.trim().toLowerCase();
     const rows = listState.runs.filter((r) => !q ||
-      [r.file, r.root, r.strategy, r.subs, r.question, r.answer, r.stop, r.source, r.error].join(" ").toLowerCase().includes(q));
+      [r.file, r.root, r.strategy, r.served, r.subs, r.question, r.answer, r.stop, r.source, r.error].join(" ").toLowerCase().includes(q));
     const key = listState.sortKey;
     rows.sort((a, b) => {
       const x = a[key] ?? -Infinity, y = b[key] ?? -Infinity;
@@ -304,7 +311,8 @@ function renderList(main, data) {
             "aria-label": "Open the run started " + started + (r.question ? ": " + shorten(r.question, 120) : "") }, started),
           h("div", { class: "muted small" }, r.file)),
         h("td", { "data-label": "Root model" }, r.root || "—",
-          r.strategy ? h("div", { class: "muted small" }, "strategy " + r.strategy) : null),
+          r.strategy ? h("div", { class: "muted small" }, "strategy " + r.strategy) : null,
+          r.served ? h("div", { class: "muted small served" }, r.served) : null),
         h("td", { "data-label": "Sub models" }, r.subs || "—"),
         h("td", { "data-label": "Question", class: "wrap" }, shorten(r.question, 120) || "—"),
         h("td", { "data-label": "Answer", class: "wrap" }, shorten(r.answer, 120) || "—"),
@@ -625,6 +633,7 @@ function renderSummary(section, state) {
       source ? h("span", { class: "answer-source", id: "answer-source" }, " · " + source) : null]],
     ["Strategy", h("span", { id: "run-strategy", class: meta.strategy ? "strategy-name" : "muted" }, meta.strategy || "no strategy")],
     meta.system_prompt_author ? ["System prompt by", authorName(meta.system_prompt_author)] : null,
+    servedText(meta.extra && meta.extra.served) ? ["Served", h("span", { id: "run-served" }, servedText(meta.extra.served))] : null,
     ["Root model", meta.root_model || "—"],
     ["Sub models", (meta.sub_models || []).join(", ") || "—"],
     ["Started", fmtTime(meta.started_at)],
