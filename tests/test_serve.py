@@ -410,3 +410,27 @@ def test_a_config_file_with_a_bad_setting_is_a_usage_error(tmp_path: Path) -> No
     config.write_text('[profiles.p]\nbackend = "openai"\npersistent = true\n')
     done = rlm_cli("serve", "--config", str(config))
     assert done.returncode == 2 and "persistent cannot be set in a served profile" in done.stderr
+
+
+def test_a_profile_whose_sandbox_cannot_start_answers_502_that_says_why(
+    llm: LoopbackLLMServer, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-python"
+    config = parse_config(
+        {
+            "server": {"limits_db": str(tmp_path / "limits.sqlite3")},
+            "profiles": {
+                "broken": profile(llm, environment="subprocess", environment_kwargs={"python": str(missing)})
+            },
+        }
+    )
+    with ServerThread(config) as running:
+        response = post(running, json.dumps({"model": "broken", "messages": USER}).encode())
+        assert response.status_code == 502, response.text
+        error = error_of(response)
+        assert error["code"] == "completion_failed" and "no-such-python" in error["message"]
+        assert PROVIDER_KEY not in response.text
+        usage = running.service.completions.limiter.usage("anonymous")
+        assert usage.in_flight == 0 and usage.completions == 1  # the reservation was settled
+        # The server stays up: the next request to it gets its answer (a fresh error, not a hang).
+        assert post(running, json.dumps({"model": "broken", "messages": USER}).encode()).status_code == 502

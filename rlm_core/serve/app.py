@@ -196,13 +196,21 @@ class Service:
 
     def _outcome_error(self, outcome: Outcome) -> ApiError | None:
         result = outcome.result
-        if outcome.failed:
+        if outcome.failed and outcome.failed_code == "worker_failed":
             return ApiError(
                 502,
                 f"the completion's Ray worker failed ({outcome.failed}); its reservation is charged, "
                 "since what it spent is not known",
                 "server_error",
                 code="worker_failed",
+            )
+        if outcome.failed:
+            return ApiError(
+                502,
+                f"the completion could not run: {outcome.failed}",
+                "server_error",
+                code="completion_failed",
+                extra={"rlm": extension(result, outcome.log_path)},
             )
         if outcome.cancelled:
             reason = (

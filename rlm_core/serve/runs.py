@@ -21,7 +21,9 @@ from typing import Any
 import attrs
 
 from rlm_core.config import RLMConfig
+from rlm_core.errors import RLMError
 from rlm_core.events import EventKind, RunEnded, RunEvent
+from rlm_core.redact import redact_text
 from rlm_core.serve.config import Profile
 from rlm_core.serve.errors import ApiError, WorkerFailed
 from rlm_core.serve.limits import Limiter, Refusal, Reservation
@@ -79,7 +81,10 @@ class Outcome:
     result: RLMChatCompletion | None
     log_path: str | None
     cancelled: str | None = None  # "disconnect" | "shutdown"
-    failed: str | None = None  # why a Ray worker failed outside the run (rlm serve --ray)
+    # Why the completion failed outside its run, and the error code for the client: its sandbox
+    # could not start ("completion_failed"), or its Ray worker died ("worker_failed").
+    failed: str | None = None
+    failed_code: str = "completion_failed"
 
 
 class ProfileRLM:
@@ -226,6 +231,7 @@ class Completions:
         result: RLMChatCompletion | None = None
         cancelled: str | None = None
         failed: str | None = None
+        failed_code = "completion_failed"
         try:
             labels = served_labels(reservation.key, profile.profile.name)
             if self.remote is None:
@@ -246,13 +252,15 @@ class Completions:
             cancelled = reason[0] if reason else "shutdown"
             result = slot.result
         except WorkerFailed as exc:
-            failed = str(exc)
+            failed, failed_code = str(exc), "worker_failed"
+        except RLMError as exc:  # raised, not returned: the run's sandbox could not start
+            failed = f"{type(exc).__name__}: {redact_text(str(exc))[:600]}"
         finally:
             ended = result or slot.result
             spent = ended.usage_summary.total if ended is not None else None
             tokens = spent.total_tokens if spent is not None else 0
             usd = (spent.cost or 0.0) if spent is not None else 0.0
-            if failed is not None:  # spent is not known: charge the reservation, so ceilings hold
+            if failed_code == "worker_failed":  # spent is not known: charge the reservation, so ceilings hold
                 tokens, usd = reservation.tokens, reservation.usd or 0.0
             settle = self.limiter.settle(reservation, tokens, usd)
             with contextlib.suppress(asyncio.CancelledError):
@@ -261,8 +269,8 @@ class Completions:
         if cancelled:
             log.info("completion %s cancelled (%s)", result.run_id if result else "-", cancelled)
         if failed:
-            log.error("completion failed on its Ray worker: %s", failed)
-        return Outcome(result, log_path, cancelled, failed)
+            log.error("completion failed (%s): %s", failed_code, failed)
+        return Outcome(result, log_path, cancelled, failed, failed_code)
 
     async def cancel_all(self, reason: str) -> None:
         """Cancel every running completion and wait until each has ended (sandboxes closed)."""
