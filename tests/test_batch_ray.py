@@ -15,29 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ray_support import ray, ray_cluster  # noqa: F401 (a fixture every test here uses)
 from test_batch_support import ROOT, ServerProcess, question_for
 
 from rlm_core import RLM
 from rlm_core.batch import BatchLockedError, arun_batch, lock_path_for, run_batch
 from rlm_core.batch.holder import Holder
 
-try:
-    import ray
-except ImportError:  # pragma: no cover - depends on the machine
-    if os.environ.get("CI"):
-        raise  # CI installs the ray extra: a missing Ray there is a broken set-up, not a skip
-    pytest.skip(
-        "Ray is not installed (pip install 'rlm-core[ray]'); CI installs it and runs these tests",
-        allow_module_level=True,
-    )
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    # A local cluster on this machine only, stopped when the module is done.
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
 @pytest.fixture
@@ -57,7 +42,7 @@ def worker_pids() -> list[int]:
 
 
 async def test_a_killed_worker_loses_no_item_and_duplicates_none(
-    ray_cluster: None, server: ServerProcess, tmp_path: Path
+    server: ServerProcess, tmp_path: Path
 ) -> None:
     ids = [f"r{n:02d}" for n in range(60)]
     output = tmp_path / "results.jsonl"
@@ -89,9 +74,7 @@ async def test_a_killed_worker_loses_no_item_and_duplicates_none(
     assert report.summary.tokens <= server.tokens()  # retried items were asked, but counted once
 
 
-async def test_the_ledger_actor_holds_the_job_ceiling(
-    ray_cluster: None, server: ServerProcess, tmp_path: Path
-) -> None:
+async def test_the_ledger_actor_holds_the_job_ceiling(server: ServerProcess, tmp_path: Path) -> None:
     probe = await arun_batch(
         items(["r99"]), rlm_factory=RLM, rlm_kwargs=server.rlm_kwargs()
     )  # tokens of one item
@@ -113,7 +96,7 @@ async def test_the_ledger_actor_holds_the_job_ceiling(
 
 
 async def test_the_driver_holds_the_output_for_the_whole_ray_job(
-    ray_cluster: None, server: ServerProcess, tmp_path: Path
+    server: ServerProcess, tmp_path: Path
 ) -> None:
     output = tmp_path / "results.jsonl"
     seen: list[tuple[Holder | None, BaseException | None]] = []
@@ -148,9 +131,7 @@ async def test_the_driver_holds_the_output_for_the_whole_ray_job(
     assert not lock_path_for(output).exists()
 
 
-def test_rlm_batch_ray_joins_a_running_cluster(
-    ray_cluster: None, server: ServerProcess, tmp_path: Path
-) -> None:
+def test_rlm_batch_ray_joins_a_running_cluster(server: ServerProcess, tmp_path: Path) -> None:
     items_file = tmp_path / "items.jsonl"
     items_file.write_text("".join(json.dumps(item) + "\n" for item in items([f"c{n}" for n in range(10)])))
     output = tmp_path / "results.jsonl"

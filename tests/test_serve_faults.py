@@ -88,6 +88,20 @@ def config(tmp_path: Path, llm: LoopbackLLMServer, grace: float = 30.0, **settin
     )
 
 
+def post_in_background(server: ServerThread) -> tuple[threading.Thread, list[httpx.Response]]:
+    """A client posting USER to ``server`` from a thread; its response lands in the list."""
+    responses: list[httpx.Response] = []
+    client = threading.Thread(
+        target=lambda: responses.append(
+            httpx.post(
+                f"{server.base_url}/chat/completions", json={"model": "p", "messages": USER}, timeout=60
+            )
+        )
+    )
+    client.start()
+    return client, responses
+
+
 def cell_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "rlm-local-cell" and t.is_alive()]
 
@@ -170,15 +184,7 @@ def test_stopping_lets_runs_finish_within_the_grace_period(model: Model, tmp_pat
 
 def test_stopping_cancels_runs_past_the_grace_period_and_says_so(model: Model, tmp_path: Path) -> None:
     server = ServerThread(config(tmp_path, model.server, grace=0.2)).start()
-    responses: list[httpx.Response] = []
-    worker = threading.Thread(
-        target=lambda: responses.append(
-            httpx.post(
-                f"{server.base_url}/chat/completions", json={"model": "p", "messages": USER}, timeout=60
-            )
-        )
-    )
-    worker.start()
+    worker, responses = post_in_background(server)
     wait_until(lambda: model.subcalls() >= 1)
     server.stop()
     worker.join(30)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,30 +18,15 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-from test_serve_faults import USER, Model, check_cancelled_log, profile, wait_until
+from ray_support import ray, ray_cluster  # noqa: F401 (a fixture every test here uses)
+from test_serve_faults import USER, Model, check_cancelled_log, post_in_background, profile, wait_until
 
 from rlm_core.loggers.jsonl import read_trajectory
 from rlm_core.serve.config import parse_config
 from rlm_core.serve.harness import ServerThread
 from rlm_core.testing import LoopbackLLMServer, repl
 
-try:
-    import ray
-except ImportError:  # pragma: no cover - depends on the machine
-    if os.environ.get("CI"):
-        raise  # CI installs the ray extra: a missing Ray there is a broken set-up, not a skip
-    pytest.skip(
-        "Ray is not installed (pip install 'rlm-core[ray]'); CI installs it and runs these tests",
-        allow_module_level=True,
-    )
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    # A local cluster on this machine only, stopped when the module is done.
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
 @pytest.fixture
@@ -74,7 +58,7 @@ def worker_pids(server: ServerThread) -> list[int]:
 
 
 def test_completions_run_on_the_workers_and_each_key_is_charged_what_the_model_counted(
-    ray_cluster: None, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     with (
         LoopbackLLMServer(
@@ -102,9 +86,7 @@ def test_completions_run_on_the_workers_and_each_key_is_charged_what_the_model_c
         assert usage.tokens == llm.total_input_tokens + llm.total_output_tokens
 
 
-def test_a_client_that_leaves_cancels_the_run_on_its_worker(
-    ray_cluster: None, model: Model, tmp_path: Path
-) -> None:
+def test_a_client_that_leaves_cancels_the_run_on_its_worker(model: Model, tmp_path: Path) -> None:
     with ServerThread(ray_config(tmp_path, model.server)) as server:
 
         async def leave_mid_run() -> None:
@@ -128,18 +110,10 @@ def test_a_client_that_leaves_cancels_the_run_on_its_worker(
 
 
 def test_a_stop_past_the_grace_period_cancels_the_workers_runs_and_answers_503(
-    ray_cluster: None, model: Model, tmp_path: Path
+    model: Model, tmp_path: Path
 ) -> None:
     server = ServerThread(ray_config(tmp_path, model.server, grace=0.2)).start()
-    responses: list[httpx.Response] = []
-    client = threading.Thread(
-        target=lambda: responses.append(
-            httpx.post(
-                f"{server.base_url}/chat/completions", json={"model": "p", "messages": USER}, timeout=60
-            )
-        )
-    )
-    client.start()
+    client, responses = post_in_background(server)
     wait_until(lambda: model.subcalls() >= 1)
     server.stop()
     client.join(30)
@@ -154,18 +128,10 @@ def test_a_stop_past_the_grace_period_cancels_the_workers_runs_and_answers_503(
 
 
 def test_a_worker_killed_mid_run_answers_502_and_charges_the_whole_reservation(
-    ray_cluster: None, model: Model, tmp_path: Path
+    model: Model, tmp_path: Path
 ) -> None:
     with ServerThread(ray_config(tmp_path, model.server, workers=1)) as server:
-        responses: list[httpx.Response] = []
-        client = threading.Thread(
-            target=lambda: responses.append(
-                httpx.post(
-                    f"{server.base_url}/chat/completions", json={"model": "p", "messages": USER}, timeout=60
-                )
-            )
-        )
-        client.start()
+        client, responses = post_in_background(server)
         wait_until(lambda: model.subcalls() >= 1)
         remote = server.service.completions.remote
         assert remote is not None

@@ -14,6 +14,7 @@ from typing import Any
 from rlm_core.batch.items import BatchInputError, BatchItem
 from rlm_core.batch.ledger import JobLedger, LedgerState
 from rlm_core.batch.results import BatchResult
+from rlm_core.ray_cluster import connect
 
 # A killed worker is restarted and its items in flight are resubmitted to it by Ray; the driver
 # writes each item's result once, when its reference resolves, so a retry never writes twice.
@@ -158,12 +159,7 @@ class RayExecutor:
                 f"rlm_factory cannot be sent to Ray workers ({type(exc).__name__}: {exc}); give a class "
                 "or a module-level function"
             ) from exc
-        self._connected_here = not ray.is_initialized()
-        if self._connected_here:
-            if address is None:  # a local cluster for this job alone, on this machine only
-                ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
-            else:
-                ray.init(address=address, log_to_driver=False)
+        self._connected_here = connect(ray, address)  # None: a local cluster for this job alone
         count = workers or max(1, min(options.max_concurrent, int(ray.cluster_resources().get("CPU", 1))))
         per_worker = math.ceil(options.max_concurrent / count)
         ledger_actor = ray.remote(num_cpus=0)(_LedgerService)

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rlm_core.errors import ConfigurationError
+from rlm_core.ray_cluster import connect
 from rlm_core.redact import redact_text
 from rlm_core.serve.config import Profile
 from rlm_core.serve.errors import WorkerFailed
@@ -105,12 +106,7 @@ class RayCompletions:
                 f"the profiles cannot be sent to Ray workers ({type(exc).__name__}: {exc}); give backend "
                 "names and plain settings, not objects"
             ) from exc
-        self._connected_here = not ray.is_initialized()
-        if self._connected_here:
-            if address is None:
-                ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
-            else:
-                ray.init(address=address, log_to_driver=False)
+        self._connected_here = connect(ray, address)
         count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         actor = ray.remote(num_cpus=0)(_ServeWorker).options(max_concurrency=COMPLETIONS_PER_WORKER)
         self.workers = [actor.remote(profiles) for _ in range(count)]
