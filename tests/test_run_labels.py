@@ -15,12 +15,12 @@ from rlm_core.testing import ScriptedClient, repl
 def test_labels_are_written_into_the_metadata_line(tmp_path: Path) -> None:
     root = ScriptedClient([repl("FINAL('done')")], model_name="root")
     rlm = RLM(backend=root, logger=RLMLogger(log_dir=tmp_path))
-    result = rlm.completion("ctx", labels={"user": "ana", "token": "sk-abcdefghijklmnop1234"})
+    result = rlm.completion("ctx", labels={"user": "ana", "token": "sk-test-not-a-real-key"})
     assert result.response == "done" and result.log_path
     metadata = json.loads(Path(result.log_path).read_text().splitlines()[0])
     assert metadata["type"] == "metadata"
     assert metadata["extra"]["user"] == "ana"
-    assert "sk-abcdefghijklmnop1234" not in json.dumps(metadata)  # a secret-named label is redacted
+    assert "sk-test-not-a-real-key" not in json.dumps(metadata)  # a secret-named label is redacted
 
 
 def test_labels_that_are_not_json_are_refused_before_the_run() -> None:
